@@ -1,0 +1,149 @@
+"""The one backbone registry: name -> constructor, weights, preprocessing, feature size, groups.
+
+Like timm's ``register_model`` and torchvision's weights enums, a spec carries everything
+downstream code needs, so nothing guesses input sizes or normalisation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import TlcvError
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize the short side to ``resize_size``, centre-crop ``input_size``, normalise."""
+
+    input_size: int
+    resize_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+
+    def at_size(self, size: int) -> Preprocessing:
+        """Same crop ratio and normalisation at another input size (``--image-size``)."""
+        crop_pct = self.input_size / self.resize_size
+        return replace(self, input_size=int(size), resize_size=int(round(size / crop_pct)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        return cls(
+            input_size=int(data["input_size"]),
+            resize_size=int(data["resize_size"]),
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
+            interpolation=str(data.get("interpolation", "bilinear")),
+        )
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a backbone's pretrained weights come from, in the order they are tried."""
+
+    tag: str
+    url: str | None = None
+    # A file shipped inside an installed Python package (works offline on a fresh machine).
+    bundled: Callable[[], Path | None] | None = None
+    # Maps a foreign state dict onto the model's own key names (e.g. older exports).
+    remap: Callable[[dict, dict], dict] | None = None
+    # timm checkpoints are fetched by timm itself (HF hub cache, then download).
+    via_timm: bool = False
+    # Preprocessing these weights were trained with, when it differs from the spec's default.
+    preprocessing: Preprocessing | None = None
+
+    @property
+    def file_name(self) -> str | None:
+        return self.url.rsplit("/", 1)[-1] if self.url else None
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """An ordered slice of the network (stem ... last stage) for freezing and per-layer LRs."""
+
+    name: str
+    prefixes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    build: Callable[[], nn.Module]  # full ImageNet architecture, random init, no download
+    strip_head: Callable[[nn.Module], nn.Module]  # drop the 1000-way classifier -> (B, D)
+    feature_dim: int
+    preprocessing: Preprocessing
+    weights: tuple[WeightsInfo, ...]  # preferred first; empty when none exist
+    layer_groups: Callable[[nn.Module], list[LayerGroup]]
+    family: str = "torchvision"
+    description: str = ""
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+_DYNAMIC: list[tuple[str, Callable[[str], BackboneSpec]]] = []
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    for key in (spec.name, *spec.aliases):
+        if key in _REGISTRY:
+            raise ValueError(f"backbone {key!r} registered twice")
+        _REGISTRY[key] = spec
+    return spec
+
+
+def register_prefix(prefix: str, factory: Callable[[str], BackboneSpec]) -> None:
+    """Names like ``timm:<model>`` resolve through a factory instead of a fixed entry."""
+    _DYNAMIC.append((prefix, factory))
+
+
+def list_backbones() -> list[str]:
+    return sorted({spec.name for spec in _REGISTRY.values()})
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    for prefix, factory in _DYNAMIC:
+        if name.startswith(prefix):
+            return factory(name[len(prefix) :])
+    raise TlcvError(
+        f"unknown backbone {name!r}",
+        hint=f"choose one of: {', '.join(list_backbones())}, or any timm model as timm:<name> "
+        "(see `tlcv models`)",
+    )
+
+
+def assign_groups(model: nn.Module, groups: list[LayerGroup]) -> list[tuple[str, list[str]]]:
+    """Parameter names per layer group, in order; every trainable parameter lands in one group."""
+    out: list[tuple[str, list[str]]] = [(g.name, []) for g in groups]
+    leftover: list[str] = []
+    for pname, _ in model.named_parameters():
+        for idx, group in enumerate(groups):
+            if any(pname == p or pname.startswith(p + ".") for p in group.prefixes):
+                out[idx][1].append(pname)
+                break
+        else:
+            leftover.append(pname)
+    if leftover:
+        raise RuntimeError(f"parameters outside every layer group: {leftover[:5]}")
+    return [(name, names) for name, names in out if names]
+
+
+def sequential_groups(prefix: str, bounds: list[int], names: list[str]) -> list[LayerGroup]:
+    """Cut ``prefix`` (an nn.Sequential) at index ``bounds`` into named groups."""
+    groups = []
+    for name, start, stop in zip(names, bounds[:-1], bounds[1:], strict=True):
+        groups.append(LayerGroup(name, tuple(f"{prefix}.{i}" for i in range(start, stop))))
+    return groups
+
+
+def natural_key(text: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]

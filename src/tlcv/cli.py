@@ -1,0 +1,357 @@
+"""The ``tlcv`` command line: thin wrappers over the Python API (tlcv.api)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import TlcvError
+
+app = typer.Typer(
+    name="tlcv",
+    help="Transfer learning for computer vision: make a pretrained CNN good at your images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+weights_app = typer.Typer(help="Manage pretrained weights for offline use.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML file; keys match the flags "
+                                                "(flags given on the command line win).")]
+DataOpt = Annotated[str | None, typer.Option("--data", help="Image folder (CLASS/*.jpg, optional "
+                                             "train/ val/ test/), CSV manifest or .npz.")]
+BackboneOpt = Annotated[str | None, typer.Option("--backbone", help="Registry name (see `tlcv "
+                                                 "models`) or timm:<model>. [default: "
+                                                 "efficientnet_lite0]")]
+WeightsOpt = Annotated[str | None, typer.Option("--weights", help="'imagenet' (default source), "
+                                                "'none' (random) or a .pth/.pt/.safetensors file.")]
+ImageSizeOpt = Annotated[int | None, typer.Option("--image-size", help="Input size in pixels "
+                                                  "(default: the backbone's own).")]
+CacheOpt = Annotated[str | None, typer.Option("--cache", help="Feature cache folder [default: "
+                                              "$TLCV_CACHE or ~/.cache/tlcv/features].")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image "
+                                         "instead of skipping and listing it.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per batch.")]
+WorkersOpt = Annotated[int | None, typer.Option("--num-workers", help="Decoding processes "
+                                                "[default: by CPU count].")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+
+
+def _merge(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
+    """Values from ``--config`` fill every option the user did not type on the command line."""
+    if config is None:
+        return values
+    from .config import read_config_file
+
+    from_file = read_config_file(config, set(values))
+    merged = dict(values)
+    for key, value in from_file.items():
+        source = ctx.get_parameter_source(key)
+        if source in (None, click.core.ParameterSource.DEFAULT):
+            merged[key] = value
+    return merged
+
+
+def _need(values: dict, *keys: str) -> None:
+    for key in keys:
+        if values.get(key) in (None, ""):
+            raise TlcvError(f"missing --{key.replace('_', '-')}",
+                            hint=f"give it on the command line or as '{key}:' in --config")
+
+
+@app.command()
+def models(
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List registered backbones: parameters, feature size, input size, local weights.
+
+    Example: tlcv models --json
+    """
+    from .backbones import count_parameters, get_backbone_spec, list_backbones
+    from .backbones.weights import weights_available_locally
+
+    rows = []
+    for name in list_backbones():
+        spec = get_backbone_spec(name)
+        local = weights_available_locally(spec)
+        rows.append({
+            "name": name, "family": spec.family, "params": count_parameters(spec),
+            "feature_dim": spec.feature_dim, "input_size": spec.preprocessing.input_size,
+            "weights_local": local is not None, "weights": local or (
+                spec.weights[0].tag if spec.weights else None),
+            "description": spec.description,
+        })
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="tlcv backbones (any timm model also works as timm:<name>)")
+    for col in ("name", "params", "features", "input", "weights here", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], f"{r['params'] / 1e6:.1f}M", str(r["feature_dim"]),
+                      str(r["input_size"]),
+                      "[green]yes[/]" if r["weights_local"] else "[yellow]no[/]",
+                      r["description"])
+    out.print(table)
+
+
+@weights_app.command("import")
+def weights_import(
+    file: Annotated[Path, typer.Argument(help="A torchvision checkpoint, e.g. "
+                                         "mobilenet_v2-b0353104.pth.")],
+) -> None:
+    """Put a torchvision checkpoint where torchvision's own loader (and tlcv) find it.
+
+    Example: tlcv weights import ~/Downloads/mobilenet_v2-b0353104.pth
+    """
+    from .backbones import get_backbone_spec, list_backbones
+    from .backbones.weights import import_checkpoint
+
+    dest = import_checkpoint(file)
+    users = [n for n in list_backbones()
+             for w in get_backbone_spec(n).weights if w.file_name == dest.name]
+    out.print(f"imported {file} -> {dest} (sha256 prefix verified)")
+    if users:
+        out.print(f"used by: {', '.join(users)}")
+    else:
+        out.print("[yellow]no registered backbone names this file; pass it with --weights[/]")
+
+
+@weights_app.command("where")
+def weights_where() -> None:
+    """Print the folder pretrained checkpoints are looked up in (torch hub cache)."""
+    from .backbones.weights import hub_checkpoint_dir
+
+    print(hub_checkpoint_dir())
+
+
+@app.command()
+def extract(
+    ctx: typer.Context,
+    data: DataOpt = None,
+    backbone: BackboneOpt = None,
+    weights: WeightsOpt = None,
+    cache: CacheOpt = None,
+    image_size: ImageSizeOpt = None,
+    batch_size: BatchOpt = 64,
+    num_workers: WorkersOpt = None,
+    device: DeviceOpt = "auto",
+    strict: StrictOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Compute backbone features of every image and store them in the cache.
+
+    Re-runs compute only new or changed images; an interrupted run resumes. Under
+    `torchrun --nproc-per-node N` each process takes a disjoint share.
+
+    Example: tlcv extract --data photos/ --backbone mobilenet_v2 --weights mobilenet_v2-b0353104.pth
+    """
+    from .api import extract as extract_api
+    from .backbones import DEFAULT_BACKBONE
+    from .distributed import init_from_env
+
+    v = _merge(ctx, config, dict(data=data, backbone=backbone, weights=weights, cache=cache,
+                                 image_size=image_size, batch_size=batch_size,
+                                 num_workers=num_workers, device=device, strict=strict))
+    _need(v, "data")
+    v["backbone"] = v["backbone"] or DEFAULT_BACKBONE
+    v["weights"] = v["weights"] or "imagenet"
+    info = init_from_env()
+    fs = extract_api(progress=sys.stderr.isatty(), **v)
+    if info.is_main:
+        print(json.dumps({"images": len(fs.items) + len(fs.skipped), "extracted": len(fs.items),
+                          "computed": fs.computed, "cached": fs.cached,
+                          "skipped": len(fs.skipped), "feature_dim": int(fs.features.shape[1]),
+                          "skipped_files": [{"path": p, "reason": r} for p, r in fs.skipped]}))
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    data: DataOpt = None,
+    out_dir: Annotated[str | None, typer.Option("--out", help="Run folder to write.")] = None,
+    backbone: BackboneOpt = None,
+    weights: WeightsOpt = None,
+    strategy: Annotated[str, typer.Option("--strategy", help="features (frozen backbone + new "
+                                          "classifier).")] = "features",
+    classifier: Annotated[str, typer.Option("--classifier", help="For --strategy features: "
+                                            "logreg, svm, knn or mlp.")] = "logreg",
+    image_size: ImageSizeOpt = None,
+    per_class: Annotated[int | None, typer.Option("--per-class", help="Use at most K training "
+                                                  "images per class (few-shot).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for splits, subsets, training.")] = 0,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Validation share when "
+                                                "the data has no val/ folder.")] = 0.15,
+    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Test share when the "
+                                                 "data has no split folders.")] = 0.2,
+    batch_size: BatchOpt = 64,
+    num_workers: WorkersOpt = None,
+    cache: CacheOpt = None,
+    device: DeviceOpt = "auto",
+    strict: StrictOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in "
+                                            "--out.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Train a classifier on an image folder and write a self-contained run folder.
+
+    Example: tlcv train --data photos/ --out runs/photos
+    """
+    from .api import train as train_api
+
+    v = _merge(ctx, config, dict(
+        data=data, out=out_dir, backbone=backbone, weights=weights, strategy=strategy,
+        classifier=classifier, image_size=image_size, per_class=per_class, seed=seed,
+        val_fraction=val_fraction, test_fraction=test_fraction, batch_size=batch_size,
+        num_workers=num_workers, cache=cache, device=device, strict=strict, overwrite=overwrite))
+    _need(v, "data", "out")
+    from .backbones import DEFAULT_BACKBONE
+
+    v["backbone"] = v["backbone"] or DEFAULT_BACKBONE
+    v["weights"] = v["weights"] or "imagenet"
+    data_path, out_path = v.pop("data"), v.pop("out")
+    run = train_api(data_path, out_path, progress=sys.stderr.isatty(), **v)
+    if run is None:
+        return
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    table = Table(title=f"{run.info['backbone']} + {run.info.get('classifier', '')} -> {run.path}")
+    for col in ("split", "images", "accuracy", "balanced acc.", "macro-F1"):
+        table.add_column(col)
+    for split in ("train", "val", "test"):
+        m = metrics.get(split)
+        if m:
+            table.add_row(split, str(m["n"]), f"{m['accuracy']:.3f}",
+                          f"{m['balanced_accuracy']:.3f}", f"{m['macro_f1']:.3f}")
+    out.print(table)
+    notes = (run.path / "notes.txt").read_text().strip()
+    if notes:
+        err.print(f"[yellow]notes:[/]\n{notes}")
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    run: Annotated[Path, typer.Argument(help="Run folder written by `tlcv train`.")],
+    data: DataOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out_dir: Annotated[str | None, typer.Option("--out", help="Where to write the report "
+                                                "[default: RUN/eval/<data name>].")] = None,
+    cache: CacheOpt = None,
+    batch_size: BatchOpt = 64,
+    num_workers: WorkersOpt = None,
+    device: DeviceOpt = "auto",
+    strict: StrictOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Score every labelled image under --data: accuracy, balanced accuracy, macro-F1,
+    per-class table and a confusion-matrix PNG.
+
+    Example: tlcv evaluate runs/photos --data new_photos/ --json
+    """
+    from .api import evaluate as evaluate_api
+
+    v = _merge(ctx, config, dict(data=data, cache=cache, batch_size=batch_size,
+                                 num_workers=num_workers, device=device, strict=strict))
+    _need(v, "data")
+    m = evaluate_api(run, v.pop("data"), out=out_dir, progress=sys.stderr.isatty() and not json_out,
+                     **v)
+    if json_out:
+        print(json.dumps({k: val for k, val in m.items() if k not in ("confusion",)}))
+        return
+    out.print(f"accuracy {m['accuracy']:.4f}   balanced accuracy {m['balanced_accuracy']:.4f}   "
+              f"macro-F1 {m['macro_f1']:.4f}   images {m['n']}   skipped {m['skipped']}")
+    table = Table()
+    for col in ("class", "images", "recall", "precision", "F1"):
+        table.add_column(col)
+    for r in m["per_class"]:
+        if r["n"]:
+            table.add_row(r["class"], str(r["n"]), f"{r['recall']:.3f}", f"{r['precision']:.3f}",
+                          f"{r['f1']:.3f}")
+    out.print(table)
+    if m["unknown_classes"]:
+        err.print(f"[yellow]left out, classes the model never saw:[/] {m['unknown_classes']}")
+    out.print(f"confusion matrix: {m['confusion_png']}\nreport folder: {m['output_dir']}")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `tlcv train`.")],
+    paths: Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")],
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes per image.")] = 5,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    output: Annotated[Path | None, typer.Option("--output", help="Write to a file instead of "
+                                                "stdout.")] = None,
+    cache: CacheOpt = None,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "auto",
+    strict: StrictOpt = False,
+) -> None:
+    """Top-k classes for new images.
+
+    Example: tlcv predict runs/photos img1.jpg more_images/ --top-k 3 --format json
+    """
+    from .api import predict as predict_api
+    from .io import write_text
+
+    if fmt not in ("csv", "json"):
+        raise TlcvError(f"unknown --format {fmt!r}", hint="use csv or json")
+    results = predict_api(run, [str(p) for p in paths], top_k=top_k, cache=cache,
+                          batch_size=batch_size, device=device, strict=strict)
+    if fmt == "json":
+        text = json.dumps(results, indent=2) + "\n"
+    else:
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["path", "rank", "label", "score", "error"])
+        for r in results:
+            if "error" in r:
+                writer.writerow([r["path"], "", "", "", r["error"]])
+            for rank, t in enumerate(r.get("top", []), start=1):
+                writer.writerow([r["path"], rank, t["label"], t["score"], ""])
+        text = buf.getvalue()
+    if output:
+        write_text(output, text)
+        err.print(f"wrote {len(results)} predictions to {output}")
+    else:
+        sys.stdout.write(text)
+
+
+def main() -> None:
+    """Entry point: user errors become one clear message (no traceback), exit code 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        app(standalone_mode=False)
+    except TlcvError as exc:
+        err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err.print("[yellow]interrupted[/]: finished work is kept (cached features, written "
+                  "files); run the same command again to resume")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: finished work is kept (cached features, written "
+                  "files); run the same command again to resume")
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

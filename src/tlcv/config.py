@@ -1,0 +1,57 @@
+"""Typed run configuration. YAML keys match the CLI flags (``image-size`` or ``image_size``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from .backbones import DEFAULT_BACKBONE
+from .errors import TlcvError
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    backbone: str = DEFAULT_BACKBONE
+    weights: str = "imagenet"  # "imagenet" (registry default source), "none", or a file path
+    strategy: str = "features"
+    classifier: str = "logreg"
+    image_size: int | None = None
+    per_class: int | None = None
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    batch_size: int = 64
+    num_workers: int | None = None
+    cache: str | None = None
+    device: str = "auto"
+    strict: bool = False
+    overwrite: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_config_file(path: str | Path, allowed: set[str]) -> dict:
+    """Keys from a YAML file, normalised to parameter names and checked against ``allowed``."""
+    path = Path(path)
+    if not path.is_file():
+        raise TlcvError(f"config file not found: {path}", path=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise TlcvError(f"cannot parse {path}: {exc}", path=str(path)) from exc
+    if not isinstance(raw, dict):
+        raise TlcvError(f"{path} must hold a mapping of option: value", path=str(path))
+    values = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise TlcvError(f"unknown keys in {path}: {', '.join(unknown)}", path=str(path),
+                        hint=f"valid keys: {', '.join(sorted(allowed))}")
+    return values
+
+
+TRAIN_KEYS = {f.name for f in fields(TrainConfig)}

@@ -1,0 +1,151 @@
+"""Where labelled images come from: ImageFolder trees (with optional split folders), CSV
+manifests (``path,label``) and MedMNIST-style ``.npz`` files. Nothing is decoded here."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TlcvError
+from .decode import IMAGE_SUFFIXES, ImageItem, file_identity
+
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+@dataclass
+class Source:
+    """Items per split as found on disk (split "all" when the data has no split folders)."""
+
+    root: str
+    splits: dict[str, list[ImageItem]]
+    classes: list[str]
+    notes: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def all_items(self) -> list[ImageItem]:
+        return [item for items in self.splits.values() for item in items]
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _scan_class_tree(root: Path, notes: list[str], strict: bool) -> tuple[list[ImageItem], list[str]]:
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
+    loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if loose:
+        notes.append(
+            f"{root}: {len(loose)} image(s) lie directly in the folder, outside any class "
+            f"folder, and are ignored (e.g. {loose[0]})"
+        )
+    items: list[ImageItem] = []
+    classes: list[str] = []
+    for class_dir in class_dirs:
+        files = sorted(
+            p for p in class_dir.rglob("*")
+            if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not files:
+            message = f"class folder {class_dir} holds no images"
+            if strict:
+                raise TlcvError(message, hint="add images or remove the folder", path=str(class_dir))
+            notes.append(f"{message}; the class is left out")
+            continue
+        classes.append(class_dir.name)
+        items.extend(ImageItem(str(p), class_dir.name, file_identity(p)) for p in files)
+    return items, classes
+
+
+def _from_folder(root: Path, strict: bool) -> Source:
+    notes: list[str] = []
+    subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir() and _visible(p)}
+    split_dirs = {SPLIT_NAMES[k]: v for k, v in subdirs.items() if k in SPLIT_NAMES}
+    if split_dirs and len(split_dirs) == len(subdirs):
+        splits, class_sets = {}, {}
+        for split, path in split_dirs.items():
+            splits[split], class_sets[split] = _scan_class_tree(path, notes, strict)
+        classes = sorted(set().union(*class_sets.values()))
+    else:
+        items, classes = _scan_class_tree(root, notes, strict)
+        splits = {"all": items}
+    return Source(str(root), splits, classes, notes)
+
+
+def _from_csv(path: Path, strict: bool) -> Source:
+    notes: list[str] = []
+    missing: list[tuple[str, str]] = []
+    splits: dict[str, list[ImageItem]] = {}
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip().lower() for f in reader.fieldnames or []]
+        if "path" not in fields or "label" not in fields:
+            raise TlcvError(
+                f"CSV manifest needs a header with 'path' and 'label' columns, found {fields}",
+                hint="first line: path,label (optionally ,split)", path=str(path),
+            )
+        for line_no, row in enumerate(reader, start=2):
+            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+            file = Path(row["path"])
+            file = file if file.is_absolute() else path.parent / file
+            if not file.is_file():
+                reason = f"line {line_no}: file does not exist"
+                if strict:
+                    raise TlcvError(f"{path} {reason}: {file}", path=str(file),
+                                    hint="fix the path (relative paths are read from the CSV's folder)")
+                missing.append((str(file), reason))
+                continue
+            split = SPLIT_NAMES.get(row.get("split", "").lower(), "all")
+            splits.setdefault(split, []).append(ImageItem(str(file), row["label"], file_identity(file)))
+    if missing:
+        notes.append(f"{path}: {len(missing)} listed file(s) do not exist and are skipped")
+    classes = sorted({item.label for items in splits.values() for item in items})
+    return Source(str(path), splits, classes, notes, missing)
+
+
+def _from_npz(path: Path) -> Source:
+    with np.load(path, allow_pickle=False) as data:
+        names = set(data.files)
+        splits: dict[str, list[ImageItem]] = {}
+        identity = file_identity(path)
+        for split in ("train", "val", "test"):
+            if f"{split}_images" not in names:
+                continue
+            if f"{split}_labels" not in names:
+                raise TlcvError(f"{path} has {split}_images but no {split}_labels", path=str(path))
+            labels = np.asarray(data[f"{split}_labels"]).reshape(len(data[f"{split}_labels"]), -1)
+            if labels.shape[1] != 1:
+                raise TlcvError(f"{path}: multi-label {split}_labels are not supported", path=str(path))
+            splits[split] = [
+                ImageItem(f"{path}::{split}[{i}]", str(int(lab)), f"{identity}::{split}[{i}]")
+                for i, lab in enumerate(labels[:, 0])
+            ]
+    if not splits:
+        raise TlcvError(f"{path} holds no train_images / val_images / test_images arrays",
+                        hint="expected the MedMNIST layout", path=str(path))
+    classes = sorted({it.label for items in splits.values() for it in items}, key=int)
+    return Source(str(path), splits, classes)
+
+
+def discover(data: str | Path, *, strict: bool = False) -> Source:
+    """Find the labelled images under ``data`` (a folder, a .csv or a .npz)."""
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise TlcvError(f"data path does not exist: {path}", path=str(path),
+                        hint="give a folder of CLASS/ sub-folders, a CSV manifest or a .npz file")
+    if path.is_file() and path.suffix.lower() == ".csv":
+        source = _from_csv(path, strict)
+    elif path.is_file() and path.suffix.lower() == ".npz":
+        source = _from_npz(path)
+    elif path.is_dir():
+        source = _from_folder(path, strict)
+    else:
+        raise TlcvError(f"cannot read data from {path}", path=str(path),
+                        hint="expected a folder, a .csv manifest or a .npz file")
+    if not source.all_items():
+        raise TlcvError(f"no images found under {path}", path=str(path),
+                        hint="expected CLASS/image.jpg sub-folders (or train/ val/ test/ "
+                        f"folders of them); image types: {', '.join(sorted(IMAGE_SUFFIXES))}")
+    return source

@@ -1,0 +1,148 @@
+"""Extract backbone features for a list of images, through the cache, on one or many ranks."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..backbones import Backbone
+from ..data import ImageItem, image_loader, normalize
+from ..distributed import DistInfo, barrier, gather_objects, init_from_env
+from ..errors import BadImageError
+from .cache import FeatureCache, default_cache_dir, item_key
+
+
+@dataclass
+class FeatureSet:
+    """Features of the readable items, in input order, plus what was skipped and why."""
+
+    features: np.ndarray
+    items: list[ImageItem]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    computed: int = 0
+    cached: int = 0
+
+    @property
+    def labels(self) -> list[str | None]:
+        return [item.label for item in self.items]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def cache_for(backbone: Backbone, cache_dir: str | Path | None, device: torch.device) -> FeatureCache:
+    namespace = {
+        "backbone": backbone.name,
+        "weights": backbone.weights_id,
+        "preprocessing": backbone.preprocessing.to_dict(),
+        "precision": "amp" if device.type == "cuda" else "fp32",
+    }
+    return FeatureCache(cache_dir or default_cache_dir(), namespace)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), disable=not enabled,
+        transient=False,
+    )
+
+
+@torch.inference_mode()
+def _compute(
+    todo: list[ImageItem],
+    backbone: Backbone,
+    cache: FeatureCache,
+    device: torch.device,
+    *,
+    batch_size: int,
+    num_workers: int | None,
+    strict: bool,
+    shard_rows: int,
+    show_progress: bool,
+) -> list[tuple[str, str]]:
+    """Run the network over ``todo`` and store the features in shards; return skipped files."""
+    channels_last = device.type == "cuda" or backbone.spec.family == "torchvision"
+    model = backbone.to(device).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    autocast = (torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda"
+                else contextlib.nullcontext())
+    keys, rows, skipped = [], [], []
+
+    def flush() -> None:
+        if keys:
+            cache.write(list(keys), torch.cat(rows))
+            keys.clear()
+            rows.clear()
+
+    loader = image_loader(todo, backbone.preprocessing, batch_size, num_workers)
+    try:
+        with _progress(show_progress) as bar:
+            task = bar.add_task(f"extract {backbone.name}", total=len(todo), rate="")
+            for batch in loader:
+                for index, reason in batch.failures:
+                    if strict:
+                        raise BadImageError(reason, path=todo[index].path,
+                                            hint="fix or remove the file, or run without --strict "
+                                            "to skip unreadable images")
+                    skipped.append((todo[index].path, reason))
+                if batch.indices:
+                    x = normalize(batch.images, backbone.preprocessing, device, channels_last)
+                    with autocast:
+                        feats = model(x).float().cpu()
+                    keys.extend(item_key(todo[i].identity) for i in batch.indices)
+                    rows.append(feats)
+                if len(keys) >= shard_rows:
+                    flush()
+                done = bar.tasks[task].completed + len(batch.indices) + len(batch.failures)
+                speed = bar.tasks[task].speed
+                bar.update(task, completed=done, rate=f"{speed:.0f} img/s" if speed else "")
+    finally:
+        flush()  # whatever was computed survives an error or Ctrl-C
+    return skipped
+
+
+def extract_features(
+    items: list[ImageItem],
+    backbone: Backbone,
+    *,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    device: str | torch.device = "auto",
+    strict: bool = False,
+    shard_rows: int = 512,
+    progress: bool = False,
+    dist_info: DistInfo | None = None,
+) -> FeatureSet:
+    """Features for ``items``; cached ones are read, the rest computed (sharded over ranks)."""
+    dev = resolve_device(device)
+    info = dist_info or init_from_env()
+    cache = cache_for(backbone, cache_dir, dev)
+    keys = [item_key(item.identity) for item in items]
+    unique_missing = sorted({keys[i]: i for i in cache.missing(keys)}.values())
+    todo = [items[i] for i in unique_missing]
+    mine = todo[info.rank :: info.world_size]
+    skipped = _compute(mine, backbone, cache, dev, batch_size=batch_size,
+                       num_workers=num_workers, strict=strict, shard_rows=shard_rows,
+                       show_progress=progress and info.is_main) if mine else []
+    skipped = [s for part in gather_objects(skipped, info) for s in part]
+    barrier(info)
+    if info.is_main:
+        cache.compact()
+    barrier(info)
+    index = cache.index(refresh=True)
+    ok = [i for i, key in enumerate(keys) if key in index]
+    features = cache.read([keys[i] for i in ok]) if ok else np.empty(
+        (0, backbone.feature_dim), dtype=np.float32)
+    return FeatureSet(features, [items[i] for i in ok], skipped,
+                      computed=len(todo) - len(skipped), cached=len(items) - len(todo))

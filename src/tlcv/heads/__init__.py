@@ -1,0 +1,13 @@
+"""Heads: scikit-learn classifiers on features, exported as torch modules."""
+
+from .classifiers import (
+    CLASSIFIERS,
+    FeatureClassifier,
+    get_classifier,
+    head_from_state,
+    register_classifier,
+)
+from .modules import KNNHead, build_head
+
+__all__ = ["CLASSIFIERS", "FeatureClassifier", "KNNHead", "build_head", "get_classifier",
+           "head_from_state", "register_classifier"]

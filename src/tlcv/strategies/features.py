@@ -1,0 +1,90 @@
+"""Feature extraction: frozen pretrained features into a new classifier (scikit-learn)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from ..backbones import create_backbone
+from ..config import TrainConfig
+from ..data import ImageItem, discover, make_splits
+from ..distributed import init_from_env
+from ..evaluation import classification_metrics
+from ..features import extract_features
+from ..heads import get_classifier
+from ..runs import ClassifierModel, Run, RunWriter, load_run
+from . import register_strategy
+
+log = logging.getLogger("tlcv")
+
+
+def _select(features: np.ndarray, items: list[ImageItem], wanted: list[ImageItem]):
+    """Rows of ``features`` for the ``wanted`` items that were readable, in ``wanted`` order."""
+    row = {it.identity: i for i, it in enumerate(items)}
+    picked = [it for it in wanted if it.identity in row]
+    return features[[row[it.identity] for it in picked]], picked
+
+
+def score(head: torch.nn.Module, X: np.ndarray, labels: list[str], classes: list[str]) -> dict:
+    if len(X) == 0:
+        return classification_metrics(np.array([]), np.array([]), classes)
+    with torch.no_grad():
+        pred = head(torch.from_numpy(X)).argmax(1).numpy()
+    lookup = {c: i for i, c in enumerate(classes)}
+    return classification_metrics(np.array([lookup[lab] for lab in labels]), pred, classes)
+
+
+@register_strategy("features")
+def train_features(cfg: TrainConfig, progress: bool = False) -> Run | None:
+    info = init_from_env()
+    writer = RunWriter(cfg.out, overwrite=cfg.overwrite) if info.is_main else None
+    source = discover(cfg.data, strict=cfg.strict)
+    splits = make_splits(source, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                         per_class=cfg.per_class, seed=cfg.seed)
+    backbone = create_backbone(cfg.backbone, cfg.weights, cfg.image_size)
+    if writer:
+        writer.config({**cfg.to_dict(), "resolved": {
+            "preprocessing": backbone.preprocessing.to_dict(),
+            "weights_source": backbone.weights_source, "weights_id": backbone.weights_id,
+            "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test)}})
+    everything = splits.train + splits.val + splits.test
+    fs = extract_features(everything, backbone, cache_dir=cfg.cache, batch_size=cfg.batch_size,
+                          num_workers=cfg.num_workers, device=cfg.device, strict=cfg.strict,
+                          progress=progress, dist_info=info)
+    if not info.is_main:
+        return None
+    notes = list(splits.notes)
+    if fs.skipped:
+        notes.append(f"{len(fs.skipped)} unreadable image(s) skipped; see skipped.csv")
+    X_train, train_items = _select(fs.features, fs.items, splits.train)
+    y_train = np.array([it.label for it in train_items])
+    classes = sorted(set(y_train.tolist()))
+    lost = sorted(set(splits.classes) - set(classes))
+    if lost:
+        notes.append(f"class(es) with no readable training image, left out: {', '.join(lost)}")
+    if len(classes) < 2:
+        from ..errors import TlcvError
+
+        raise TlcvError("fewer than 2 classes have readable training images",
+                        hint="see skipped.csv in the run folder", path=cfg.data)
+    clf = get_classifier(cfg.classifier, seed=cfg.seed).fit(X_train, y_train)
+    head = clf.to_head()
+    metrics: dict[str, dict] = {}
+    for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+        X, picked = _select(fs.features, fs.items, [it for it in part if it.label in classes])
+        if picked:
+            metrics[name] = score(head, X, [it.label for it in picked], classes)
+    metrics["train"]["cv_accuracy"] = clf.cv_score_
+    metrics["selection"] = {"classifier": cfg.classifier, **{k: float(v) for k, v in
+                                                            clf.best_params_.items()},
+                            "chosen_by": "stratified CV on the training split"
+                            if clf.cv_score_ is not None else "default (too few images for CV)"}
+    model = ClassifierModel(backbone, head)
+    writer.skipped(fs.skipped)
+    writer.notes(notes)
+    writer.metrics(metrics)
+    writer.model(model, [str(c) for c in classes], clf.head_spec(),
+                 {"strategy": "features", "classifier": cfg.classifier})
+    return load_run(writer.path)

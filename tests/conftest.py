@@ -1,0 +1,49 @@
+"""Shared fixtures: real data from ../shared, small subsets, a private feature cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TLCV_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data"
+WEIGHTS = SHARED / "weights"
+MOBILENET_V2 = WEIGHTS / "mobilenet_v2-b0353104.pth"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not DATA.is_dir():
+        skip = pytest.mark.skip(reason=f"shared data not found at {DATA}")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Each test session gets its own feature cache and torch hub dir: no cross-talk."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("TLCV_CACHE", str(base / "feature-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(base / "torch-home"))
+    monkeypatch.setenv("TLCV_OFFLINE", "1")
+
+
+def link_subset(src: Path, dst: Path, per_class: int, classes: list[str] | None = None) -> Path:
+    """A small ImageFolder of symlinks to real images (nothing copied)."""
+    for class_dir in sorted(p for p in src.iterdir() if p.is_dir()):
+        if classes is not None and class_dir.name not in classes:
+            continue
+        target = dst / class_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for f in sorted(class_dir.iterdir())[:per_class]:
+            (target / f.name).symlink_to(f)
+    return dst
+
+
+@pytest.fixture
+def office_small(tmp_path) -> Path:
+    """4 Office-31 amazon classes, 12 images each."""
+    return link_subset(DATA / "office31" / "amazon", tmp_path / "office",
+                       12, ["back_pack", "bike", "calculator", "keyboard"])

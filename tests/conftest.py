@@ -45,5 +45,9 @@ def link_subset(src: Path, dst: Path, per_class: int, classes: list[str] | None 
 @pytest.fixture
 def office_small(tmp_path) -> Path:
     """4 Office-31 amazon classes, 12 images each."""
-    return link_subset(DATA / "office31" / "amazon", tmp_path / "office",
-                       12, ["back_pack", "bike", "calculator", "keyboard"])
+    return link_subset(
+        DATA / "office31" / "amazon",
+        tmp_path / "office",
+        12,
+        ["back_pack", "bike", "calculator", "keyboard"],
+    )

@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import DATA, MOBILENET_V2
+
 from tlcv.backbones import (
     create_backbone,
     get_backbone_spec,
@@ -13,8 +13,19 @@ from tlcv.backbones.weights import load_strict
 from tlcv.data import eval_transform, normalize, open_rgb
 from tlcv.errors import TlcvError
 
-REQUIRED = {"alexnet", "vgg11_bn", "vgg16", "googlenet", "resnet18", "resnet50", "mobilenet_v2",
-            "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_lite0"}
+REQUIRED = {
+    "alexnet",
+    "vgg11_bn",
+    "vgg16",
+    "googlenet",
+    "resnet18",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "efficientnet_lite0",
+}
 
 
 def test_registry_has_the_papers_milestones_and_efficient_nets():

@@ -9,5 +9,13 @@ from .api import evaluate, extract, predict, train  # noqa: E402
 from .backbones import create_backbone, list_backbones  # noqa: E402
 from .runs import load_run  # noqa: E402
 
-__all__ = ["__version__", "create_backbone", "evaluate", "extract", "list_backbones",
-           "load_run", "predict", "train"]
+__all__ = [
+    "__version__",
+    "create_backbone",
+    "evaluate",
+    "extract",
+    "list_backbones",
+    "load_run",
+    "predict",
+    "train",
+]

@@ -28,8 +28,9 @@ def train(data: str | Path, out: str | Path, *, progress: bool = False, **option
     valid = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(options) - valid)
     if unknown:
-        raise TlcvError(f"unknown option(s): {', '.join(unknown)}",
-                        hint=f"valid: {', '.join(sorted(valid))}")
+        raise TlcvError(
+            f"unknown option(s): {', '.join(unknown)}", hint=f"valid: {', '.join(sorted(valid))}"
+        )
     cfg = TrainConfig(data=str(data), out=str(out), **options)
     return get_strategy(cfg.strategy)(cfg, progress=progress)
 
@@ -50,9 +51,16 @@ def extract(
     """Embeddings of every image under ``data``, computed once and then served from the cache."""
     source = discover(data, strict=strict)
     net = create_backbone(backbone, weights, image_size)
-    fs = extract_features(source.all_items(), net, cache_dir=cache, batch_size=batch_size,
-                          num_workers=num_workers, device=device, strict=strict,
-                          progress=progress)
+    fs = extract_features(
+        source.all_items(),
+        net,
+        cache_dir=cache,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        strict=strict,
+        progress=progress,
+    )
     return fs
 
 
@@ -60,12 +68,20 @@ def _run(run: str | Path | Run) -> Run:
     return run if isinstance(run, Run) else load_run(run)
 
 
-def _scores(run: Run, items: list[ImageItem], *, cache, batch_size, num_workers, device,
-            strict, progress) -> tuple[np.ndarray, FeatureSet]:
+def _scores(
+    run: Run, items: list[ImageItem], *, cache, batch_size, num_workers, device, strict, progress
+) -> tuple[np.ndarray, FeatureSet]:
     model = run.load_model()
-    fs = extract_features(items, model.backbone, cache_dir=cache, batch_size=batch_size,
-                          num_workers=num_workers, device=device, strict=strict,
-                          progress=progress)
+    fs = extract_features(
+        items,
+        model.backbone,
+        cache_dir=cache,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        strict=strict,
+        progress=progress,
+    )
     with torch.no_grad():
         probs = torch.softmax(model.head(torch.from_numpy(fs.features)), dim=1).numpy()
     return probs, fs
@@ -94,37 +110,66 @@ def evaluate(
     known = set(run.classes)
     unknown = sorted({it.label for it in items} - known)
     if unknown and strict:
-        raise TlcvError(f"classes the model never saw: {', '.join(unknown)}",
-                        hint="evaluate on data with the run's classes: " + ", ".join(run.classes))
+        raise TlcvError(
+            f"classes the model never saw: {', '.join(unknown)}",
+            hint="evaluate on data with the run's classes: " + ", ".join(run.classes),
+        )
     scored = [it for it in items if it.label in known]
     if not scored:
-        raise TlcvError(f"no image under {data} belongs to the model's classes",
-                        hint="the run knows: " + ", ".join(run.classes[:20]))
-    probs, fs = _scores(run, scored, cache=cache, batch_size=batch_size,
-                        num_workers=num_workers, device=device, strict=strict, progress=progress)
+        raise TlcvError(
+            f"no image under {data} belongs to the model's classes",
+            hint="the run knows: " + ", ".join(run.classes[:20]),
+        )
+    probs, fs = _scores(
+        run,
+        scored,
+        cache=cache,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        strict=strict,
+        progress=progress,
+    )
     lookup = {c: i for i, c in enumerate(run.classes)}
     y_true = np.array([lookup[it.label] for it in fs.items], dtype=int)
     y_pred = probs.argmax(1) if len(probs) else np.array([], dtype=int)
     metrics = classification_metrics(y_true, y_pred, run.classes)
-    metrics.update({
-        "skipped": len(fs.skipped),
-        "skipped_files": [{"path": p, "reason": r} for p, r in fs.skipped],
-        "unknown_classes": {c: sum(it.label == c for it in items) for c in unknown},
-        "data": str(data),
-        "run": str(run.path),
-        "notes": source.notes,
-    })
+    metrics.update(
+        {
+            "skipped": len(fs.skipped),
+            "skipped_files": [{"path": p, "reason": r} for p, r in fs.skipped],
+            "unknown_classes": {c: sum(it.label == c for it in items) for c in unknown},
+            "data": str(data),
+            "run": str(run.path),
+            "notes": source.notes,
+        }
+    )
     out_dir = Path(out) if out else run.path / "eval" / Path(str(data)).resolve().name
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics["confusion_png"] = str(plot_confusion(
-        metrics["confusion"], run.classes, out_dir / "confusion.png",
-        title=f"{Path(str(data)).name}: accuracy {metrics['accuracy']:.3f}"))
+    metrics["confusion_png"] = str(
+        plot_confusion(
+            metrics["confusion"],
+            run.classes,
+            out_dir / "confusion.png",
+            title=f"{Path(str(data)).name}: accuracy {metrics['accuracy']:.3f}",
+        )
+    )
     write_json(out_dir / "metrics.json", metrics)
     write_text(out_dir / "per_class.csv", rows_to_csv(metrics["per_class"]))
-    write_text(out_dir / "predictions.csv", rows_to_csv([
-        {"path": it.path, "label": it.label, "predicted": run.classes[int(p)],
-         "score": f"{float(probs[i, p]):.4f}"}
-        for i, (it, p) in enumerate(zip(fs.items, y_pred, strict=True))]))
+    write_text(
+        out_dir / "predictions.csv",
+        rows_to_csv(
+            [
+                {
+                    "path": it.path,
+                    "label": it.label,
+                    "predicted": run.classes[int(p)],
+                    "score": f"{float(probs[i, p]):.4f}",
+                }
+                for i, (it, p) in enumerate(zip(fs.items, y_pred, strict=True))
+            ]
+        ),
+    )
     metrics["output_dir"] = str(out_dir)
     return metrics
 
@@ -135,8 +180,9 @@ def collect_images(paths: list[str | Path]) -> list[ImageItem]:
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
             items.extend(ImageItem(str(p), None, file_identity(p)) for p in files)
         elif path.is_file():
             items.append(ImageItem(str(path), None, file_identity(path)))
@@ -160,10 +206,20 @@ def predict(
     run = _run(run)
     items = collect_images(paths)
     if not items:
-        raise TlcvError("no images found in the given paths",
-                        hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}")
-    probs, fs = _scores(run, items, cache=cache, batch_size=batch_size,
-                        num_workers=num_workers, device=device, strict=strict, progress=False)
+        raise TlcvError(
+            "no images found in the given paths",
+            hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}",
+        )
+    probs, fs = _scores(
+        run,
+        items,
+        cache=cache,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        strict=strict,
+        progress=False,
+    )
     k = max(1, min(top_k, len(run.classes)))
     by_path = {it.path: i for i, it in enumerate(fs.items)}
     errors = dict(fs.skipped)
@@ -172,8 +228,15 @@ def predict(
         if it.path in by_path:
             row = probs[by_path[it.path]]
             top = np.argsort(-row)[:k]
-            results.append({"path": it.path, "top": [
-                {"label": run.classes[int(c)], "score": round(float(row[c]), 6)} for c in top]})
+            results.append(
+                {
+                    "path": it.path,
+                    "top": [
+                        {"label": run.classes[int(c)], "score": round(float(row[c]), 6)}
+                        for c in top
+                    ],
+                }
+            )
         else:
             results.append({"path": it.path, "error": errors.get(it.path, "unreadable")})
     return results

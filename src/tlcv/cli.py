@@ -25,27 +25,56 @@ app = typer.Typer(
 )
 weights_app = typer.Typer(help="Manage pretrained weights for offline use.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
-out = Console()
+console = Console()
 err = Console(stderr=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML file; keys match the flags "
-                                                "(flags given on the command line win).")]
-DataOpt = Annotated[str | None, typer.Option("--data", help="Image folder (CLASS/*.jpg, optional "
-                                             "train/ val/ test/), CSV manifest or .npz.")]
-BackboneOpt = Annotated[str | None, typer.Option("--backbone", help="Registry name (see `tlcv "
-                                                 "models`) or timm:<model>. [default: "
-                                                 "efficientnet_lite0]")]
-WeightsOpt = Annotated[str | None, typer.Option("--weights", help="'imagenet' (default source), "
-                                                "'none' (random) or a .pth/.pt/.safetensors file.")]
-ImageSizeOpt = Annotated[int | None, typer.Option("--image-size", help="Input size in pixels "
-                                                  "(default: the backbone's own).")]
-CacheOpt = Annotated[str | None, typer.Option("--cache", help="Feature cache folder [default: "
-                                              "$TLCV_CACHE or ~/.cache/tlcv/features].")]
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image "
-                                         "instead of skipping and listing it.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="YAML file; keys match the flags (flags given on the command line win)."
+    ),
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="Image folder (CLASS/*.jpg, optional train/ val/ test/), CSV manifest or .npz.",
+    ),
+]
+BackboneOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backbone",
+        help="Registry name (see `tlcv models`) or timm:<model>. [default: efficientnet_lite0]",
+    ),
+]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        help="'imagenet' (default source), 'none' (random) or a .pth/.pt/.safetensors file.",
+    ),
+]
+ImageSizeOpt = Annotated[
+    int | None,
+    typer.Option("--image-size", help="Input size in pixels (default: the backbone's own)."),
+]
+CacheOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache", help="Feature cache folder [default: $TLCV_CACHE or ~/.cache/tlcv/features]."
+    ),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict", help="Stop at the first unreadable image instead of skipping and listing it."
+    ),
+]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per batch.")]
-WorkersOpt = Annotated[int | None, typer.Option("--num-workers", help="Decoding processes "
-                                                "[default: by CPU count].")]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--num-workers", help="Decoding processes [default: by CPU count].")
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 
 
@@ -59,7 +88,8 @@ def _merge(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> d
     merged = dict(values)
     for key, value in from_file.items():
         source = ctx.get_parameter_source(key)
-        if source in (None, click.core.ParameterSource.DEFAULT):
+        # typer vendors its own click: compare the source by name, not by enum identity.
+        if getattr(source, "name", "DEFAULT") in ("DEFAULT", "DEFAULT_MAP"):
             merged[key] = value
     return merged
 
@@ -67,8 +97,10 @@ def _merge(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> d
 def _need(values: dict, *keys: str) -> None:
     for key in keys:
         if values.get(key) in (None, ""):
-            raise TlcvError(f"missing --{key.replace('_', '-')}",
-                            hint=f"give it on the command line or as '{key}:' in --config")
+            raise TlcvError(
+                f"missing --{key.replace('_', '-')}",
+                hint=f"give it on the command line or as '{key}:' in --config",
+            )
 
 
 @app.command()
@@ -86,13 +118,18 @@ def models(
     for name in list_backbones():
         spec = get_backbone_spec(name)
         local = weights_available_locally(spec)
-        rows.append({
-            "name": name, "family": spec.family, "params": count_parameters(spec),
-            "feature_dim": spec.feature_dim, "input_size": spec.preprocessing.input_size,
-            "weights_local": local is not None, "weights": local or (
-                spec.weights[0].tag if spec.weights else None),
-            "description": spec.description,
-        })
+        rows.append(
+            {
+                "name": name,
+                "family": spec.family,
+                "params": count_parameters(spec),
+                "feature_dim": spec.feature_dim,
+                "input_size": spec.preprocessing.input_size,
+                "weights_local": local is not None,
+                "weights": local or (spec.weights[0].tag if spec.weights else None),
+                "description": spec.description,
+            }
+        )
     if json_out:
         print(json.dumps(rows, indent=2))
         return
@@ -100,17 +137,22 @@ def models(
     for col in ("name", "params", "features", "input", "weights here", "description"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], f"{r['params'] / 1e6:.1f}M", str(r["feature_dim"]),
-                      str(r["input_size"]),
-                      "[green]yes[/]" if r["weights_local"] else "[yellow]no[/]",
-                      r["description"])
-    out.print(table)
+        table.add_row(
+            r["name"],
+            f"{r['params'] / 1e6:.1f}M",
+            str(r["feature_dim"]),
+            str(r["input_size"]),
+            "[green]yes[/]" if r["weights_local"] else "[yellow]no[/]",
+            r["description"],
+        )
+    console.print(table)
 
 
 @weights_app.command("import")
 def weights_import(
-    file: Annotated[Path, typer.Argument(help="A torchvision checkpoint, e.g. "
-                                         "mobilenet_v2-b0353104.pth.")],
+    file: Annotated[
+        Path, typer.Argument(help="A torchvision checkpoint, e.g. mobilenet_v2-b0353104.pth.")
+    ],
 ) -> None:
     """Put a torchvision checkpoint where torchvision's own loader (and tlcv) find it.
 
@@ -120,13 +162,17 @@ def weights_import(
     from .backbones.weights import import_checkpoint
 
     dest = import_checkpoint(file)
-    users = [n for n in list_backbones()
-             for w in get_backbone_spec(n).weights if w.file_name == dest.name]
-    out.print(f"imported {file} -> {dest} (sha256 prefix verified)")
+    users = [
+        n
+        for n in list_backbones()
+        for w in get_backbone_spec(n).weights
+        if w.file_name == dest.name
+    ]
+    console.print(f"imported {file} -> {dest} (sha256 prefix verified)")
     if users:
-        out.print(f"used by: {', '.join(users)}")
+        console.print(f"used by: {', '.join(users)}")
     else:
-        out.print("[yellow]no registered backbone names this file; pass it with --weights[/]")
+        console.print("[yellow]no registered backbone names this file; pass it with --weights[/]")
 
 
 @weights_app.command("where")
@@ -162,47 +208,77 @@ def extract(
     from .backbones import DEFAULT_BACKBONE
     from .distributed import init_from_env
 
-    v = _merge(ctx, config, dict(data=data, backbone=backbone, weights=weights, cache=cache,
-                                 image_size=image_size, batch_size=batch_size,
-                                 num_workers=num_workers, device=device, strict=strict))
+    v = _merge(
+        ctx,
+        config,
+        dict(
+            data=data,
+            backbone=backbone,
+            weights=weights,
+            cache=cache,
+            image_size=image_size,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            strict=strict,
+        ),
+    )
     _need(v, "data")
     v["backbone"] = v["backbone"] or DEFAULT_BACKBONE
     v["weights"] = v["weights"] or "imagenet"
     info = init_from_env()
     fs = extract_api(progress=sys.stderr.isatty(), **v)
     if info.is_main:
-        print(json.dumps({"images": len(fs.items) + len(fs.skipped), "extracted": len(fs.items),
-                          "computed": fs.computed, "cached": fs.cached,
-                          "skipped": len(fs.skipped), "feature_dim": int(fs.features.shape[1]),
-                          "skipped_files": [{"path": p, "reason": r} for p, r in fs.skipped]}))
+        print(
+            json.dumps(
+                {
+                    "images": len(fs.items) + len(fs.skipped),
+                    "extracted": len(fs.items),
+                    "computed": fs.computed,
+                    "cached": fs.cached,
+                    "skipped": len(fs.skipped),
+                    "feature_dim": int(fs.features.shape[1]),
+                    "skipped_files": [{"path": p, "reason": r} for p, r in fs.skipped],
+                }
+            )
+        )
 
 
 @app.command()
 def train(
     ctx: typer.Context,
     data: DataOpt = None,
-    out_dir: Annotated[str | None, typer.Option("--out", help="Run folder to write.")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Run folder to write.")] = None,
     backbone: BackboneOpt = None,
     weights: WeightsOpt = None,
-    strategy: Annotated[str, typer.Option("--strategy", help="features (frozen backbone + new "
-                                          "classifier).")] = "features",
-    classifier: Annotated[str, typer.Option("--classifier", help="For --strategy features: "
-                                            "logreg, svm, knn or mlp.")] = "logreg",
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="features (frozen backbone + new classifier).")
+    ] = "features",
+    classifier: Annotated[
+        str, typer.Option("--classifier", help="For --strategy features: logreg, svm, knn or mlp.")
+    ] = "logreg",
     image_size: ImageSizeOpt = None,
-    per_class: Annotated[int | None, typer.Option("--per-class", help="Use at most K training "
-                                                  "images per class (few-shot).")] = None,
+    per_class: Annotated[
+        int | None,
+        typer.Option("--per-class", help="Use at most K training images per class (few-shot)."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for splits, subsets, training.")] = 0,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Validation share when "
-                                                "the data has no val/ folder.")] = 0.15,
-    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Test share when the "
-                                                 "data has no split folders.")] = 0.2,
+    val_fraction: Annotated[
+        float,
+        typer.Option("--val-fraction", help="Validation share when the data has no val/ folder."),
+    ] = 0.15,
+    test_fraction: Annotated[
+        float,
+        typer.Option("--test-fraction", help="Test share when the data has no split folders."),
+    ] = 0.2,
     batch_size: BatchOpt = 64,
     num_workers: WorkersOpt = None,
     cache: CacheOpt = None,
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in "
-                                            "--out.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run in --out.")
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Train a classifier on an image folder and write a self-contained run folder.
@@ -211,11 +287,29 @@ def train(
     """
     from .api import train as train_api
 
-    v = _merge(ctx, config, dict(
-        data=data, out=out_dir, backbone=backbone, weights=weights, strategy=strategy,
-        classifier=classifier, image_size=image_size, per_class=per_class, seed=seed,
-        val_fraction=val_fraction, test_fraction=test_fraction, batch_size=batch_size,
-        num_workers=num_workers, cache=cache, device=device, strict=strict, overwrite=overwrite))
+    v = _merge(
+        ctx,
+        config,
+        dict(
+            data=data,
+            out=out,
+            backbone=backbone,
+            weights=weights,
+            strategy=strategy,
+            classifier=classifier,
+            image_size=image_size,
+            per_class=per_class,
+            seed=seed,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            cache=cache,
+            device=device,
+            strict=strict,
+            overwrite=overwrite,
+        ),
+    )
     _need(v, "data", "out")
     from .backbones import DEFAULT_BACKBONE
 
@@ -232,9 +326,14 @@ def train(
     for split in ("train", "val", "test"):
         m = metrics.get(split)
         if m:
-            table.add_row(split, str(m["n"]), f"{m['accuracy']:.3f}",
-                          f"{m['balanced_accuracy']:.3f}", f"{m['macro_f1']:.3f}")
-    out.print(table)
+            table.add_row(
+                split,
+                str(m["n"]),
+                f"{m['accuracy']:.3f}",
+                f"{m['balanced_accuracy']:.3f}",
+                f"{m['macro_f1']:.3f}",
+            )
+    console.print(table)
     notes = (run.path / "notes.txt").read_text().strip()
     if notes:
         err.print(f"[yellow]notes:[/]\n{notes}")
@@ -246,8 +345,10 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by `tlcv train`.")],
     data: DataOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    out_dir: Annotated[str | None, typer.Option("--out", help="Where to write the report "
-                                                "[default: RUN/eval/<data name>].")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", help="Where to write the report [default: RUN/eval/<data name>]."),
+    ] = None,
     cache: CacheOpt = None,
     batch_size: BatchOpt = 64,
     num_workers: WorkersOpt = None,
@@ -262,27 +363,44 @@ def evaluate(
     """
     from .api import evaluate as evaluate_api
 
-    v = _merge(ctx, config, dict(data=data, cache=cache, batch_size=batch_size,
-                                 num_workers=num_workers, device=device, strict=strict))
+    v = _merge(
+        ctx,
+        config,
+        dict(
+            data=data,
+            out=out,
+            cache=cache,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            strict=strict,
+        ),
+    )
     _need(v, "data")
-    m = evaluate_api(run, v.pop("data"), out=out_dir, progress=sys.stderr.isatty() and not json_out,
-                     **v)
+    m = evaluate_api(run, v.pop("data"), progress=sys.stderr.isatty() and not json_out, **v)
     if json_out:
         print(json.dumps({k: val for k, val in m.items() if k not in ("confusion",)}))
         return
-    out.print(f"accuracy {m['accuracy']:.4f}   balanced accuracy {m['balanced_accuracy']:.4f}   "
-              f"macro-F1 {m['macro_f1']:.4f}   images {m['n']}   skipped {m['skipped']}")
+    console.print(
+        f"accuracy {m['accuracy']:.4f}   balanced accuracy {m['balanced_accuracy']:.4f}   "
+        f"macro-F1 {m['macro_f1']:.4f}   images {m['n']}   skipped {m['skipped']}"
+    )
     table = Table()
     for col in ("class", "images", "recall", "precision", "F1"):
         table.add_column(col)
     for r in m["per_class"]:
         if r["n"]:
-            table.add_row(r["class"], str(r["n"]), f"{r['recall']:.3f}", f"{r['precision']:.3f}",
-                          f"{r['f1']:.3f}")
-    out.print(table)
+            table.add_row(
+                r["class"],
+                str(r["n"]),
+                f"{r['recall']:.3f}",
+                f"{r['precision']:.3f}",
+                f"{r['f1']:.3f}",
+            )
+    console.print(table)
     if m["unknown_classes"]:
         err.print(f"[yellow]left out, classes the model never saw:[/] {m['unknown_classes']}")
-    out.print(f"confusion matrix: {m['confusion_png']}\nreport folder: {m['output_dir']}")
+    console.print(f"confusion matrix: {m['confusion_png']}\nreport folder: {m['output_dir']}")
 
 
 @app.command()
@@ -291,8 +409,9 @@ def predict(
     paths: Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")],
     top_k: Annotated[int, typer.Option("--top-k", help="Classes per image.")] = 5,
     fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-    output: Annotated[Path | None, typer.Option("--output", help="Write to a file instead of "
-                                                "stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write to a file instead of stdout.")
+    ] = None,
     cache: CacheOpt = None,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = "auto",
@@ -307,8 +426,15 @@ def predict(
 
     if fmt not in ("csv", "json"):
         raise TlcvError(f"unknown --format {fmt!r}", hint="use csv or json")
-    results = predict_api(run, [str(p) for p in paths], top_k=top_k, cache=cache,
-                          batch_size=batch_size, device=device, strict=strict)
+    results = predict_api(
+        run,
+        [str(p) for p in paths],
+        top_k=top_k,
+        cache=cache,
+        batch_size=batch_size,
+        device=device,
+        strict=strict,
+    )
     if fmt == "json":
         text = json.dumps(results, indent=2) + "\n"
     else:
@@ -339,12 +465,16 @@ def main() -> None:
         err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
         sys.exit(2)
     except click.exceptions.Abort:
-        err.print("[yellow]interrupted[/]: finished work is kept (cached features, written "
-                  "files); run the same command again to resume")
+        err.print(
+            "[yellow]interrupted[/]: finished work is kept (cached features, written "
+            "files); run the same command again to resume"
+        )
         sys.exit(130)
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: finished work is kept (cached features, written "
-                  "files); run the same command again to resume")
+        err.print(
+            "[yellow]interrupted[/]: finished work is kept (cached features, written "
+            "files); run the same command again to resume"
+        )
         sys.exit(130)
     except click.exceptions.ClickException as exc:
         exc.show()

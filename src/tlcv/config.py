@@ -49,8 +49,11 @@ def read_config_file(path: str | Path, allowed: set[str]) -> dict:
     values = {str(k).replace("-", "_"): v for k, v in raw.items()}
     unknown = sorted(set(values) - allowed)
     if unknown:
-        raise TlcvError(f"unknown keys in {path}: {', '.join(unknown)}", path=str(path),
-                        hint=f"valid keys: {', '.join(sorted(allowed))}")
+        raise TlcvError(
+            f"unknown keys in {path}: {', '.join(unknown)}",
+            path=str(path),
+            hint=f"valid keys: {', '.join(sorted(allowed))}",
+        )
     return values
 
 

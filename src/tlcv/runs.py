@@ -53,9 +53,14 @@ def environment() -> dict:
 
     from . import __version__
 
-    return {"tlcv": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "timm": timm.__version__, "python": platform.python_version(),
-            "machine": platform.platform()}
+    return {
+        "tlcv": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+    }
 
 
 def rows_to_csv(rows: list[dict]) -> str:
@@ -72,11 +77,21 @@ class RunWriter:
     """Creates a run directory; refuses to overwrite another run unless asked."""
 
     def __init__(self, path: str | Path, overwrite: bool = False):
-        self.path = Path(path).expanduser()
-        if (self.path / "model.json").exists() and not overwrite:
-            raise TlcvError(f"{self.path} already holds a run", path=str(self.path),
-                            hint="choose another --out, or pass --overwrite to replace it")
+        self.path = self.check_free(path, overwrite)
         self.path.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def check_free(path: str | Path, overwrite: bool) -> Path:
+        path = Path(path).expanduser()
+        if (path / "model.json").exists() and not overwrite:
+            raise TlcvError(
+                f"{path} already holds a run",
+                path=str(path),
+                hint="choose another --out, or pass --overwrite to replace it",
+            )
+        if path.exists() and not path.is_dir():
+            raise TlcvError(f"--out {path} is a file, not a folder", path=str(path))
+        return path
 
     def config(self, config: dict) -> None:
         write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
@@ -85,32 +100,42 @@ class RunWriter:
         write_text(self.path / "notes.txt", "".join(f"- {n}\n" for n in notes))
 
     def skipped(self, skipped: list[tuple[str, str]]) -> None:
-        write_text(self.path / "skipped.csv",
-                   rows_to_csv([{"path": p, "reason": r} for p, r in skipped]) or "path,reason\n")
+        write_text(
+            self.path / "skipped.csv",
+            rows_to_csv([{"path": p, "reason": r} for p, r in skipped]) or "path,reason\n",
+        )
 
     def metrics(self, metrics: dict[str, dict]) -> None:
         write_json(self.path / "metrics.json", metrics)
-        rows = [{"split": split, **{k: v for k, v in m.items() if not isinstance(v, list | dict)}}
-                for split, m in metrics.items() if isinstance(m, dict) and "accuracy" in m]
+        rows = [
+            {"split": split, **{k: v for k, v in m.items() if not isinstance(v, list | dict)}}
+            for split, m in metrics.items()
+            if isinstance(m, dict) and "accuracy" in m
+        ]
         write_text(self.path / "metrics.csv", rows_to_csv(rows))
 
-    def model(self, model: ClassifierModel, classes: list[str], head_spec: dict, info: dict) -> None:
+    def model(
+        self, model: ClassifierModel, classes: list[str], head_spec: dict, info: dict
+    ) -> None:
         backbone = model.backbone
         tensors = {f"backbone.{k}": v for k, v in backbone.net.state_dict().items()}
         tensors.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
         save_tensors(self.path / MODEL_FILE, tensors, {"format": "tlcv-run-v1"})
         write_json(self.path / "classes.json", classes)
-        write_json(self.path / "model.json", {
-            "backbone": backbone.name,
-            "weights_id": backbone.weights_id,
-            "weights_source": backbone.weights_source,
-            "preprocessing": backbone.preprocessing.to_dict(),
-            "feature_dim": backbone.feature_dim,
-            "head": head_spec,
-            "num_classes": len(classes),
-            "environment": environment(),
-            **info,
-        })
+        write_json(
+            self.path / "model.json",
+            {
+                "backbone": backbone.name,
+                "weights_id": backbone.weights_id,
+                "weights_source": backbone.weights_source,
+                "preprocessing": backbone.preprocessing.to_dict(),
+                "feature_dim": backbone.feature_dim,
+                "head": head_spec,
+                "num_classes": len(classes),
+                "environment": environment(),
+                **info,
+            },
+        )
 
 
 @dataclass
@@ -128,12 +153,14 @@ class Run:
         tensors = load_file(str(self.path / MODEL_FILE))
         backbone = rebuild_backbone(self.info["backbone"], self.preprocessing)
         backbone.net.load_state_dict(
-            {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")},
-            strict=True)
+            {k[len("backbone.") :]: v for k, v in tensors.items() if k.startswith("backbone.")},
+            strict=True,
+        )
         backbone.weights_id = state_fingerprint(backbone.net)
         head = head_from_state(
             self.info["head"],
-            {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
+            {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")},
+        )
         return ClassifierModel(backbone, head).eval()
 
 
@@ -147,5 +174,9 @@ def load_run(path: str | Path) -> Run:
         raise TlcvError(f"{path} is not a finished tlcv run", path=str(path), hint=hint)
     info = json.loads((path / "model.json").read_text())
     classes = json.loads((path / "classes.json").read_text())
-    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else {}
+    config = (
+        yaml.safe_load((path / "config.yaml").read_text())
+        if (path / "config.yaml").exists()
+        else {}
+    )
     return Run(path, info, classes, config or {})

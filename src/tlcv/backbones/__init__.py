@@ -25,8 +25,8 @@ from .weights import (
     load_timm_pretrained,
     read_state_dict,
     resolve_weights_file,
-    weights_info_for_file,
     weights_available_locally,
+    weights_info_for_file,
 )
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -37,8 +37,14 @@ RANDOM = "none"
 class Backbone(nn.Module):
     """A headless network: images (B, 3, H, W) -> pooled features (B, feature_dim)."""
 
-    def __init__(self, spec: BackboneSpec, net: nn.Module, preprocessing: Preprocessing,
-                 weights_id: str, weights_source: str):
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        net: nn.Module,
+        preprocessing: Preprocessing,
+        weights_id: str,
+        weights_source: str,
+    ):
         super().__init__()
         self.spec = spec
         self.net = net
@@ -67,7 +73,9 @@ def state_fingerprint(module: nn.Module) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for key, tensor in sorted(module.state_dict().items()):
         digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(
+            tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        )
     return digest.hexdigest()
 
 
@@ -75,14 +83,19 @@ def create_backbone(
     name: str = DEFAULT_BACKBONE,
     weights: str | Path | None = PRETRAINED,
     image_size: int | None = None,
+    seed: int = 0,
 ) -> Backbone:
     """Build ``name`` with ``weights`` = "imagenet" (default source), "none" (random) or a file.
 
+    ``seed`` fixes the random initialisation (what "none" gives, and any new layers).
     A file is checked strictly against the full ImageNet architecture before the classifier is
     dropped, so a checkpoint for the wrong network fails loudly instead of half-loading.
     """
     spec = get_backbone_spec(name)
-    net = spec.build()
+    # Random initialisation is seeded: every torchrun rank and every rerun builds the same net.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = spec.build()
     weights = PRETRAINED if weights is None else weights
     prep = spec.preprocessing
     if str(weights) == RANDOM:

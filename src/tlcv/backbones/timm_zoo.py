@@ -92,8 +92,13 @@ def _probe(model_name: str) -> tuple[int, Preprocessing]:
     return int(model.num_features), _timm_preprocessing(model)
 
 
-def timm_spec(model_name: str, *, name: str | None = None, weights: WeightsInfo | None = None,
-              description: str = "") -> BackboneSpec:
+def timm_spec(
+    model_name: str,
+    *,
+    name: str | None = None,
+    weights: WeightsInfo | None = None,
+    description: str = "",
+) -> BackboneSpec:
     if model_name not in timm.list_models(model_name):
         close = timm.list_models(f"*{model_name}*")[:8]
         raise TlcvError(

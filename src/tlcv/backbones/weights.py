@@ -54,7 +54,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
         raise TlcvError(
-            f"{path} does not hold a state dict of tensors", path=str(path),
+            f"{path} does not hold a state dict of tensors",
+            path=str(path),
             hint="save weights with torch.save(model.state_dict(), f) or safetensors",
         )
     # Checkpoints saved from DDP / torch.compile wrappers carry a prefix.
@@ -76,8 +77,11 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str
     ]
     if missing or unexpected or wrong_shape:
         parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected),
-                             ("wrong shape", wrong_shape)):
+        for label, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", wrong_shape),
+        ):
             if items:
                 more = f" (+{len(items) - 6} more)" if len(items) > 6 else ""
                 parts.append(f"{label}: {', '.join(items[:6])}{more}")
@@ -95,14 +99,17 @@ def _download(url: str, dest: Path, name: str) -> None:
         f"run `tlcv weights import FILE` here (or pass --weights FILE)"
     )
     if offline():
-        raise TlcvError(f"pretrained weights for {name} are not on this machine (offline mode)",
-                        hint=hint)
+        raise TlcvError(
+            f"pretrained weights for {name} are not on this machine (offline mode)", hint=hint
+        )
     match = _HASH_IN_NAME.search(dest.name)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)  # a firewalled network must fail, not hang
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(dest), hash_prefix=match.group(1) if match else None)
+        torch.hub.download_url_to_file(
+            url, str(dest), hash_prefix=match.group(1) if match else None
+        )
     except Exception as exc:  # noqa: BLE001
         raise TlcvError(f"could not download weights for {name}: {exc}", hint=hint) from exc
     finally:
@@ -127,8 +134,9 @@ def resolve_weights_file(spec: BackboneSpec) -> tuple[Path, WeightsInfo]:
             return path, info
     preferred = next((w for w in candidates if w.url), None)
     if preferred is None:
-        raise TlcvError(f"no source of pretrained weights for {spec.name}",
-                        hint="use --weights FILE")
+        raise TlcvError(
+            f"no source of pretrained weights for {spec.name}", hint="use --weights FILE"
+        )
     dest = hub_checkpoint_dir() / preferred.file_name
     _download(preferred.url, dest, spec.name)
     return dest, preferred

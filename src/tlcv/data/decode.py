@@ -90,8 +90,9 @@ def open_rgb(ref: str, draft_size: int | None = None) -> Image.Image:
     path = Path(ref)
     try:
         if path.stat().st_size == 0:
-            raise BadImageError("empty file (0 bytes)", path=ref,
-                                hint="remove it or copy the image again")
+            raise BadImageError(
+                "empty file (0 bytes)", path=ref, hint="remove it or copy the image again"
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
@@ -100,7 +101,8 @@ def open_rgb(ref: str, draft_size: int | None = None) -> Image.Image:
             raise BadImageError(
                 f"image is {width}x{height} ({width * height / 1e6:.0f} MP), over the "
                 f"{MAX_PIXELS / 1e6:.0f} MP safety limit (decompression bomb guard)",
-                path=ref, hint="downscale it first if it is a genuine photo",
+                path=ref,
+                hint="downscale it first if it is a genuine photo",
             )
         if draft_size and img.format == "JPEG":
             # Decode at 1/2, 1/4 or 1/8 scale while staying >= the size we resize to.
@@ -111,14 +113,22 @@ def open_rgb(ref: str, draft_size: int | None = None) -> Image.Image:
     except BadImageError:
         raise
     except FileNotFoundError as exc:
-        raise BadImageError("file not found", path=ref,
-                            hint="the file was moved or deleted since the list was made") from exc
+        raise BadImageError(
+            "file not found", path=ref, hint="the file was moved or deleted since the list was made"
+        ) from exc
     except UnidentifiedImageError as exc:
-        raise BadImageError("not an image (unknown or corrupt format)", path=ref,
-                            hint="remove it or replace it with a valid image file") from exc
+        raise BadImageError(
+            "not an image (unknown or corrupt format)",
+            path=ref,
+            hint="remove it or replace it with a valid image file",
+        ) from exc
     except Image.DecompressionBombError as exc:
-        raise BadImageError(f"refused as a decompression bomb: {exc}", path=ref,
-                            hint="downscale it first if it is a genuine photo") from exc
+        raise BadImageError(
+            f"refused as a decompression bomb: {exc}",
+            path=ref,
+            hint="downscale it first if it is a genuine photo",
+        ) from exc
     except (OSError, ValueError, SyntaxError) as exc:
-        raise BadImageError(f"corrupt or truncated image: {exc}", path=ref,
-                            hint="re-export or re-copy the file") from exc
+        raise BadImageError(
+            f"corrupt or truncated image: {exc}", path=ref, hint="re-export or re-copy the file"
+        ) from exc

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
 from ..backbones.registry import Preprocessing
 from ..errors import BadImageError
@@ -21,12 +20,17 @@ from .decode import ImageItem, open_rgb
 
 def eval_transform(prep: Preprocessing) -> v2.Compose:
     """Resize, centre-crop, uint8 tensor: the deterministic path used for features and tests."""
-    return v2.Compose([
-        v2.Resize(prep.resize_size, interpolation=InterpolationMode(prep.interpolation),
-                  antialias=True),
-        v2.CenterCrop(prep.input_size),
-        v2.PILToTensor(),
-    ])
+    return v2.Compose(
+        [
+            v2.Resize(
+                prep.resize_size,
+                interpolation=InterpolationMode(prep.interpolation),
+                antialias=True,
+            ),
+            v2.CenterCrop(prep.input_size),
+            v2.PILToTensor(),
+        ]
+    )
 
 
 class ImageDataset(Dataset):
@@ -59,8 +63,11 @@ class Batch:
 def collate(samples) -> Batch:
     good = [(i, img) for i, img, err in samples if err is None]
     failures = [(i, err) for i, _, err in samples if err is not None]
-    images = torch.stack([img for _, img in good]) if good else torch.empty(0, 3, 1, 1,
-                                                                            dtype=torch.uint8)
+    images = (
+        torch.stack([img for _, img in good])
+        if good
+        else torch.empty(0, 3, 1, 1, dtype=torch.uint8)
+    )
     return Batch([i for i, _ in good], images, failures)
 
 
@@ -71,8 +78,9 @@ def default_workers(n_items: int) -> int:
     return max(1, min(4, (os.cpu_count() or 1) - 1)) if (os.cpu_count() or 1) > 2 else 1
 
 
-def image_loader(items: list[ImageItem], prep: Preprocessing, batch_size: int,
-                 num_workers: int | None = None) -> DataLoader:
+def image_loader(
+    items: list[ImageItem], prep: Preprocessing, batch_size: int, num_workers: int | None = None
+) -> DataLoader:
     workers = default_workers(len(items)) if num_workers is None else num_workers
     dataset = ImageDataset(items, eval_transform(prep), draft_size=prep.resize_size)
     return DataLoader(
@@ -86,8 +94,9 @@ def image_loader(items: list[ImageItem], prep: Preprocessing, batch_size: int,
     )
 
 
-def normalize(images: torch.Tensor, prep: Preprocessing, device: torch.device,
-              channels_last: bool = True) -> torch.Tensor:
+def normalize(
+    images: torch.Tensor, prep: Preprocessing, device: torch.device, channels_last: bool = True
+) -> torch.Tensor:
     """uint8 (B,3,H,W) -> normalised float on ``device``."""
     x = images.to(device, non_blocking=True).float().div_(255.0)
     mean = torch.tensor(prep.mean, device=device).view(1, 3, 1, 1)

@@ -33,7 +33,9 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
-def _scan_class_tree(root: Path, notes: list[str], strict: bool) -> tuple[list[ImageItem], list[str]]:
+def _scan_class_tree(
+    root: Path, notes: list[str], strict: bool
+) -> tuple[list[ImageItem], list[str]]:
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
     loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if loose:
@@ -45,13 +47,16 @@ def _scan_class_tree(root: Path, notes: list[str], strict: bool) -> tuple[list[I
     classes: list[str] = []
     for class_dir in class_dirs:
         files = sorted(
-            p for p in class_dir.rglob("*")
+            p
+            for p in class_dir.rglob("*")
             if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
         )
         if not files:
             message = f"class folder {class_dir} holds no images"
             if strict:
-                raise TlcvError(message, hint="add images or remove the folder", path=str(class_dir))
+                raise TlcvError(
+                    message, hint="add images or remove the folder", path=str(class_dir)
+                )
             notes.append(f"{message}; the class is left out")
             continue
         classes.append(class_dir.name)
@@ -84,7 +89,8 @@ def _from_csv(path: Path, strict: bool) -> Source:
         if "path" not in fields or "label" not in fields:
             raise TlcvError(
                 f"CSV manifest needs a header with 'path' and 'label' columns, found {fields}",
-                hint="first line: path,label (optionally ,split)", path=str(path),
+                hint="first line: path,label (optionally ,split)",
+                path=str(path),
             )
         for line_no, row in enumerate(reader, start=2):
             row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
@@ -93,12 +99,17 @@ def _from_csv(path: Path, strict: bool) -> Source:
             if not file.is_file():
                 reason = f"line {line_no}: file does not exist"
                 if strict:
-                    raise TlcvError(f"{path} {reason}: {file}", path=str(file),
-                                    hint="fix the path (relative paths are read from the CSV's folder)")
+                    raise TlcvError(
+                        f"{path} {reason}: {file}",
+                        path=str(file),
+                        hint="fix the path (relative paths are read from the CSV's folder)",
+                    )
                 missing.append((str(file), reason))
                 continue
             split = SPLIT_NAMES.get(row.get("split", "").lower(), "all")
-            splits.setdefault(split, []).append(ImageItem(str(file), row["label"], file_identity(file)))
+            splits.setdefault(split, []).append(
+                ImageItem(str(file), row["label"], file_identity(file))
+            )
     if missing:
         notes.append(f"{path}: {len(missing)} listed file(s) do not exist and are skipped")
     classes = sorted({item.label for items in splits.values() for item in items})
@@ -117,14 +128,19 @@ def _from_npz(path: Path) -> Source:
                 raise TlcvError(f"{path} has {split}_images but no {split}_labels", path=str(path))
             labels = np.asarray(data[f"{split}_labels"]).reshape(len(data[f"{split}_labels"]), -1)
             if labels.shape[1] != 1:
-                raise TlcvError(f"{path}: multi-label {split}_labels are not supported", path=str(path))
+                raise TlcvError(
+                    f"{path}: multi-label {split}_labels are not supported", path=str(path)
+                )
             splits[split] = [
                 ImageItem(f"{path}::{split}[{i}]", str(int(lab)), f"{identity}::{split}[{i}]")
                 for i, lab in enumerate(labels[:, 0])
             ]
     if not splits:
-        raise TlcvError(f"{path} holds no train_images / val_images / test_images arrays",
-                        hint="expected the MedMNIST layout", path=str(path))
+        raise TlcvError(
+            f"{path} holds no train_images / val_images / test_images arrays",
+            hint="expected the MedMNIST layout",
+            path=str(path),
+        )
     classes = sorted({it.label for items in splits.values() for it in items}, key=int)
     return Source(str(path), splits, classes)
 
@@ -133,8 +149,11 @@ def discover(data: str | Path, *, strict: bool = False) -> Source:
     """Find the labelled images under ``data`` (a folder, a .csv or a .npz)."""
     path = Path(data).expanduser()
     if not path.exists():
-        raise TlcvError(f"data path does not exist: {path}", path=str(path),
-                        hint="give a folder of CLASS/ sub-folders, a CSV manifest or a .npz file")
+        raise TlcvError(
+            f"data path does not exist: {path}",
+            path=str(path),
+            hint="give a folder of CLASS/ sub-folders, a CSV manifest or a .npz file",
+        )
     if path.is_file() and path.suffix.lower() == ".csv":
         source = _from_csv(path, strict)
     elif path.is_file() and path.suffix.lower() == ".npz":
@@ -142,10 +161,16 @@ def discover(data: str | Path, *, strict: bool = False) -> Source:
     elif path.is_dir():
         source = _from_folder(path, strict)
     else:
-        raise TlcvError(f"cannot read data from {path}", path=str(path),
-                        hint="expected a folder, a .csv manifest or a .npz file")
+        raise TlcvError(
+            f"cannot read data from {path}",
+            path=str(path),
+            hint="expected a folder, a .csv manifest or a .npz file",
+        )
     if not source.all_items():
-        raise TlcvError(f"no images found under {path}", path=str(path),
-                        hint="expected CLASS/image.jpg sub-folders (or train/ val/ test/ "
-                        f"folders of them); image types: {', '.join(sorted(IMAGE_SUFFIXES))}")
+        raise TlcvError(
+            f"no images found under {path}",
+            path=str(path),
+            hint="expected CLASS/image.jpg sub-folders (or train/ val/ test/ "
+            f"folders of them); image types: {', '.join(sorted(IMAGE_SUFFIXES))}",
+        )
     return source

@@ -47,15 +47,19 @@ def stratified_split(
     return keep, held
 
 
-def few_shot(items: list[ImageItem], per_class: int, seed: int) -> tuple[list[ImageItem], list[str]]:
+def few_shot(
+    items: list[ImageItem], per_class: int, seed: int
+) -> tuple[list[ImageItem], list[str]]:
     """At most ``per_class`` images per class (the draw depends on ``seed``)."""
     rng = random.Random(seed)
     chosen, notes = [], []
     for label, group in _by_class(items).items():
         group = sorted(group, key=lambda it: it.path)
         if len(group) < per_class:
-            notes.append(f"class {label!r} has only {len(group)} training images "
-                         f"(asked for {per_class}); using all of them")
+            notes.append(
+                f"class {label!r} has only {len(group)} training images "
+                f"(asked for {per_class}); using all of them"
+            )
         chosen.extend(rng.sample(group, min(per_class, len(group))))
     return chosen, notes
 
@@ -86,13 +90,16 @@ def make_splits(
         raise TlcvError(
             f"training data has {len(classes)} class(es) ({', '.join(classes) or 'none'}); "
             "a classifier needs at least 2",
-            hint="put each class's images in its own sub-folder", path=source.root,
+            hint="put each class's images in its own sub-folder",
+            path=source.root,
         )
     for name, part in (("validation", val), ("test", test)):
         extra = sorted({it.label for it in part} - set(classes))
         if extra:
-            notes.append(f"{name} split has classes absent from training ({', '.join(extra)}); "
-                         "their images are left out")
+            notes.append(
+                f"{name} split has classes absent from training ({', '.join(extra)}); "
+                "their images are left out"
+            )
         absent = sorted(set(classes) - {it.label for it in part})
         if part and absent:
             notes.append(f"{name} split lacks class(es): {', '.join(absent[:10])}")

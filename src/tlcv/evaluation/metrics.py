@@ -21,15 +21,26 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
     """
     labels = list(range(len(classes)))
     if len(y_true) == 0:
-        return {"n": 0, "accuracy": None, "balanced_accuracy": None, "macro_f1": None,
-                "per_class": [], "confusion": []}
+        return {
+            "n": 0,
+            "accuracy": None,
+            "balanced_accuracy": None,
+            "macro_f1": None,
+            "per_class": [],
+            "confusion": [],
+        }
     present = sorted(set(np.asarray(y_true).tolist()))
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
     per_class = [
-        {"class": classes[i], "n": int(support[i]), "recall": float(recall[i]),
-         "precision": float(precision[i]), "f1": float(f1[i])}
+        {
+            "class": classes[i],
+            "n": int(support[i]),
+            "recall": float(recall[i]),
+            "precision": float(precision[i]),
+            "f1": float(f1[i]),
+        }
         for i in labels
     ]
     return {
@@ -37,15 +48,17 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         # Macro over the classes present in the data, so absent classes do not count as 0.
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro",
-                                   zero_division=0)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
+        ),
         "per_class": per_class,
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
 
 
-def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path,
-                   title: str = "") -> Path:
+def plot_confusion(
+    confusion: list[list[int]], classes: list[str], path: Path, title: str = ""
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,8 +79,15 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path,
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        int(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of true class")
     ax.set_title(title or "confusion matrix")
     fig.tight_layout()

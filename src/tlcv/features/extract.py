@@ -38,7 +38,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def cache_for(backbone: Backbone, cache_dir: str | Path | None, device: torch.device) -> FeatureCache:
+def cache_for(
+    backbone: Backbone, cache_dir: str | Path | None, device: torch.device
+) -> FeatureCache:
     namespace = {
         "backbone": backbone.name,
         "weights": backbone.weights_id,
@@ -50,8 +52,12 @@ def cache_for(backbone: Backbone, cache_dir: str | Path | None, device: torch.de
 
 def _progress(enabled: bool) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), disable=not enabled,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        disable=not enabled,
         transient=False,
     )
 
@@ -74,8 +80,11 @@ def _compute(
     model = backbone.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    autocast = (torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda"
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast("cuda", dtype=torch.float16)
+        if device.type == "cuda"
+        else contextlib.nullcontext()
+    )
     keys, rows, skipped = [], [], []
 
     def flush() -> None:
@@ -91,9 +100,12 @@ def _compute(
             for batch in loader:
                 for index, reason in batch.failures:
                     if strict:
-                        raise BadImageError(reason, path=todo[index].path,
-                                            hint="fix or remove the file, or run without --strict "
-                                            "to skip unreadable images")
+                        raise BadImageError(
+                            reason,
+                            path=todo[index].path,
+                            hint="fix or remove the file, or run without --strict "
+                            "to skip unreadable images",
+                        )
                     skipped.append((todo[index].path, reason))
                 if batch.indices:
                     x = normalize(batch.images, backbone.preprocessing, device, channels_last)
@@ -132,9 +144,21 @@ def extract_features(
     unique_missing = sorted({keys[i]: i for i in cache.missing(keys)}.values())
     todo = [items[i] for i in unique_missing]
     mine = todo[info.rank :: info.world_size]
-    skipped = _compute(mine, backbone, cache, dev, batch_size=batch_size,
-                       num_workers=num_workers, strict=strict, shard_rows=shard_rows,
-                       show_progress=progress and info.is_main) if mine else []
+    skipped = (
+        _compute(
+            mine,
+            backbone,
+            cache,
+            dev,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            strict=strict,
+            shard_rows=shard_rows,
+            show_progress=progress and info.is_main,
+        )
+        if mine
+        else []
+    )
     skipped = [s for part in gather_objects(skipped, info) for s in part]
     barrier(info)
     if info.is_main:
@@ -142,7 +166,15 @@ def extract_features(
     barrier(info)
     index = cache.index(refresh=True)
     ok = [i for i, key in enumerate(keys) if key in index]
-    features = cache.read([keys[i] for i in ok]) if ok else np.empty(
-        (0, backbone.feature_dim), dtype=np.float32)
-    return FeatureSet(features, [items[i] for i in ok], skipped,
-                      computed=len(todo) - len(skipped), cached=len(items) - len(todo))
+    features = (
+        cache.read([keys[i] for i in ok])
+        if ok
+        else np.empty((0, backbone.feature_dim), dtype=np.float32)
+    )
+    return FeatureSet(
+        features,
+        [items[i] for i in ok],
+        skipped,
+        computed=len(todo) - len(skipped),
+        cached=len(items) - len(todo),
+    )

@@ -9,5 +9,12 @@ from .classifiers import (
 )
 from .modules import KNNHead, build_head
 
-__all__ = ["CLASSIFIERS", "FeatureClassifier", "KNNHead", "build_head", "get_classifier",
-           "head_from_state", "register_classifier"]
+__all__ = [
+    "CLASSIFIERS",
+    "FeatureClassifier",
+    "KNNHead",
+    "build_head",
+    "get_classifier",
+    "head_from_state",
+    "register_classifier",
+]

@@ -32,13 +32,15 @@ def register_classifier(name: str):
     def wrap(cls):
         CLASSIFIERS[name] = cls
         return cls
+
     return wrap
 
 
 def get_classifier(name: str, **params) -> FeatureClassifier:
     if name not in CLASSIFIERS:
-        raise TlcvError(f"unknown classifier {name!r}",
-                        hint=f"choose one of: {', '.join(sorted(CLASSIFIERS))}")
+        raise TlcvError(
+            f"unknown classifier {name!r}", hint=f"choose one of: {', '.join(sorted(CLASSIFIERS))}"
+        )
     return CLASSIFIERS[name](**params)
 
 
@@ -71,8 +73,9 @@ class FeatureClassifier(ClassifierMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             if cv is not None and any(len(v) > 1 for v in grid.values()):
-                search = GridSearchCV(self._estimator(), grid, cv=cv, scoring="accuracy",
-                                      n_jobs=1, refit=True)
+                search = GridSearchCV(
+                    self._estimator(), grid, cv=cv, scoring="accuracy", n_jobs=1, refit=True
+                )
                 search.fit(Xs, y_idx)
                 self.best_params_ = search.best_params_
                 self.cv_score_ = float(search.best_score_)
@@ -107,7 +110,9 @@ class FeatureClassifier(ClassifierMixin, BaseEstimator):
         """W (x - mu) / s + b  ==  (W / s) x + (b - W mu / s)."""
         scale, mean = self.scaler_.scale_, self.scaler_.mean_
         W2 = W / scale[None, :]
-        return torch.tensor(W2, dtype=torch.float32), torch.tensor(b - W2 @ mean, dtype=torch.float32)
+        return torch.tensor(W2, dtype=torch.float32), torch.tensor(
+            b - W2 @ mean, dtype=torch.float32
+        )
 
     @staticmethod
     def _two_class(W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +124,11 @@ class FeatureClassifier(ClassifierMixin, BaseEstimator):
 
 class _LinearExport(FeatureClassifier):
     def head_spec(self) -> dict:
-        return {"type": "linear", "in_features": int(self.scaler_.mean_.shape[0]),
-                "num_classes": int(len(self.classes_))}
+        return {
+            "type": "linear",
+            "in_features": int(self.scaler_.mean_.shape[0]),
+            "num_classes": int(len(self.classes_)),
+        }
 
     def _head_state(self) -> dict:
         W, b = self._two_class(self.model_.coef_, np.atleast_1d(self.model_.intercept_))
@@ -165,9 +173,13 @@ class KNNProbe(FeatureClassifier):
         return self
 
     def head_spec(self) -> dict:
-        return {"type": "knn", "in_features": int(self.bank_.shape[1]),
-                "num_classes": int(len(self.classes_)), "bank_size": int(len(self.bank_)),
-                "k": int(self.best_params_["n_neighbors"])}
+        return {
+            "type": "knn",
+            "in_features": int(self.bank_.shape[1]),
+            "num_classes": int(len(self.classes_)),
+            "bank_size": int(len(self.bank_)),
+            "k": int(self.best_params_["n_neighbors"]),
+        }
 
     def to_head(self) -> nn.Module:
         # The scaler is folded into the bank: compare standardised queries to it.
@@ -200,20 +212,26 @@ class MLPProbe(FeatureClassifier):
     param_grid = {"alpha": [1e-4, 1e-2, 1.0]}
 
     def _estimator(self, **params):
-        return MLPClassifier(hidden_layer_sizes=(512,), max_iter=200, random_state=self.seed,
-                             **params)
+        return MLPClassifier(
+            hidden_layer_sizes=(512,), max_iter=200, random_state=self.seed, **params
+        )
 
     def head_spec(self) -> dict:
-        return {"type": "mlp", "sizes": [int(self.scaler_.mean_.shape[0]), 512,
-                                         int(len(self.classes_))]}
+        return {
+            "type": "mlp",
+            "sizes": [int(self.scaler_.mean_.shape[0]), 512, int(len(self.classes_))],
+        }
 
     def _head_state(self) -> dict:
         (W1, W2), (b1, b2) = self.model_.coefs_, self.model_.intercepts_
         w1, bias1 = self._fold_scaler(W1.T, b1)
         W2, b2 = self._two_class(W2.T, b2)
-        return {"0.weight": w1, "0.bias": bias1,
-                "2.weight": torch.tensor(W2, dtype=torch.float32),
-                "2.bias": torch.tensor(b2, dtype=torch.float32)}
+        return {
+            "0.weight": w1,
+            "0.bias": bias1,
+            "2.weight": torch.tensor(W2, dtype=torch.float32),
+            "2.bias": torch.tensor(b2, dtype=torch.float32),
+        }
 
 
 def head_from_state(spec: dict, state: dict[str, torch.Tensor]) -> nn.Module:

@@ -13,13 +13,15 @@ def register_strategy(name: str):
     def wrap(fn):
         STRATEGIES[name] = fn
         return fn
+
     return wrap
 
 
 def get_strategy(name: str) -> Callable:
     if name not in STRATEGIES:
-        raise TlcvError(f"unknown strategy {name!r}",
-                        hint=f"choose one of: {', '.join(sorted(STRATEGIES))}")
+        raise TlcvError(
+            f"unknown strategy {name!r}", hint=f"choose one of: {', '.join(sorted(STRATEGIES))}"
+        )
     return STRATEGIES[name]
 
 

@@ -7,10 +7,11 @@ import logging
 import numpy as np
 import torch
 
-from ..backbones import create_backbone
+from ..backbones import create_backbone, get_backbone_spec
 from ..config import TrainConfig
 from ..data import ImageItem, discover, make_splits
 from ..distributed import init_from_env
+from ..errors import TlcvError
 from ..evaluation import classification_metrics
 from ..features import extract_features
 from ..heads import get_classifier
@@ -39,20 +40,46 @@ def score(head: torch.nn.Module, X: np.ndarray, labels: list[str], classes: list
 @register_strategy("features")
 def train_features(cfg: TrainConfig, progress: bool = False) -> Run | None:
     info = init_from_env()
-    writer = RunWriter(cfg.out, overwrite=cfg.overwrite) if info.is_main else None
+    get_backbone_spec(cfg.backbone)  # fail on a typo before scanning thousands of files
+    get_classifier(cfg.classifier)
+    if info.is_main:
+        RunWriter.check_free(cfg.out, cfg.overwrite)
     source = discover(cfg.data, strict=cfg.strict)
-    splits = make_splits(source, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                         per_class=cfg.per_class, seed=cfg.seed)
-    backbone = create_backbone(cfg.backbone, cfg.weights, cfg.image_size)
+    splits = make_splits(
+        source,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        per_class=cfg.per_class,
+        seed=cfg.seed,
+    )
+    backbone = create_backbone(cfg.backbone, cfg.weights, cfg.image_size, seed=cfg.seed)
+    writer = RunWriter(cfg.out, overwrite=cfg.overwrite) if info.is_main else None
     if writer:
-        writer.config({**cfg.to_dict(), "resolved": {
-            "preprocessing": backbone.preprocessing.to_dict(),
-            "weights_source": backbone.weights_source, "weights_id": backbone.weights_id,
-            "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test)}})
+        writer.config(
+            {
+                **cfg.to_dict(),
+                "resolved": {
+                    "preprocessing": backbone.preprocessing.to_dict(),
+                    "weights_source": backbone.weights_source,
+                    "weights_id": backbone.weights_id,
+                    "n_train": len(splits.train),
+                    "n_val": len(splits.val),
+                    "n_test": len(splits.test),
+                },
+            }
+        )
     everything = splits.train + splits.val + splits.test
-    fs = extract_features(everything, backbone, cache_dir=cfg.cache, batch_size=cfg.batch_size,
-                          num_workers=cfg.num_workers, device=cfg.device, strict=cfg.strict,
-                          progress=progress, dist_info=info)
+    fs = extract_features(
+        everything,
+        backbone,
+        cache_dir=cfg.cache,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        device=cfg.device,
+        strict=cfg.strict,
+        progress=progress,
+        dist_info=info,
+    )
     if not info.is_main:
         return None
     notes = list(splits.notes)
@@ -65,10 +92,11 @@ def train_features(cfg: TrainConfig, progress: bool = False) -> Run | None:
     if lost:
         notes.append(f"class(es) with no readable training image, left out: {', '.join(lost)}")
     if len(classes) < 2:
-        from ..errors import TlcvError
-
-        raise TlcvError("fewer than 2 classes have readable training images",
-                        hint="see skipped.csv in the run folder", path=cfg.data)
+        raise TlcvError(
+            "fewer than 2 classes have readable training images",
+            hint="see skipped.csv in the run folder",
+            path=cfg.data,
+        )
     clf = get_classifier(cfg.classifier, seed=cfg.seed).fit(X_train, y_train)
     head = clf.to_head()
     metrics: dict[str, dict] = {}
@@ -77,14 +105,21 @@ def train_features(cfg: TrainConfig, progress: bool = False) -> Run | None:
         if picked:
             metrics[name] = score(head, X, [it.label for it in picked], classes)
     metrics["train"]["cv_accuracy"] = clf.cv_score_
-    metrics["selection"] = {"classifier": cfg.classifier, **{k: float(v) for k, v in
-                                                            clf.best_params_.items()},
-                            "chosen_by": "stratified CV on the training split"
-                            if clf.cv_score_ is not None else "default (too few images for CV)"}
+    metrics["selection"] = {
+        "classifier": cfg.classifier,
+        **{k: float(v) for k, v in clf.best_params_.items()},
+        "chosen_by": "stratified CV on the training split"
+        if clf.cv_score_ is not None
+        else "default (too few images for CV)",
+    }
     model = ClassifierModel(backbone, head)
     writer.skipped(fs.skipped)
     writer.notes(notes)
     writer.metrics(metrics)
-    writer.model(model, [str(c) for c in classes], clf.head_spec(),
-                 {"strategy": "features", "classifier": cfg.classifier})
+    writer.model(
+        model,
+        [str(c) for c in classes],
+        clf.head_spec(),
+        {"strategy": "features", "classifier": cfg.classifier},
+    )
     return load_run(writer.path)

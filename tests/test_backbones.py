@@ -1,7 +1,7 @@
 import pytest
 import torch
-from conftest import DATA, MOBILENET_V2
 
+from conftest import DATA, MOBILENET_V2
 from tlcv.backbones import (
     create_backbone,
     get_backbone_spec,

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from badfiles import make_bad_files, make_odd_but_valid
 from conftest import DATA, MOBILENET_V2, ROOT, link_subset
 

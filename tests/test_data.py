@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from badfiles import make_bad_files, make_odd_but_valid
-from conftest import DATA
 from PIL import Image
 
+from badfiles import make_bad_files, make_odd_but_valid
+from conftest import DATA
 from tlcv.data import discover, make_splits, open_rgb
 from tlcv.errors import BadImageError, TlcvError
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, ROOT, link_subset
 
+from conftest import DATA, ROOT, link_subset
 from tlcv.backbones import create_backbone
 from tlcv.data import discover
 from tlcv.features import cache_for, extract_features, resolve_device
@@ -86,7 +86,6 @@ def test_half_written_shard_is_never_read(tmp_path, small_net, cifar_items):
 
 def test_bad_images_are_skipped_and_listed(tmp_path, small_net, cifar_items):
     from badfiles import make_bad_files
-
     from tlcv.data import ImageItem, file_identity
     from tlcv.errors import BadImageError
 

@@ -35,6 +35,47 @@ def train(data: str | Path, out: str | Path, *, progress: bool = False, **option
     return get_strategy(cfg.strategy)(cfg, progress=progress)
 
 
+def resume(run: str | Path, *, progress: bool = False, **changed) -> Run | None:
+    """Continue an interrupted run from its last finished epoch, with its saved configuration.
+
+    Any option in ``changed`` that differs from the saved one is refused (a resumed run must be
+    the run it claims to be); pass only what you typed again.
+    """
+    import yaml
+
+    run_dir = Path(run).expanduser()
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise TlcvError(
+            f"{run_dir} is not a tlcv run folder (no config.yaml)",
+            path=str(run_dir),
+            hint="give the --out folder of the interrupted `tlcv train`",
+        )
+    if (run_dir / "model.json").is_file():
+        raise TlcvError(
+            f"{run_dir} already finished",
+            path=str(run_dir),
+            hint="evaluate or predict with it; nothing to resume",
+        )
+    saved = yaml.safe_load(config_file.read_text()) or {}
+    saved.pop("resolved", None)
+    valid = {f.name for f in fields(TrainConfig)}
+    differ = sorted(
+        k
+        for k, v in changed.items()
+        if k in valid and k not in ("resume", "progress") and saved.get(k) != v
+    )
+    if differ:
+        detail = ", ".join(f"{k}: saved {saved.get(k)!r}, now {changed[k]!r}" for k in differ)
+        raise TlcvError(
+            f"refusing to resume with a changed configuration ({detail})",
+            hint="drop those flags to resume as saved, or start a new run",
+        )
+    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in valid})
+    cfg.resume = str(run_dir)
+    return get_strategy(cfg.strategy)(cfg, progress=progress)
+
+
 def extract(
     data: str | Path,
     backbone: str = DEFAULT_BACKBONE,

@@ -94,6 +94,14 @@ def _merge(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> d
     return merged
 
 
+def _max_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports kB, macOS bytes)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
 def _need(values: dict, *keys: str) -> None:
     for key in keys:
         if values.get(key) in (None, ""):
@@ -238,6 +246,9 @@ def extract(
                     "cached": fs.cached,
                     "skipped": len(fs.skipped),
                     "feature_dim": int(fs.features.shape[1]),
+                    "seconds": round(fs.seconds, 3),
+                    "images_per_s": round((len(fs.items) + len(fs.skipped)) / fs.seconds, 2),
+                    "max_rss_mb": round(_max_rss_mb(), 1),
                     "skipped_files": [{"path": p, "reason": r} for p, r in fs.skipped],
                 }
             )
@@ -252,7 +263,12 @@ def train(
     backbone: BackboneOpt = None,
     weights: WeightsOpt = None,
     strategy: Annotated[
-        str, typer.Option("--strategy", help="features (frozen backbone + new classifier).")
+        str,
+        typer.Option(
+            "--strategy",
+            help="features (frozen backbone + new classifier), finetune (whole network, "
+            "reduced lr for the pretrained part) or scratch (random init, same recipe).",
+        ),
     ] = "features",
     classifier: Annotated[
         str, typer.Option("--classifier", help="For --strategy features: logreg, svm, knn or mlp.")
@@ -279,48 +295,94 @@ def train(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing run in --out.")
     ] = False,
+    epochs: Annotated[
+        int, typer.Option("--epochs", help="Training epochs (finetune/scratch).")
+    ] = 10,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate of the new head.")] = 1e-3,
+    backbone_lr_ratio: Annotated[
+        float,
+        typer.Option(
+            "--backbone-lr-ratio", help="Pretrained layers learn at this fraction of --lr."
+        ),
+    ] = 0.1,
+    layer_decay: Annotated[
+        float,
+        typer.Option(
+            "--layer-decay", help="Extra lr factor per layer group below the top (1: none)."
+        ),
+    ] = 1.0,
+    freeze_epochs: Annotated[
+        int, typer.Option("--freeze-epochs", help="Train only the head for N epochs first.")
+    ] = 0,
+    unfreeze: Annotated[
+        str,
+        typer.Option("--unfreeze", help="all (at once, fastai) or gradual (one group per epoch)."),
+    ] = "all",
+    bn: Annotated[
+        str, typer.Option("--bn", help="Batch-norm statistics: train or frozen.")
+    ] = "train",
+    optimizer: Annotated[
+        str, typer.Option("--optimizer", help="adamw or sgd (momentum).")
+    ] = "adamw",
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.01,
+    warmup_epochs: Annotated[
+        float, typer.Option("--warmup-epochs", help="Linear warm-up, then cosine decay.")
+    ] = 1.0,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
+    augment: Annotated[
+        str, typer.Option("--augment", help="none, light (crop + flip), strong (+TrivialAugment).")
+    ] = "light",
+    grad_clip: Annotated[
+        float | None, typer.Option("--grad-clip", help="Clip the gradient norm.")
+    ] = None,
+    accumulate: Annotated[
+        int, typer.Option("--accumulate", help="Accumulate gradients over N batches.")
+    ] = 1,
+    patience: Annotated[
+        int | None,
+        typer.Option("--patience", help="Early stopping on validation loss (epochs; 0: off)."),
+    ] = 5,
+    lr_find: Annotated[
+        bool, typer.Option("--lr-find", help="Pick --lr with the learning-rate finder first.")
+    ] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="Continue an interrupted run from its last finished epoch."),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Train a classifier on an image folder and write a self-contained run folder.
 
-    Example: tlcv train --data photos/ --out runs/photos
+    Examples:
+      tlcv train --data photos/ --out runs/photos
+      tlcv train --data photos/ --out runs/ft --strategy finetune --epochs 5 --freeze-epochs 1
+      tlcv train --resume runs/ft
     """
+    given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "resume")}
+    from .api import resume as resume_api
     from .api import train as train_api
 
-    v = _merge(
-        ctx,
-        config,
-        dict(
-            data=data,
-            out=out,
-            backbone=backbone,
-            weights=weights,
-            strategy=strategy,
-            classifier=classifier,
-            image_size=image_size,
-            per_class=per_class,
-            seed=seed,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            cache=cache,
-            device=device,
-            strict=strict,
-            overwrite=overwrite,
-        ),
-    )
-    _need(v, "data", "out")
-    from .backbones import DEFAULT_BACKBONE
+    if resume:
+        typed = {
+            k: val
+            for k, val in given.items()
+            if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
+        }
+        run = resume_api(resume, progress=sys.stderr.isatty(), **typed)
+    else:
+        v = _merge(ctx, config, given)
+        _need(v, "data", "out")
+        from .backbones import DEFAULT_BACKBONE
 
-    v["backbone"] = v["backbone"] or DEFAULT_BACKBONE
-    v["weights"] = v["weights"] or "imagenet"
-    data_path, out_path = v.pop("data"), v.pop("out")
-    run = train_api(data_path, out_path, progress=sys.stderr.isatty(), **v)
+        v["backbone"] = v["backbone"] or DEFAULT_BACKBONE
+        v["weights"] = v["weights"] or "imagenet"
+        data_path, out_path = v.pop("data"), v.pop("out")
+        run = train_api(data_path, out_path, progress=sys.stderr.isatty(), **v)
     if run is None:
         return
     metrics = json.loads((run.path / "metrics.json").read_text())
-    table = Table(title=f"{run.info['backbone']} + {run.info.get('classifier', '')} -> {run.path}")
+    how = run.info.get("classifier") or run.info.get("strategy", "")
+    table = Table(title=f"{run.info['backbone']} + {how} -> {run.path}")
     for col in ("split", "images", "accuracy", "balanced acc.", "macro-F1"):
         table.add_column(col)
     for split in ("train", "val", "test"):
@@ -459,6 +521,8 @@ def predict(
 def main() -> None:
     """Entry point: user errors become one clear message (no traceback), exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         app(standalone_mode=False)
     except TlcvError as exc:
@@ -470,7 +534,9 @@ def main() -> None:
             "files); run the same command again to resume"
         )
         sys.exit(130)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if exc.args:
+            err.print(f"[yellow]{exc.args[0]}[/]")
         err.print(
             "[yellow]interrupted[/]: finished work is kept (cached features, written "
             "files); run the same command again to resume"

@@ -30,6 +30,24 @@ class TrainConfig:
     device: str = "auto"
     strict: bool = False
     overwrite: bool = False
+    # --- training engine (finetune / scratch; ignored by --strategy features) ---
+    epochs: int = 10
+    lr: float = 1e-3
+    backbone_lr_ratio: float = 0.1
+    layer_decay: float = 1.0
+    freeze_epochs: int = 0
+    unfreeze: str = "all"  # all (fastai fine_tune) | gradual (one layer group per epoch)
+    bn: str = "train"  # train | frozen (batch-norm statistics)
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    augment: str = "light"
+    grad_clip: float | None = None
+    accumulate: int = 1
+    patience: int | None = 5
+    lr_find: bool = False
+    resume: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -71,17 +71,26 @@ def collate(samples) -> Batch:
     return Batch([i for i, _ in good], images, failures)
 
 
-def default_workers(n_items: int) -> int:
+def default_workers_for(n_items: int) -> int:
     """Worker processes for decoding: none for tiny jobs (start-up costs more than it saves)."""
     if n_items < 64:
         return 0
     return max(1, min(4, (os.cpu_count() or 1) - 1)) if (os.cpu_count() or 1) > 2 else 1
 
 
+def lower_priority(_worker_id: int) -> None:
+    """Decode workers yield the CPU to the network's threads: on small machines a worker that
+    preempts an OpenMP thread stalls the whole forward pass (measured in docs/benchmarks.md)."""
+    try:
+        os.nice(19)
+    except OSError:
+        pass
+
+
 def image_loader(
     items: list[ImageItem], prep: Preprocessing, batch_size: int, num_workers: int | None = None
 ) -> DataLoader:
-    workers = default_workers(len(items)) if num_workers is None else num_workers
+    workers = default_workers_for(len(items)) if num_workers is None else num_workers
     dataset = ImageDataset(items, eval_transform(prep), draft_size=prep.resize_size)
     return DataLoader(
         dataset,
@@ -91,6 +100,7 @@ def image_loader(
         collate_fn=collate,
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
+        worker_init_fn=lower_priority if workers else None,
     )
 
 

@@ -25,4 +25,4 @@ def get_strategy(name: str) -> Callable:
     return STRATEGIES[name]
 
 
-from . import features  # noqa: E402,F401  (registers "features")
+from . import features, finetune  # noqa: E402,F401  (register the strategies)

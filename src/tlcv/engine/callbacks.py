@@ -1,0 +1,130 @@
+"""Behaviour that plugs into the engine as Lightning callbacks: freeze schedules, weights in
+safetensors (best and last), and the per-epoch history CSV."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+
+from ..io import save_tensors, write_text
+from ..runs import rows_to_csv
+
+UNFREEZE_MODES = ("all", "gradual")
+BN_MODES = ("train", "frozen")
+
+
+class FreezeSchedule(L.Callback):
+    """Head-only for ``freeze_epochs``, then unfreeze the backbone: all at once (fastai's
+    fine_tune) or one layer group per epoch from the top (gradual unfreezing).
+
+    Frozen groups get ``requires_grad=False`` (no gradient, no update, no weight decay) and their
+    batch-norm layers stay in eval mode; ``bn="frozen"`` keeps every backbone BN in eval mode.
+    """
+
+    def __init__(self, freeze_epochs: int = 0, mode: str = "all", bn: str = "train"):
+        if mode not in UNFREEZE_MODES:
+            raise ValueError(f"unfreeze mode must be one of {UNFREEZE_MODES}")
+        if bn not in BN_MODES:
+            raise ValueError(f"bn mode must be one of {BN_MODES}")
+        self.freeze_epochs, self.mode, self.bn = freeze_epochs, mode, bn
+
+    def trainable_groups(self, epoch: int, n_groups: int) -> int:
+        if epoch < self.freeze_epochs:
+            return 0
+        if self.mode == "all":
+            return n_groups
+        return min(n_groups, epoch - self.freeze_epochs + 1)
+
+    def apply(self, module, epoch: int) -> None:
+        net = module.model.backbone.net
+        named = dict(net.named_parameters())
+        groups = module.model.backbone.layer_groups()
+        n_train = self.trainable_groups(epoch, len(groups))
+        frozen_params: set[str] = set()
+        for i, (_, params) in enumerate(groups):
+            trainable = i >= len(groups) - n_train
+            for p in params:
+                named[p].requires_grad_(trainable)
+                if not trainable:
+                    frozen_params.add(p)
+        frozen_modules = []
+        for name, sub in net.named_modules():
+            if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                own = {f"{name}.{p}" for p, _ in sub.named_parameters(recurse=False)}
+                if self.bn == "frozen" or (own and own <= frozen_params):
+                    frozen_modules.append(sub)
+        module.frozen_modules = frozen_modules
+        module.train(module.training)
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self.apply(module, trainer.current_epoch)
+
+
+class RunArtifacts(L.Callback):
+    """After each validation: append to history.csv, write last.safetensors, and
+    best.safetensors when the monitored metric improved. Atomic writes throughout."""
+
+    def __init__(self, run_dir: Path, monitor: str = "val_acc"):
+        self.dir = Path(run_dir)
+        self.monitor = monitor
+        self.history: list[dict] = []
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self._t0 = time.perf_counter()
+        self._elapsed_before = 0.0
+
+    def state_dict(self) -> dict:
+        return {
+            "history": self.history,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "elapsed": self._elapsed(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = list(state["history"])
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self._elapsed_before = float(state.get("elapsed", 0.0))
+        self._t0 = time.perf_counter()
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + time.perf_counter() - self._t0
+
+    def _weights(self, module) -> dict[str, torch.Tensor]:
+        model = module.model
+        tensors = {f"backbone.{k}": v for k, v in model.backbone.net.state_dict().items()}
+        tensors.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
+        return tensors
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        opt = trainer.optimizers[0]
+        lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(opt.param_groups)}
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "seconds": round(self._elapsed(), 3),
+            **{k: round(v, 6) for k, v in sorted(metrics.items())},
+            "lr_head": lrs.get("head"),
+            "lr_backbone_top": next(
+                (v for k, v in reversed(list(lrs.items())) if k not in ("head", "head/no_decay")),
+                None,
+            ),
+        }
+        self.history.append(row)
+        write_text(self.dir / "history.csv", rows_to_csv(self.history))
+        ckpt = self.dir / "checkpoints"
+        weights = self._weights(module)
+        meta = {"epoch": str(trainer.current_epoch)}
+        save_tensors(ckpt / "last.safetensors", weights, meta)
+        score = metrics.get(self.monitor)
+        if score is None or self.best is None or score > self.best:
+            self.best = score
+            self.best_epoch = trainer.current_epoch
+            save_tensors(ckpt / "best.safetensors", weights, meta)

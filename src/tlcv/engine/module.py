@@ -1,0 +1,177 @@
+"""The one LightningModule. What differs between transfer methods is the Objective plugged into
+it (a loss over a batch); the loop, optimiser, schedule and logging are written once here."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..data import normalize
+from ..errors import TlcvError
+from ..runs import ClassifierModel
+from .data import _seed_of
+
+
+@dataclass
+class Recipe:
+    """Optimisation hyper-parameters shared by fine-tuning, scratch, adaptation and sequences."""
+
+    epochs: int = 10
+    lr: float = 1e-3  # head learning rate
+    backbone_lr_ratio: float = 0.1  # pretrained layers learn at this fraction of the head's lr
+    layer_decay: float = 1.0  # extra factor per layer group below the top one
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    seed: int = 0
+
+
+class Objective:
+    """Training loss for one batch. Domain adaptation / sequence methods subclass this."""
+
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+
+    def loss(self, module: TransferModule, x: torch.Tensor, y: torch.Tensor):
+        logits = module.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        return loss, logits, {}
+
+
+class TransferModule(L.LightningModule):
+    def __init__(
+        self,
+        model: ClassifierModel,
+        num_classes: int,
+        recipe: Recipe,
+        objective: Objective | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+        self.objective = objective or Objective(recipe.label_smoothing)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.skipped: list[tuple[str, str]] = []
+        self.frozen_modules: list[nn.Module] = []  # kept in eval mode (BN statistics fixed)
+
+    # -- batches ---------------------------------------------------------------------------
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return normalize(x, self.model.backbone.preprocessing, self.device, channels_last=True)
+
+    def training_step(self, batch, batch_idx):
+        x, y, bad = batch
+        self.skipped.extend(bad)
+        if len(x) == 0:
+            return None
+        loss, logits, extra = self.objective.loss(self, self._inputs(x), y)
+        if not torch.isfinite(loss):
+            raise TlcvError(
+                f"training loss became {loss.item()} at epoch {self.current_epoch}, "
+                f"step {self.global_step}",
+                hint=f"lower --lr (now {self.recipe.lr}) or set --grad-clip; the weights of the "
+                "last finished epoch are kept in the run's checkpoints/ folder",
+            )
+        self.train_acc(logits.argmax(1), y)
+        self.log(
+            "train_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(y),
+            sync_dist=True,
+        )
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        for key, value in extra.items():
+            self.log(key, value, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y, bad = batch
+        self.skipped.extend(bad)
+        if len(x) == 0:
+            return None
+        logits = self.model(self._inputs(x))
+        self.val_acc(logits.argmax(1), y)
+        self.log(
+            "val_loss",
+            F.cross_entropy(logits, y),
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(y),
+            sync_dist=True,
+        )
+        self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
+
+    def on_fit_start(self) -> None:
+        # Backbones are built in eval mode for inference; training needs BN/dropout active.
+        self.train()
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout & co draw from the global RNG: reseed per epoch so a resumed run matches.
+        torch.manual_seed(
+            _seed_of(self.recipe.seed, self.current_epoch, self.global_rank) % (2**63)
+        )
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.frozen_modules:
+            module.eval()
+        return self
+
+    # -- optimisation ----------------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        """Head at ``lr``; backbone group i of G at lr * ratio * layer_decay**(G-1-i).
+
+        Norm weights and biases get no weight decay (the usual practice for fine-tuning).
+        """
+        r = self.recipe
+        named = dict(self.model.backbone.net.named_parameters())
+        groups = self.model.backbone.layer_groups()
+        spec = [
+            (
+                name,
+                [named[p] for p in params],
+                r.lr * r.backbone_lr_ratio * r.layer_decay ** (len(groups) - 1 - i),
+            )
+            for i, (name, params) in enumerate(groups)
+        ]
+        spec.append(("head", list(self.model.head.parameters()), r.lr))
+        out = []
+        for name, params, lr in spec:
+            decay = [p for p in params if p.ndim > 1]
+            no_decay = [p for p in params if p.ndim <= 1]
+            for suffix, ps, wd in (("", decay, r.weight_decay), ("/no_decay", no_decay, 0.0)):
+                if ps:
+                    out.append({"params": ps, "lr": lr, "weight_decay": wd, "name": name + suffix})
+        return out
+
+    def configure_optimizers(self):
+        r = self.recipe
+        groups = self.param_groups()
+        if r.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=r.lr)
+        elif r.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=True)
+        else:
+            raise TlcvError(f"unknown optimizer {r.optimizer!r}", hint="use adamw or sgd")
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(total - 1, int(round(r.warmup_epochs * total / max(1, r.epochs))))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,100 @@
+"""The Lightning Trainer, configured once for every method: devices, DDP under torchrun,
+mixed precision on CUDA, deterministic on CPU, atomic checkpoints loaded without pickle code."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.strategies import DDPStrategy
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write to a temporary file and rename (a full disk keeps the previous checkpoint);
+    load with ``weights_only=True`` so a checkpoint can never run code."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            torch.save(checkpoint, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def build_trainer(
+    run_dir: Path,
+    *,
+    epochs: int,
+    callbacks: list[L.Callback],
+    device: str = "auto",
+    grad_clip: float | None = None,
+    accumulate: int = 1,
+    patience: int | None = None,
+    has_val: bool = True,
+    progress: bool = False,
+) -> L.Trainer:
+    cuda = torch.cuda.is_available() and device != "cpu"
+    world = world_size()
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if world > 1:
+        # find_unused_parameters: frozen layer groups produce no gradients.
+        strategy = DDPStrategy(
+            find_unused_parameters=True, process_group_backend="nccl" if cuda else "gloo"
+        )
+    else:
+        strategy = "auto"
+    extra = list(callbacks)
+    if has_val and patience:
+        extra.append(EarlyStopping(monitor="val_loss", patience=patience, mode="min"))
+    # Lightning's own checkpoint carries loop, optimiser and callback state for --resume.
+    extra.append(
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            save_last=True,
+            save_top_k=0,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        )
+    )
+    precision = (
+        ("bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed") if cuda else "32-true"
+    )
+    return L.Trainer(
+        accelerator="gpu" if cuda else "cpu",
+        devices=local if world > 1 else 1,
+        num_nodes=max(1, world // max(1, local)),
+        strategy=strategy,
+        precision=precision,
+        max_epochs=epochs,
+        gradient_clip_val=grad_clip,
+        accumulate_grad_batches=accumulate,
+        deterministic=not cuda,
+        benchmark=cuda,
+        logger=False,
+        callbacks=extra,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # EpochSampler shards by rank itself
+        num_sanity_val_steps=0,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        limit_val_batches=1.0 if has_val else 0,
+        default_root_dir=str(run_dir),
+    )

@@ -210,3 +210,23 @@ def test_python_api_mirrors_cli(tmp_path):
     assert m["n"] == 20 and m["accuracy"] > 0.7
     preds = api.predict(run, [Path(data) / "frog"], top_k=1)
     assert len(preds) == 10 and all(p["top"][0]["label"] in run.classes for p in preds)
+
+
+def test_error_messages_with_bracketed_paths_print_literally(tmp_path):
+    # "[/path]" in a message once crashed the printer as a rich markup closing tag
+    bad = tmp_path / "x.pth"
+    bad.write_bytes(b"not a checkpoint")
+    done = tlcv(
+        "train",
+        "--data",
+        DATA / "cifar10" / "test",
+        "--out",
+        tmp_path / "r",
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        bad,
+        check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "cannot read weights" in done.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,19 @@ def train(data: str | Path, out: str | Path, *, progress: bool = False, **option
             f"unknown option(s): {', '.join(unknown)}", hint=f"valid: {', '.join(sorted(valid))}"
         )
     cfg = TrainConfig(data=str(data), out=str(out), **options)
+    return _dispatch(cfg, progress)
+
+
+def _dispatch(cfg: TrainConfig, progress: bool) -> Run | None:
+    """Clips (video files, frame folders) train a temporal model; images a classifier."""
+    from .video import is_video_data
+
+    if cfg.temporal is None and is_video_data(cfg.data):
+        cfg.temporal = "lstm"
+    if cfg.temporal is not None:
+        from .strategies.sequence import train_sequence
+
+        return train_sequence(cfg, progress)
     return get_strategy(cfg.strategy)(cfg, progress=progress)
 
 
@@ -73,7 +86,7 @@ def resume(run: str | Path, *, progress: bool = False, **changed) -> Run | None:
         )
     cfg = TrainConfig(**{k: v for k, v in saved.items() if k in valid})
     cfg.resume = str(run_dir)
-    return get_strategy(cfg.strategy)(cfg, progress=progress)
+    return _dispatch(cfg, progress)
 
 
 def extract(
@@ -109,13 +122,31 @@ def _run(run: str | Path | Run) -> Run:
     return run if isinstance(run, Run) else load_run(run)
 
 
+@dataclass
+class Scored:
+    """Class probabilities of the readable inputs, plus what was skipped and, for clips, the
+    sampled frame indices and per-step probabilities."""
+
+    probs: np.ndarray
+    items: list[ImageItem]
+    skipped: list[tuple[str, str]]
+    steps: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+
 def _scores(
-    run: Run, items: list[ImageItem], *, cache, batch_size, num_workers, device, strict, progress
-) -> tuple[np.ndarray, FeatureSet]:
+    run: Run,
+    items: list[ImageItem],
+    *,
+    cache,
+    batch_size,
+    num_workers,
+    device,
+    strict,
+    progress,
+    prefix: int | None = None,
+) -> Scored:
     model = run.load_model()
-    fs = extract_features(
-        items,
-        model.backbone,
+    common = dict(
         cache_dir=cache,
         batch_size=batch_size,
         num_workers=num_workers,
@@ -123,9 +154,28 @@ def _scores(
         strict=strict,
         progress=progress,
     )
+    if not run.is_sequence:
+        fs = extract_features(items, model.backbone, **common)
+        with torch.no_grad():
+            probs = torch.softmax(model.head(torch.from_numpy(fs.features)), dim=1).numpy()
+        return Scored(probs, fs.items, fs.skipped)
+    from .engine.sequences import pad_batch
+    from .features.clips import extract_clip_features
+    from .strategies.sequence import clip_logits
+    from .video import sample_indices
+
+    cf = extract_clip_features(items, model.backbone, **common)
+    frames = int(run.info["frames"])
+    logits = clip_logits(model.head, cf.sequences, frames=frames, prefix=prefix)
+    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy() if len(logits) else logits
+    steps = []
     with torch.no_grad():
-        probs = torch.softmax(model.head(torch.from_numpy(fs.features)), dim=1).numpy()
-    return probs, fs
+        for seq in cf.sequences:
+            idx = sample_indices(len(seq), frames, "uniform", prefix=prefix)
+            feats, lengths, _ = pad_batch([(torch.from_numpy(seq[idx]), 0)])
+            step = torch.softmax(model.head.step_logits(feats, lengths)[0], dim=1).numpy()
+            steps.append((idx, step))
+    return Scored(probs, cf.items, cf.skipped, steps)
 
 
 def evaluate(
@@ -139,14 +189,22 @@ def evaluate(
     device: str = "auto",
     strict: bool = False,
     progress: bool = False,
+    prefix: int | None = None,
 ) -> dict:
-    """Score every labelled image under ``data`` (all splits) with a saved run.
+    """Score every labelled image (or clip) under ``data`` (all splits) with a saved run.
+
+    ``prefix`` (clip runs): use only each clip's first K frames.
 
     Writes metrics.json, per_class.csv, predictions.csv and confusion.png to ``out``
     (default: RUN/eval/<data folder name>).
     """
     run = _run(run)
-    source = discover(data, strict=strict)
+    if run.is_sequence:
+        from .video import discover_clips
+
+        source = discover_clips(data, strict=strict)
+    else:
+        source = discover(data, strict=strict)
     items = source.all_items()
     known = set(run.classes)
     unknown = sorted({it.label for it in items} - known)
@@ -161,7 +219,7 @@ def evaluate(
             f"no image under {data} belongs to the model's classes",
             hint="the run knows: " + ", ".join(run.classes[:20]),
         )
-    probs, fs = _scores(
+    fs = _scores(
         run,
         scored,
         cache=cache,
@@ -170,7 +228,9 @@ def evaluate(
         device=device,
         strict=strict,
         progress=progress,
+        prefix=prefix,
     )
+    probs = fs.probs
     lookup = {c: i for i, c in enumerate(run.classes)}
     y_true = np.array([lookup[it.label] for it in fs.items], dtype=int)
     y_pred = probs.argmax(1) if len(probs) else np.array([], dtype=int)
@@ -183,6 +243,7 @@ def evaluate(
             "data": str(data),
             "run": str(run.path),
             "notes": source.notes,
+            "prefix": prefix,
         }
     )
     out_dir = Path(out) if out else run.path / "eval" / Path(str(data)).resolve().name
@@ -232,6 +293,31 @@ def collect_images(paths: list[str | Path]) -> list[ImageItem]:
     return items
 
 
+def collect_clips(paths: list[str | Path]) -> list[ImageItem]:
+    """Video files and frame folders as given, and clips found inside other folders."""
+    from .video import VIDEO_SUFFIXES, clip_identity, is_clip
+
+    items = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise TlcvError(f"no such file or folder: {path}", path=str(path))
+        if is_clip(path):
+            found = [path]
+        elif path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+            )
+        else:
+            raise TlcvError(
+                f"{path} is not a video file",
+                path=str(path),
+                hint=f"video types: {', '.join(sorted(VIDEO_SUFFIXES))}",
+            )
+        items.extend(ImageItem(str(p), None, clip_identity(p)) for p in found)
+    return items
+
+
 def predict(
     run: str | Path | Run,
     paths: list[str | Path],
@@ -242,16 +328,21 @@ def predict(
     num_workers: int | None = None,
     device: str = "auto",
     strict: bool = False,
+    prefix: int | None = None,
 ) -> list[dict]:
-    """Top-k classes for each image; unreadable images get an ``error`` instead."""
+    """Top-k classes for each image or clip; unreadable inputs get an ``error`` instead.
+
+    Clip runs add ``steps``: the sampled frame indices with the head's top class after each
+    (``prefix``: look only at the first K frames).
+    """
     run = _run(run)
-    items = collect_images(paths)
+    items = collect_clips(paths) if run.is_sequence else collect_images(paths)
     if not items:
         raise TlcvError(
-            "no images found in the given paths",
-            hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}",
+            "no images or clips found in the given paths",
+            hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}; or video files",
         )
-    probs, fs = _scores(
+    fs = _scores(
         run,
         items,
         cache=cache,
@@ -260,7 +351,9 @@ def predict(
         device=device,
         strict=strict,
         progress=False,
+        prefix=prefix,
     )
+    probs = fs.probs
     k = max(1, min(top_k, len(run.classes)))
     by_path = {it.path: i for i, it in enumerate(fs.items)}
     errors = dict(fs.skipped)
@@ -278,6 +371,16 @@ def predict(
                     ],
                 }
             )
+            if fs.steps is not None:
+                idx, step = fs.steps[by_path[it.path]]
+                results[-1]["steps"] = [
+                    {
+                        "frame": int(f),
+                        "label": run.classes[int(p.argmax())],
+                        "score": round(float(p.max()), 6),
+                    }
+                    for f, p in zip(idx, step, strict=True)
+                ]
         else:
             results.append({"path": it.path, "error": errors.get(it.path, "unreadable")})
     return results

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import TlcvError
@@ -27,6 +28,12 @@ weights_app = typer.Typer(help="Manage pretrained weights for offline use.", no_
 app.add_typer(weights_app, name="weights")
 console = Console()
 err = Console(stderr=True)
+
+
+def esc(value: object) -> str:
+    """User data (paths, class names) printed literally, never read as rich markup."""
+    return escape(str(value))
+
 
 ConfigOpt = Annotated[
     Path | None,
@@ -176,7 +183,7 @@ def weights_import(
         for w in get_backbone_spec(n).weights
         if w.file_name == dest.name
     ]
-    console.print(f"imported {file} -> {dest} (sha256 prefix verified)")
+    console.print(f"imported {esc(file)} -> {esc(dest)} (sha256 prefix verified)")
     if users:
         console.print(f"used by: {', '.join(users)}")
     else:
@@ -349,6 +356,27 @@ def train(
         str | None,
         typer.Option("--resume", help="Continue an interrupted run from its last finished epoch."),
     ] = None,
+    temporal: Annotated[
+        str | None,
+        typer.Option(
+            "--temporal",
+            help="Clips: lstm, gru, bilstm, bigru, mean or frame (single-frame baseline). "
+            "[default for video data: lstm]",
+        ),
+    ] = None,
+    frames: Annotated[int, typer.Option("--frames", help="Clips: frames per clip (T).")] = 16,
+    sampling: Annotated[
+        str, typer.Option("--sampling", help="Clips: uniform, random (window) or stride.")
+    ] = "uniform",
+    stride: Annotated[int, typer.Option("--stride", help="Clips: step for --sampling stride.")] = 1,
+    hidden: Annotated[int, typer.Option("--hidden", help="Clips: RNN hidden size.")] = 256,
+    rnn_layers: Annotated[int, typer.Option("--rnn-layers", help="Clips: RNN layers.")] = 1,
+    dropout: Annotated[
+        float, typer.Option("--dropout", help="Clips: dropout before the output.")
+    ] = 0.2,
+    frame_pick: Annotated[
+        str, typer.Option("--frame-pick", help="Clips, --temporal frame: middle or first frame.")
+    ] = "middle",
     config: ConfigOpt = None,
 ) -> None:
     """Train a classifier on an image folder and write a self-contained run folder.
@@ -357,6 +385,7 @@ def train(
       tlcv train --data photos/ --out runs/photos
       tlcv train --data photos/ --out runs/ft --strategy finetune --epochs 5 --freeze-epochs 1
       tlcv train --resume runs/ft
+      tlcv train --data clips/ --out runs/clips --temporal bilstm --frames 16
     """
     given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "resume")}
     from .api import resume as resume_api
@@ -382,7 +411,7 @@ def train(
         return
     metrics = json.loads((run.path / "metrics.json").read_text())
     how = run.info.get("classifier") or run.info.get("strategy", "")
-    table = Table(title=f"{run.info['backbone']} + {how} -> {run.path}")
+    table = Table(title=esc(f"{run.info['backbone']} + {how} -> {run.path}"))
     for col in ("split", "images", "accuracy", "balanced acc.", "macro-F1"):
         table.add_column(col)
     for split in ("train", "val", "test"):
@@ -398,7 +427,7 @@ def train(
     console.print(table)
     notes = (run.path / "notes.txt").read_text().strip()
     if notes:
-        err.print(f"[yellow]notes:[/]\n{notes}")
+        err.print(f"[yellow]notes:[/]\n{esc(notes)}")
 
 
 @app.command()
@@ -416,6 +445,9 @@ def evaluate(
     num_workers: WorkersOpt = None,
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
+    prefix: Annotated[
+        int | None, typer.Option("--prefix", help="Clip runs: use only the first K frames.")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Score every labelled image under --data: accuracy, balanced accuracy, macro-F1,
@@ -439,7 +471,9 @@ def evaluate(
         ),
     )
     _need(v, "data")
-    m = evaluate_api(run, v.pop("data"), progress=sys.stderr.isatty() and not json_out, **v)
+    m = evaluate_api(
+        run, v.pop("data"), progress=sys.stderr.isatty() and not json_out, prefix=prefix, **v
+    )
     if json_out:
         print(json.dumps({k: val for k, val in m.items() if k not in ("confusion",)}))
         return
@@ -453,7 +487,7 @@ def evaluate(
     for r in m["per_class"]:
         if r["n"]:
             table.add_row(
-                r["class"],
+                esc(r["class"]),
                 str(r["n"]),
                 f"{r['recall']:.3f}",
                 f"{r['precision']:.3f}",
@@ -461,8 +495,10 @@ def evaluate(
             )
     console.print(table)
     if m["unknown_classes"]:
-        err.print(f"[yellow]left out, classes the model never saw:[/] {m['unknown_classes']}")
-    console.print(f"confusion matrix: {m['confusion_png']}\nreport folder: {m['output_dir']}")
+        err.print(f"[yellow]left out, classes the model never saw:[/] {esc(m['unknown_classes'])}")
+    console.print(
+        f"confusion matrix: {esc(m['confusion_png'])}\nreport folder: {esc(m['output_dir'])}"
+    )
 
 
 @app.command()
@@ -478,10 +514,15 @@ def predict(
     batch_size: BatchOpt = 64,
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
+    prefix: Annotated[
+        int | None, typer.Option("--prefix", help="Clip runs: use only the first K frames.")
+    ] = None,
 ) -> None:
-    """Top-k classes for new images.
+    """Top-k classes for new images, or for clips with per-step scores (clip runs).
 
-    Example: tlcv predict runs/photos img1.jpg more_images/ --top-k 3 --format json
+    Examples:
+      tlcv predict runs/photos img1.jpg more_images/ --top-k 3 --format json
+      tlcv predict runs/clips clip.mp4 --prefix 10
     """
     from .api import predict as predict_api
     from .io import write_text
@@ -496,6 +537,7 @@ def predict(
         batch_size=batch_size,
         device=device,
         strict=strict,
+        prefix=prefix,
     )
     if fmt == "json":
         text = json.dumps(results, indent=2) + "\n"
@@ -504,16 +546,18 @@ def predict(
 
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["path", "rank", "label", "score", "error"])
+        writer.writerow(["path", "frame", "rank", "label", "score", "error"])
         for r in results:
             if "error" in r:
-                writer.writerow([r["path"], "", "", "", r["error"]])
+                writer.writerow([r["path"], "", "", "", "", r["error"]])
             for rank, t in enumerate(r.get("top", []), start=1):
-                writer.writerow([r["path"], rank, t["label"], t["score"], ""])
+                writer.writerow([r["path"], "", rank, t["label"], t["score"], ""])
+            for step in r.get("steps", []):  # clip runs: the head's top class after each step
+                writer.writerow([r["path"], step["frame"], 1, step["label"], step["score"], ""])
         text = buf.getvalue()
     if output:
         write_text(output, text)
-        err.print(f"wrote {len(results)} predictions to {output}")
+        err.print(f"wrote {len(results)} predictions to {esc(output)}")
     else:
         sys.stdout.write(text)
 
@@ -526,7 +570,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except TlcvError as exc:
-        err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
+        err.print(f"[bold red]error:[/] {esc(exc.render())}", highlight=False)
         sys.exit(2)
     except click.exceptions.Abort:
         err.print(
@@ -536,7 +580,7 @@ def main() -> None:
         sys.exit(130)
     except KeyboardInterrupt as exc:
         if exc.args:
-            err.print(f"[yellow]{exc.args[0]}[/]")
+            err.print(f"[yellow]{esc(exc.args[0])}[/]")
         err.print(
             "[yellow]interrupted[/]: finished work is kept (cached features, written "
             "files); run the same command again to resume"

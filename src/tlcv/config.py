@@ -48,6 +48,15 @@ class TrainConfig:
     patience: int | None = 5
     lr_find: bool = False
     resume: str | None = None
+    # --- sequences (video clips or frame folders) ---
+    temporal: str | None = None  # lstm | gru | bilstm | bigru | mean | frame
+    frames: int = 16
+    sampling: str = "uniform"  # uniform | random | stride
+    stride: int = 1
+    hidden: int = 256
+    rnn_layers: int = 1
+    dropout: float = 0.2
+    frame_pick: str = "middle"  # frame head: middle | first
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -47,6 +47,18 @@ class ClassifierModel(nn.Module):
         return self.head(self.backbone(images))
 
 
+class SequenceModel(nn.Module):
+    """Per-frame backbone + temporal head: clips -> class scores, and scores per step."""
+
+    def __init__(self, backbone: Backbone, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(feats, lengths)
+
+
 def environment() -> dict:
     import timm
     import torchvision
@@ -157,11 +169,25 @@ class Run:
             strict=True,
         )
         backbone.weights_id = state_fingerprint(backbone.net)
-        head = head_from_state(
-            self.info["head"],
-            {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")},
-        )
-        return ClassifierModel(backbone, head).eval()
+        head_state = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
+        if self.is_sequence:
+            from .heads import TemporalHead
+
+            cfg = dict(self.info["head"])
+            cfg.pop("type", None)
+            kind, in_features, classes = (
+                cfg.pop("kind"),
+                cfg.pop("in_features"),
+                cfg.pop("num_classes"),
+            )
+            head = TemporalHead(kind, in_features, classes, **cfg)
+            head.load_state_dict(head_state, strict=True)
+            return SequenceModel(backbone, head.eval()).eval()
+        return ClassifierModel(backbone, head_from_state(self.info["head"], head_state)).eval()
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.info.get("task") == "sequence"
 
 
 def load_run(path: str | Path) -> Run:

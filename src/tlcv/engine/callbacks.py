@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import lightning as L
-import torch
 from torch import nn
 
 from ..io import save_tensors, write_text
@@ -40,6 +39,8 @@ class FreezeSchedule(L.Callback):
         return min(n_groups, epoch - self.freeze_epochs + 1)
 
     def apply(self, module, epoch: int) -> None:
+        if getattr(module.model, "backbone", None) is None:
+            return  # a head over cached features: nothing to freeze
         net = module.model.backbone.net
         named = dict(net.named_parameters())
         groups = module.model.backbone.layer_groups()
@@ -94,12 +95,6 @@ class RunArtifacts(L.Callback):
     def _elapsed(self) -> float:
         return self._elapsed_before + time.perf_counter() - self._t0
 
-    def _weights(self, module) -> dict[str, torch.Tensor]:
-        model = module.model
-        tensors = {f"backbone.{k}": v for k, v in model.backbone.net.state_dict().items()}
-        tensors.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
-        return tensors
-
     def on_train_epoch_end(self, trainer, module) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
@@ -120,7 +115,7 @@ class RunArtifacts(L.Callback):
         self.history.append(row)
         write_text(self.dir / "history.csv", rows_to_csv(self.history))
         ckpt = self.dir / "checkpoints"
-        weights = self._weights(module)
+        weights = module.export_weights()
         meta = {"epoch": str(trainer.current_epoch)}
         save_tensors(ckpt / "last.safetensors", weights, meta)
         score = metrics.get(self.monitor)

@@ -35,15 +35,26 @@ class Recipe:
 
 
 class Objective:
-    """Training loss for one batch. Domain adaptation / sequence methods subclass this."""
+    """How a batch becomes logits and a loss. The default reads image batches (x, y, bad);
+    sequence and domain-adaptation methods subclass it. The loop itself never changes."""
 
     def __init__(self, label_smoothing: float = 0.0):
         self.label_smoothing = label_smoothing
 
-    def loss(self, module: TransferModule, x: torch.Tensor, y: torch.Tensor):
-        logits = module.model(x)
+    def forward(self, module: TransferModule, batch):
+        """(logits, labels) for a batch, or (None, None) when it held no readable sample."""
+        x, y, bad = batch
+        module.skipped.extend(bad)
+        if len(x) == 0:
+            return None, None
+        return module.model(module.normalize_images(x)), y
+
+    def loss(self, module: TransferModule, batch):
+        logits, y = self.forward(module, batch)
+        if logits is None:
+            return None, None, None, {}
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        return loss, logits, {}
+        return loss, logits, y, {}
 
 
 class TransferModule(L.LightningModule):
@@ -64,15 +75,13 @@ class TransferModule(L.LightningModule):
         self.frozen_modules: list[nn.Module] = []  # kept in eval mode (BN statistics fixed)
 
     # -- batches ---------------------------------------------------------------------------
-    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+    def normalize_images(self, x: torch.Tensor) -> torch.Tensor:
         return normalize(x, self.model.backbone.preprocessing, self.device, channels_last=True)
 
     def training_step(self, batch, batch_idx):
-        x, y, bad = batch
-        self.skipped.extend(bad)
-        if len(x) == 0:
+        loss, logits, y, extra = self.objective.loss(self, batch)
+        if loss is None:
             return None
-        loss, logits, extra = self.objective.loss(self, self._inputs(x), y)
         if not torch.isfinite(loss):
             raise TlcvError(
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, "
@@ -80,6 +89,7 @@ class TransferModule(L.LightningModule):
                 hint=f"lower --lr (now {self.recipe.lr}) or set --grad-clip; the weights of the "
                 "last finished epoch are kept in the run's checkpoints/ folder",
             )
+        n = len(y)
         self.train_acc(logits.argmax(1), y)
         self.log(
             "train_loss",
@@ -87,20 +97,18 @@ class TransferModule(L.LightningModule):
             on_step=False,
             on_epoch=True,
             prog_bar=True,
-            batch_size=len(y),
+            batch_size=n,
             sync_dist=True,
         )
-        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
         for key, value in extra.items():
-            self.log(key, value, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+            self.log(key, value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
-        x, y, bad = batch
-        self.skipped.extend(bad)
-        if len(x) == 0:
+        logits, y = self.objective.forward(self, batch)
+        if logits is None:
             return None
-        logits = self.model(self._inputs(x))
         self.val_acc(logits.argmax(1), y)
         self.log(
             "val_loss",
@@ -111,6 +119,15 @@ class TransferModule(L.LightningModule):
             sync_dist=True,
         )
         self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
+
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        """Tensors as a run folder stores them: backbone.* (when trained here) and head.*."""
+        backbone = getattr(self.model, "backbone", None)
+        if backbone is None:
+            return {f"head.{k}": v for k, v in self.model.state_dict().items()}
+        tensors = {f"backbone.{k}": v for k, v in backbone.net.state_dict().items()}
+        tensors.update({f"head.{k}": v for k, v in self.model.head.state_dict().items()})
+        return tensors
 
     def on_fit_start(self) -> None:
         # Backbones are built in eval mode for inference; training needs BN/dropout active.
@@ -135,6 +152,15 @@ class TransferModule(L.LightningModule):
         Norm weights and biases get no weight decay (the usual practice for fine-tuning).
         """
         r = self.recipe
+        if getattr(self.model, "backbone", None) is None:  # a head over cached features
+            return [
+                {
+                    "params": [p for p in self.model.parameters() if p.requires_grad],
+                    "lr": r.lr,
+                    "weight_decay": r.weight_decay,
+                    "name": "head",
+                }
+            ]
         named = dict(self.model.backbone.net.named_parameters())
         groups = self.model.backbone.layer_groups()
         spec = [

@@ -8,9 +8,13 @@ from .classifiers import (
     register_classifier,
 )
 from .modules import KNNHead, build_head
+from .temporal import FRAME_PICKS, TEMPORAL_HEADS, TemporalHead
 
 __all__ = [
     "CLASSIFIERS",
+    "FRAME_PICKS",
+    "TEMPORAL_HEADS",
+    "TemporalHead",
     "FeatureClassifier",
     "KNNHead",
     "build_head",

@@ -135,3 +135,13 @@ def test_torchrun_two_processes_fill_one_cache(tmp_path):
     fs = extract_features(discover(data).all_items(), net, cache_dir=cache)
     assert fs.cached == 40 and fs.computed == 0
     assert torch.isfinite(torch.from_numpy(fs.features)).all()
+
+
+def test_a_backbone_stays_trainable_after_extraction(tmp_path, cifar_items):
+    # converting parameters inside inference mode once made them untrainable forever
+    net = create_backbone("mobilenet_v3_small", weights="none", image_size=32)
+    extract_features(cifar_items[:4], net, cache_dir=tmp_path)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    net.train()(torch.zeros(2, 3, 32, 32)).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())

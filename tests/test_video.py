@@ -226,3 +226,39 @@ def test_cli_train_evaluate_predict_on_video_with_bad_clips(tracks, tmp_path):
         check=False,
     )
     assert strict.returncode == 2 and "Traceback" not in strict.stderr
+
+
+def test_end_to_end_finetuning_of_the_frame_cnn(tracks, tmp_path):
+    from safetensors.torch import load_file
+
+    import tlcv
+    from tlcv.backbones import create_backbone
+
+    run = tlcv.train(
+        tracks,
+        tmp_path / "e2e",
+        temporal="gru",
+        strategy="finetune",
+        frames=4,
+        backbone="mobilenet_v2",
+        weights=str(MOBILENET_V2),
+        image_size=32,
+        epochs=2,
+        lr=3e-3,
+        batch_size=8,
+        patience=None,
+        hidden=64,
+        val_fraction=0.0,
+    )
+    m = json.loads((run.path / "metrics.json").read_text())
+    assert m["test"]["accuracy"] >= 0.3, m["test"]  # chance 1/6
+    tuned = load_file(str(run.path / "model.safetensors"))
+    start = create_backbone("mobilenet_v2", weights=str(MOBILENET_V2)).net.state_dict()
+    moved = [
+        k
+        for k, v in start.items()
+        if v.is_floating_point() and not torch.equal(tuned[f"backbone.{k}"], v)
+    ]
+    assert len(moved) > 50 and run.info["strategy"] == "finetune"
+    m2 = tlcv.evaluate(run, tracks / "test")
+    assert m2["accuracy"] == pytest.approx(m["test"]["accuracy"])

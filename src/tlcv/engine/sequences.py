@@ -81,3 +81,87 @@ class SequenceObjective(Objective):
         else:
             loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         return loss, logits, y, {}
+
+
+class ClipFrames(Dataset):
+    """(index, epoch) -> (uint8 frames (t, 3, H, W), label), decoded each epoch (end-to-end)."""
+
+    def __init__(
+        self,
+        items,
+        labels: list[int],
+        transform,
+        *,
+        frames: int,
+        sampling: str,
+        stride: int,
+        seed: int,
+        draft_size: int | None,
+    ):
+        self.items, self.labels, self.transform = items, labels, transform
+        self.frames, self.sampling, self.stride = frames, sampling, stride
+        self.seed, self.draft_size = seed, draft_size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key):
+        from ..errors import BadImageError
+        from ..video.decode import read_frames
+
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        try:
+            frames = read_frames(self.items[index].path, self.draft_size)
+        except BadImageError as exc:
+            return None, self.items[index].path, exc.message
+        rng = np.random.default_rng(_seed_of(self.seed, epoch, index) % (2**63))
+        idx = sample_indices(len(frames), self.frames, self.sampling, stride=self.stride, rng=rng)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_seed_of(self.seed, epoch, index, 1) % (2**63))
+            return torch.stack([self.transform(frames[i]) for i in idx]), self.labels[index], None
+
+
+def pad_frames(samples):
+    good = [(x, y) for x, y, err in samples if err is None]
+    bad = [(path, err) for _, path, err in samples if err is not None]
+    if not good:
+        return None, None, torch.empty(0, dtype=torch.long), bad
+    lengths = torch.tensor([len(x) for x, _ in good], dtype=torch.long)
+    x0 = good[0][0]
+    clips = torch.zeros(len(good), int(lengths.max()), *x0.shape[1:], dtype=x0.dtype)
+    for i, (x, _) in enumerate(good):
+        clips[i, : len(x)] = x
+    return clips, lengths, torch.tensor([y for _, y in good], dtype=torch.long), bad
+
+
+class ClipObjective(SequenceObjective):
+    """End to end: every real frame through the (trainable) backbone, then the temporal head."""
+
+    def _features(self, module, clips, lengths):
+        mask = (torch.arange(clips.shape[1])[None, :] < lengths[:, None]).to(clips.device)
+        feats = module.model.backbone(module.normalize_images(clips[mask]))
+        out = feats.new_zeros(*clips.shape[:2], feats.shape[-1])
+        out[mask] = feats
+        return out
+
+    def forward(self, module, batch):
+        clips, lengths, y, bad = batch
+        module.skipped.extend(bad)
+        if clips is None:
+            return None, None
+        return module.model.head(self._features(module, clips, lengths), lengths), y
+
+    def loss(self, module, batch):
+        clips, lengths, y, bad = batch
+        module.skipped.extend(bad)
+        if clips is None:
+            return None, None, None, {}
+        feats = self._features(module, clips, lengths)
+        return super().loss(_HeadOnly(module), (feats, lengths, y))
+
+
+class _HeadOnly:
+    """Lets the feature-sequence loss run on features computed by the trainable backbone."""
+
+    def __init__(self, module):
+        self.model = module.model.head

@@ -22,7 +22,7 @@ from ..distributed import DistInfo, barrier, gather_objects, init_from_env
 from ..errors import BadImageError
 from ..video.decode import read_frames
 from .cache import FeatureCache, item_key
-from .extract import _progress, cache_for, resolve_device
+from .extract import _progress, cache_for, prepare_for_inference, resolve_device
 
 
 @dataclass
@@ -67,7 +67,7 @@ def cached_frame_count(cache: FeatureCache, identity: str) -> int:
 
 @torch.inference_mode()
 def _compute(todo, backbone, cache, device, *, batch_size, num_workers, strict, progress):
-    model = backbone.to(device).eval().to(memory_format=torch.channels_last)
+    model = backbone  # prepared by the caller, outside inference mode
     autocast = (
         torch.autocast("cuda", dtype=torch.float16)
         if device.type == "cuda"
@@ -140,6 +140,8 @@ def extract_clip_features(
     todo = [it for it in items if frame_key(it.identity, 0) not in cache.index()]
     todo = list({it.identity: it for it in todo}.values())
     mine = todo[info.rank :: info.world_size]
+    if mine:
+        prepare_for_inference(backbone, dev)
     skipped, frames_done = (
         _compute(
             mine,

@@ -8,13 +8,22 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 
-from ..backbones import create_backbone, get_backbone_spec
+from ..backbones import create_backbone, get_backbone_spec, state_fingerprint
 from ..config import TrainConfig
-from ..data import make_splits
+from ..data import eval_transform, make_splits
 from ..distributed import init_from_env
 from ..engine import FreezeSchedule, Recipe, RunArtifacts, TransferModule, build_trainer
-from ..engine.sequences import FeatureSequences, SequenceObjective, sequence_loader
+from ..engine.data import EpochSampler
+from ..engine.sequences import (
+    ClipFrames,
+    ClipObjective,
+    FeatureSequences,
+    SequenceObjective,
+    pad_frames,
+    sequence_loader,
+)
 from ..errors import TlcvError
 from ..evaluation import classification_metrics
 from ..features.clips import extract_clip_features
@@ -36,11 +45,10 @@ def check_sequence_options(cfg: TrainConfig) -> None:
             )
     if cfg.frames < 1:
         raise TlcvError("--frames must be at least 1")
-    if cfg.strategy != "features":
+    if cfg.strategy not in ("features", "finetune"):
         raise TlcvError(
-            f"--strategy {cfg.strategy} is not available for clips yet: sequence models train "
-            "a temporal head on frozen, cached per-frame features",
-            hint="drop --strategy (frozen features are the default for clips)",
+            f"--strategy {cfg.strategy} does not apply to clips",
+            hint="features (frozen per-frame CNN, cached; the default) or finetune (end to end)",
         )
 
 
@@ -103,6 +111,7 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
         dist_info=info,
     )
     by_id = {it.identity: seq for it, seq in zip(cf.items, cf.sequences, strict=True)}
+    skipped_clips = list(cf.skipped)
     classes = splits.classes
     lookup = {c: i for i, c in enumerate(classes)}
 
@@ -154,13 +163,47 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
     recipe = Recipe(
         epochs=cfg.epochs,
         lr=cfg.lr,
+        backbone_lr_ratio=cfg.backbone_lr_ratio,
+        layer_decay=cfg.layer_decay,
         optimizer=cfg.optimizer,
         weight_decay=cfg.weight_decay,
         warmup_epochs=cfg.warmup_epochs,
         label_smoothing=cfg.label_smoothing,
         seed=cfg.seed,
     )
-    module = TransferModule(head, len(classes), recipe, SequenceObjective(recipe.label_smoothing))
+    end_to_end = cfg.strategy == "finetune"
+    if end_to_end:
+        # The CNN trains too: clips are decoded every epoch and go through the whole network.
+        model = SequenceModel(backbone, head)
+        module = TransferModule(model, len(classes), recipe, ClipObjective(recipe.label_smoothing))
+        readable = {it.identity for it in cf.items}
+
+        def clip_loader(items, sampling, shuffle):
+            kept = [it for it in items if it.identity in readable]
+            ds = ClipFrames(
+                kept,
+                [lookup[it.label] for it in kept],
+                eval_transform(backbone.preprocessing),
+                frames=cfg.frames,
+                sampling=sampling,
+                stride=cfg.stride,
+                seed=cfg.seed,
+                draft_size=backbone.preprocessing.resize_size,
+            )
+            return DataLoader(
+                ds,
+                batch_size=min(cfg.batch_size, max(1, len(ds))),
+                sampler=EpochSampler(len(ds), cfg.seed, shuffle),
+                collate_fn=pad_frames,
+                num_workers=cfg.num_workers or 0,
+            )
+
+        train_loader = clip_loader(splits.train, cfg.sampling, True)
+        val_loader = clip_loader(splits.val, "uniform", False) if val_seq else None
+    else:
+        module = TransferModule(
+            head, len(classes), recipe, SequenceObjective(recipe.label_smoothing)
+        )
     writer = RunWriter(run_dir, overwrite=True) if info.is_main else None
     if writer:
         writer.config(
@@ -181,12 +224,12 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
     trainer = build_trainer(
         run_dir,
         epochs=cfg.epochs,
-        device="cpu",
+        device=cfg.device if end_to_end else "cpu",  # a head on cached features is tiny
         grad_clip=cfg.grad_clip,
         patience=cfg.patience,
         has_val=val_loader is not None,
         progress=progress,
-        callbacks=[FreezeSchedule(), artifacts],
+        callbacks=[FreezeSchedule(cfg.freeze_epochs, cfg.unfreeze, cfg.bn), artifacts],
     )
     ckpt = run_dir / "checkpoints" / "last.ckpt" if cfg.resume else None
     if ckpt is not None and not ckpt.is_file():
@@ -199,7 +242,24 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
         return None
     best = run_dir / "checkpoints" / "best.safetensors"
     if best.is_file():
-        head.load_state_dict({k[5:]: v for k, v in load_file(str(best)).items()})
+        tensors = load_file(str(best))
+        head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+        if end_to_end:
+            backbone.net.load_state_dict(
+                {k[9:]: v for k, v in tensors.items() if k.startswith("backbone.")}
+            )
+    if end_to_end:  # score with the fine-tuned CNN's own per-frame features
+        backbone.weights_id = state_fingerprint(backbone.net)
+        cf = extract_clip_features(
+            cf.items,
+            backbone.eval(),
+            cache_dir=cfg.cache,
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+            device=cfg.device,
+        )
+        by_id.clear()
+        by_id.update({it.identity: seq for it, seq in zip(cf.items, cf.sequences, strict=True)})
     metrics: dict[str, dict] = {}
     for name, items in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         seqs, ys = part(items)
@@ -216,7 +276,7 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
         "clips_cached": cf.clips_cached,
         "seconds": round(cf.seconds, 2),
     }
-    writer.skipped(cf.skipped)
+    writer.skipped(skipped_clips)
     writer.notes(notes)
     writer.metrics(metrics)
     writer.model(
@@ -224,7 +284,7 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
         classes,
         {"type": "temporal", **head.config},
         {
-            "strategy": "features",
+            "strategy": cfg.strategy,
             "task": "sequence",
             "frames": cfg.frames,
             "sampling": cfg.sampling,

@@ -85,3 +85,12 @@ def read_config_file(path: str | Path, allowed: set[str]) -> dict:
 
 
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
+
+
+def require_choices(*checks: tuple[object, tuple[str, ...], str]) -> None:
+    """Each (value, allowed, flag): a clear error naming the flag and the valid choices."""
+    for value, allowed, flag in checks:
+        if value not in allowed:
+            raise TlcvError(
+                f"unknown {flag} {value!r}", hint=f"choose one of: {', '.join(allowed)}"
+            )

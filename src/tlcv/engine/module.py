@@ -129,6 +129,18 @@ class TransferModule(L.LightningModule):
         tensors.update({f"head.{k}": v for k, v in self.model.head.state_dict().items()})
         return tensors
 
+    def import_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Inverse of ``export_weights``."""
+        head = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
+        backbone = getattr(self.model, "backbone", None)
+        if backbone is None:
+            self.model.load_state_dict(head)
+            return
+        backbone.net.load_state_dict(
+            {k[9:]: v for k, v in tensors.items() if k.startswith("backbone.")}
+        )
+        self.model.head.load_state_dict(head)
+
     def on_fit_start(self) -> None:
         # Backbones are built in eval mode for inference; training needs BN/dropout active.
         self.train()

@@ -10,11 +10,10 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from ..backbones import create_backbone, get_backbone_spec
-from ..config import TrainConfig
+from ..config import TrainConfig, require_choices
 from ..data import discover, make_splits
 from ..engine import (
     AUGMENTS,
@@ -26,6 +25,7 @@ from ..engine import (
     labelled_loader,
 )
 from ..engine.callbacks import BN_MODES, UNFREEZE_MODES
+from ..engine.fit import fit, restore_best
 from ..errors import TlcvError
 from ..evaluation import classification_metrics
 from ..runs import ClassifierModel, Run, RunWriter, load_run
@@ -34,16 +34,12 @@ from . import register_strategy
 
 def _check(cfg: TrainConfig) -> None:
     get_backbone_spec(cfg.backbone)
-    for value, allowed, flag in (
+    require_choices(
         (cfg.augment, AUGMENTS, "--augment"),
         (cfg.unfreeze, UNFREEZE_MODES, "--unfreeze"),
         (cfg.bn, BN_MODES, "--bn"),
         (cfg.optimizer, ("adamw", "sgd"), "--optimizer"),
-    ):
-        if value not in allowed:
-            raise TlcvError(
-                f"unknown {flag} {value!r}", hint=f"choose one of: {', '.join(allowed)}"
-            )
+    )
     if cfg.epochs < 1 or cfg.lr <= 0 or cfg.batch_size < 1:
         raise TlcvError("--epochs, --lr and --batch-size must be positive")
 
@@ -147,31 +143,10 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
     )
     if cfg.lr_find and not cfg.resume:
         _find_lr(trainer, module, train_loader, val_loader, recipe, run_dir, notes)
-    ckpt = None
-    if cfg.resume:
-        ckpt = run_dir / "checkpoints" / "last.ckpt"
-        if not ckpt.is_file():
-            raise TlcvError(
-                f"{run_dir} has no checkpoint to resume from",
-                path=str(run_dir),
-                hint="it stopped before finishing one epoch: start it again "
-                "without --resume (add --overwrite)",
-            )
-    try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
-    except SystemExit as exc:  # Lightning turns Ctrl-C into SystemExit after a clean shutdown
-        raise KeyboardInterrupt(f"resume with: tlcv train --resume {run_dir}") from exc
-    if trainer.world_size > 1:
-        _check_ranks_agree(model, trainer)
+    fit(trainer, module, train_loader, val_loader, run_dir, bool(cfg.resume))
     if trainer.global_rank != 0:
         return None
-    best = run_dir / "checkpoints" / "best.safetensors"
-    if best.is_file():
-        tensors = load_file(str(best))
-        model.backbone.net.load_state_dict(
-            {k[9:]: v for k, v in tensors.items() if k.startswith("backbone.")}
-        )
-        model.head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+    if restore_best(module, run_dir):
         notes.append(
             f"weights of epoch {artifacts.best_epoch} (best {artifacts.monitor} on the "
             "validation split) are the run's model"
@@ -205,21 +180,6 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
         {"strategy": "scratch" if scratch else "finetune"},
     )
     return load_run(run_dir)
-
-
-def _check_ranks_agree(model: nn.Module, trainer) -> None:
-    """DDP must leave every rank with the same weights; a silent divergence is a bug."""
-    from ..backbones import state_fingerprint
-    from ..distributed import DistInfo, gather_objects
-
-    prints = gather_objects(
-        state_fingerprint(model), DistInfo(trainer.global_rank, trainer.world_size)
-    )
-    if len(set(prints)) != 1:
-        raise TlcvError(
-            "DDP ranks ended training with different weights",
-            hint="please report this with the run's config.yaml",
-        )
 
 
 def _find_lr(trainer, module, train_loader, val_loader, recipe, run_dir, notes) -> None:

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from ..backbones import create_backbone, get_backbone_spec, state_fingerprint
-from ..config import TrainConfig
+from ..config import TrainConfig, require_choices
 from ..data import eval_transform, make_splits
 from ..distributed import init_from_env
 from ..engine import FreezeSchedule, Recipe, RunArtifacts, TransferModule, build_trainer
 from ..engine.data import EpochSampler
+from ..engine.fit import fit, restore_best
 from ..engine.sequences import (
     ClipFrames,
     ClipObjective,
@@ -34,15 +34,11 @@ from ..video import SAMPLINGS, discover_clips
 
 def check_sequence_options(cfg: TrainConfig) -> None:
     get_backbone_spec(cfg.backbone)
-    for value, allowed, flag in (
+    require_choices(
         (cfg.temporal, TEMPORAL_HEADS, "--temporal"),
         (cfg.sampling, SAMPLINGS, "--sampling"),
         (cfg.frame_pick, FRAME_PICKS, "--frame-pick"),
-    ):
-        if value not in allowed:
-            raise TlcvError(
-                f"unknown {flag} {value!r}", hint=f"choose one of: {', '.join(allowed)}"
-            )
+    )
     if cfg.frames < 1:
         raise TlcvError("--frames must be at least 1")
     if cfg.strategy not in ("features", "finetune"):
@@ -231,23 +227,10 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
         progress=progress,
         callbacks=[FreezeSchedule(cfg.freeze_epochs, cfg.unfreeze, cfg.bn), artifacts],
     )
-    ckpt = run_dir / "checkpoints" / "last.ckpt" if cfg.resume else None
-    if ckpt is not None and not ckpt.is_file():
-        raise TlcvError(f"{run_dir} has no checkpoint to resume from", path=str(run_dir))
-    try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
-    except SystemExit as exc:
-        raise KeyboardInterrupt(f"resume with: tlcv train --resume {run_dir}") from exc
+    fit(trainer, module, train_loader, val_loader, run_dir, bool(cfg.resume))
     if trainer.global_rank != 0:
         return None
-    best = run_dir / "checkpoints" / "best.safetensors"
-    if best.is_file():
-        tensors = load_file(str(best))
-        head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
-        if end_to_end:
-            backbone.net.load_state_dict(
-                {k[9:]: v for k, v in tensors.items() if k.startswith("backbone.")}
-            )
+    restore_best(module, run_dir)
     if end_to_end:  # score with the fine-tuned CNN's own per-frame features
         backbone.weights_id = state_fingerprint(backbone.net)
         cf = extract_clip_features(

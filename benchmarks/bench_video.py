@@ -30,9 +30,14 @@ from tlcv.data import eval_transform, normalize  # noqa: E402
 from tlcv.features.clips import extract_clip_features  # noqa: E402
 from tlcv.video import discover_clips, read_frames  # noqa: E402
 
-HEADS = [("frame (middle)", "frame", "middle"), ("frame (first)", "frame", "first"),
-         ("mean", "mean", "middle"), ("lstm", "lstm", "middle"), ("bilstm", "bilstm", "middle"),
-         ("gru", "gru", "middle")]
+HEADS = [
+    ("frame (middle)", "frame", "middle"),
+    ("frame (first)", "frame", "first"),
+    ("mean", "mean", "middle"),
+    ("lstm", "lstm", "middle"),
+    ("bilstm", "bilstm", "middle"),
+    ("gru", "gru", "middle"),
+]
 PREFIXES = [None, 10, 5]
 
 
@@ -52,8 +57,14 @@ def throughput(args, weights: str, cache: Path) -> dict:
             model(x[i : i + args.batch_size])
     raw = len(x) / (time.perf_counter() - start)
     print(f"decode + extract {pipeline:.0f} frames/s; raw forward {raw:.0f} frames/s", flush=True)
-    return {"frames": fs.frames_computed, "pipeline_fps": pipeline, "raw_forward_fps": raw,
-            "ratio": pipeline / raw, "clips": len(fs.items), "skipped": len(fs.skipped)}
+    return {
+        "frames": fs.frames_computed,
+        "pipeline_fps": pipeline,
+        "raw_forward_fps": raw,
+        "ratio": pipeline / raw,
+        "clips": len(fs.items),
+        "skipped": len(fs.skipped),
+    }
 
 
 def main() -> None:
@@ -68,35 +79,55 @@ def main() -> None:
     args = parser.parse_args()
     weights = str(args.shared / "weights" / "mobilenet_v2-b0353104.pth")
     data = args.shared / "data" / "gtsrb_tracks"
-    result: dict = {"date": time.strftime("%Y-%m-%d"), "image_size": args.image_size,
-                    "frames": args.frames, "epochs": args.epochs, "heads": {}}
+    result: dict = {
+        "date": time.strftime("%Y-%m-%d"),
+        "image_size": args.image_size,
+        "frames": args.frames,
+        "epochs": args.epochs,
+        "heads": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         result["throughput"] = throughput(args, weights, cache)
         for label, kind, pick in HEADS:
             scores = {str(p): [] for p in PREFIXES}
             for seed in range(args.seeds):
-                run = tlcv.train(data, Path(tmp) / f"{kind}-{pick}-{seed}", temporal=kind,
-                                 frame_pick=pick, frames=args.frames, backbone="mobilenet_v2",
-                                 weights=weights, image_size=args.image_size, cache=str(cache),
-                                 epochs=args.epochs, lr=2e-3, patience=None, seed=seed,
-                                 batch_size=args.batch_size)
+                run = tlcv.train(
+                    data,
+                    Path(tmp) / f"{kind}-{pick}-{seed}",
+                    temporal=kind,
+                    frame_pick=pick,
+                    frames=args.frames,
+                    backbone="mobilenet_v2",
+                    weights=weights,
+                    image_size=args.image_size,
+                    cache=str(cache),
+                    epochs=args.epochs,
+                    lr=2e-3,
+                    patience=None,
+                    seed=seed,
+                    batch_size=args.batch_size,
+                )
                 for prefix in PREFIXES:
                     m = tlcv.evaluate(run, data / "test", cache=str(cache), prefix=prefix)
                     scores[str(prefix)].append(m["accuracy"])
             result["heads"][label] = {
                 k: {"mean": statistics.mean(v), "std": statistics.pstdev(v), "runs": v}
-                for k, v in scores.items()}
+                for k, v in scores.items()
+            }
             row = result["heads"][label]
-            print(f"{label}: all {100 * row['None']['mean']:.1f}  first10 "
-                  f"{100 * row['10']['mean']:.1f}  first5 {100 * row['5']['mean']:.1f}",
-                  flush=True)
+            print(
+                f"{label}: all {100 * row['None']['mean']:.1f}  first10 "
+                f"{100 * row['10']['mean']:.1f}  first5 {100 * row['5']['mean']:.1f}",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print("\n| head | all 30 frames | first 10 frames | first 5 frames |\n|---|---|---|---|")
     for label, row in result["heads"].items():
-        cells = [f"{100 * row[str(p)]['mean']:.1f} ± {100 * row[str(p)]['std']:.1f}"
-                 for p in PREFIXES]
+        cells = [
+            f"{100 * row[str(p)]['mean']:.1f} ± {100 * row[str(p)]['std']:.1f}" for p in PREFIXES
+        ]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

@@ -352,6 +352,10 @@ def train(
     lr_find: Annotated[
         bool, typer.Option("--lr-find", help="Pick --lr with the learning-rate finder first.")
     ] = False,
+    deterministic: Annotated[
+        bool,
+        typer.Option("--deterministic", help="Force torch's deterministic kernels (slower)."),
+    ] = False,
     resume: Annotated[
         str | None,
         typer.Option("--resume", help="Continue an interrupted run from its last finished epoch."),

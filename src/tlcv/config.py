@@ -47,6 +47,7 @@ class TrainConfig:
     accumulate: int = 1
     patience: int | None = 5
     lr_find: bool = False
+    deterministic: bool = False
     resume: str | None = None
     # --- sequences (video clips or frame folders) ---
     temporal: str | None = None  # lstm | gru | bilstm | bigru | mean | frame

@@ -50,7 +50,14 @@ def build_trainer(
     patience: int | None = None,
     has_val: bool = True,
     progress: bool = False,
+    deterministic: bool = False,
 ) -> L.Trainer:
+    """One Trainer for every method.
+
+    ``deterministic`` forces torch's deterministic kernels. On CPU it cost 17% of training
+    throughput here (docs/benchmarks.md) while the default kernels already reproduce runs bit
+    for bit (the kill -9 / resume test compares weights exactly), so it is off by default.
+    """
     cuda = torch.cuda.is_available() and device != "cpu"
     world = world_size()
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
@@ -86,7 +93,7 @@ def build_trainer(
         max_epochs=epochs,
         gradient_clip_val=grad_clip,
         accumulate_grad_batches=accumulate,
-        deterministic=not cuda,
+        deterministic=deterministic,
         benchmark=cuda,
         logger=False,
         callbacks=extra,

@@ -139,6 +139,7 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
         patience=cfg.patience,
         has_val=val_loader is not None,
         progress=progress,
+        deterministic=cfg.deterministic,
         callbacks=[FreezeSchedule(cfg.freeze_epochs, cfg.unfreeze, cfg.bn), artifacts],
     )
     if cfg.lr_find and not cfg.resume:

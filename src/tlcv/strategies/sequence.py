@@ -225,6 +225,7 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
         patience=cfg.patience,
         has_val=val_loader is not None,
         progress=progress,
+        deterministic=cfg.deterministic,
         callbacks=[FreezeSchedule(cfg.freeze_epochs, cfg.unfreeze, cfg.bn), artifacts],
     )
     fit(trainer, module, train_loader, val_loader, run_dir, bool(cfg.resume))

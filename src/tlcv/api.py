@@ -89,6 +89,56 @@ def resume(run: str | Path, *, progress: bool = False, **changed) -> Run | None:
     return _dispatch(cfg, progress)
 
 
+def adapt(
+    source: str | Path,
+    target: str | Path,
+    out: str | Path,
+    *,
+    method: str = "source-only",
+    progress: bool = False,
+    **options,
+) -> Run | None:
+    """Adapt from labelled ``source`` images to the unlabelled ``target`` and write a run.
+
+    Options are AdaptConfig's fields (``mode="frozen"``, ``backbone=...``, ``select=...``).
+    Target labels, if the target folder has class folders, are read only for the final score.
+    """
+    from .adapt import AdaptConfig
+    from .adapt import adapt as run_adapt
+    from .adapt.config import ADAPT_KEYS
+
+    unknown = sorted(set(options) - ADAPT_KEYS)
+    if unknown:
+        raise TlcvError(
+            f"unknown option(s): {', '.join(unknown)}",
+            hint=f"valid: {', '.join(sorted(ADAPT_KEYS))}",
+        )
+    cfg = AdaptConfig(
+        source=str(source), target=str(target), out=str(out), method=method, **options
+    )
+    return run_adapt(cfg, progress)
+
+
+def resume_adapt(run: str | Path, *, progress: bool = False) -> Run | None:
+    """Continue an interrupted ``adapt`` run from its last finished epoch, as configured."""
+    import yaml
+
+    from .adapt import AdaptConfig
+    from .adapt import adapt as run_adapt
+    from .adapt.config import ADAPT_KEYS
+
+    run_dir = Path(run).expanduser()
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise TlcvError(f"{run_dir} is not a tlcv run folder (no config.yaml)", path=str(run_dir))
+    if (run_dir / "model.json").is_file():
+        raise TlcvError(f"{run_dir} already finished", path=str(run_dir))
+    saved = yaml.safe_load(config_file.read_text()) or {}
+    cfg = AdaptConfig(**{k: v for k, v in saved.items() if k in ADAPT_KEYS})
+    cfg.resume = str(run_dir)
+    return run_adapt(cfg, progress)
+
+
 def extract(
     data: str | Path,
     backbone: str = DEFAULT_BACKBONE,

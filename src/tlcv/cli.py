@@ -566,6 +566,9 @@ def predict(
         sys.stdout.write(text)
 
 
+from . import cli_adapt  # noqa: E402,F401  (registers `tlcv adapt`)
+
+
 def main() -> None:
     """Entry point: user errors become one clear message (no traceback), exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import timm_zoo, torchvision_zoo  # noqa: F401  (register the entries)
+from . import small_zoo, timm_zoo, torchvision_zoo  # noqa: F401  (register the entries)
 from .registry import (
     BackboneSpec,
     LayerGroup,

@@ -128,7 +128,10 @@ def resolve_weights_file(spec: BackboneSpec) -> tuple[Path, WeightsInfo]:
     """The local file of ``spec``'s pretrained weights (preferred first), else a download."""
     candidates = [w for w in spec.weights if not w.via_timm]
     if not candidates:
-        raise TlcvError(f"{spec.name} has no known pretrained weights", hint="use --weights FILE")
+        raise TlcvError(
+            f"{spec.name} has no known pretrained weights",
+            hint="train it from scratch with --weights none, or give --weights FILE",
+        )
     for info in candidates:
         if (path := _local_file(info)) is not None:
             return path, info

@@ -69,9 +69,10 @@ class RunArtifacts(L.Callback):
     """After each validation: append to history.csv, write last.safetensors, and
     best.safetensors when the monitored metric improved. Atomic writes throughout."""
 
-    def __init__(self, run_dir: Path, monitor: str = "val_acc"):
+    def __init__(self, run_dir: Path, monitor: str | None = "val_acc", mode: str = "max"):
         self.dir = Path(run_dir)
-        self.monitor = monitor
+        self.monitor = monitor  # None: the last epoch is the chosen one
+        self.mode = mode
         self.history: list[dict] = []
         self.best: float | None = None
         self.best_epoch: int | None = None
@@ -108,7 +109,11 @@ class RunArtifacts(L.Callback):
             **{k: round(v, 6) for k, v in sorted(metrics.items())},
             "lr_head": lrs.get("head"),
             "lr_backbone_top": next(
-                (v for k, v in reversed(list(lrs.items())) if k not in ("head", "head/no_decay")),
+                (
+                    v
+                    for k, v in reversed(list(lrs.items()))
+                    if k not in ("head", "head/no_decay", "method")
+                ),
                 None,
             ),
         }
@@ -118,8 +123,11 @@ class RunArtifacts(L.Callback):
         weights = module.export_weights()
         meta = {"epoch": str(trainer.current_epoch)}
         save_tensors(ckpt / "last.safetensors", weights, meta)
-        score = metrics.get(self.monitor)
-        if score is None or self.best is None or score > self.best:
+        score = metrics.get(self.monitor) if self.monitor else None
+        better = self.best is None or (
+            score is not None and (score > self.best if self.mode == "max" else score < self.best)
+        )
+        if score is None or better:
             self.best = score
             self.best_epoch = trainer.current_epoch
             save_tensors(ckpt / "best.safetensors", weights, meta)

@@ -99,9 +99,12 @@ class LabelledImages(Dataset):
         except BadImageError as exc:
             return None, item.path, exc.message
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed_of(self.seed, epoch, index) % (2**63))
+            # CPU generator only: torch.manual_seed also queues a CUDA reseed that records a
+            # stack trace, 1 ms per image on CUDA builds of torch.
+            torch.default_generator.manual_seed(_seed_of(self.seed, epoch, index) % (2**63))
             pixels = self.transform(image)
-        return pixels, self.lookup[item.label], None
+        # Unlabelled items (a domain-adaptation target) get -1: their labels are never read.
+        return pixels, -1 if item.label is None else self.lookup[item.label], None
 
 
 def collate_labelled(samples):

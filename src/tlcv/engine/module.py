@@ -40,6 +40,9 @@ class Objective:
 
     def __init__(self, label_smoothing: float = 0.0):
         self.label_smoothing = label_smoothing
+        # Trainable parts of the method itself (e.g. a domain discriminator): optimised at the
+        # head's learning rate, checkpointed for resume, not part of the saved model.
+        self.parts: nn.ModuleDict = nn.ModuleDict()
 
     def forward(self, module: TransferModule, batch):
         """(logits, labels) for a batch, or (None, None) when it held no readable sample."""
@@ -56,6 +59,30 @@ class Objective:
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         return loss, logits, y, {}
 
+    def validate(self, module: TransferModule, batch, dataloader_idx: int = 0) -> None:
+        """Log validation metrics; a method with extra validation loaders overrides this."""
+        logits, y = self.forward(module, batch)
+        if logits is None:
+            return
+        module.val_acc(logits.argmax(1), y)
+        module.log(
+            "val_loss",
+            F.cross_entropy(logits, y),
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(y),
+            sync_dist=True,
+            add_dataloader_idx=False,
+        )
+        module.log(
+            "val_acc",
+            module.val_acc,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(y),
+            add_dataloader_idx=False,
+        )
+
 
 class TransferModule(L.LightningModule):
     def __init__(
@@ -69,6 +96,7 @@ class TransferModule(L.LightningModule):
         self.model = model
         self.recipe = recipe
         self.objective = objective or Objective(recipe.label_smoothing)
+        self.objective_parts = self.objective.parts
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.skipped: list[tuple[str, str]] = []
@@ -105,20 +133,8 @@ class TransferModule(L.LightningModule):
             self.log(key, value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return loss
 
-    def validation_step(self, batch, batch_idx):
-        logits, y = self.objective.forward(self, batch)
-        if logits is None:
-            return None
-        self.val_acc(logits.argmax(1), y)
-        self.log(
-            "val_loss",
-            F.cross_entropy(logits, y),
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=len(y),
-            sync_dist=True,
-        )
-        self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self.objective.validate(self, batch, dataloader_idx)
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         """Tensors as a run folder stores them: backbone.* (when trained here) and head.*."""
@@ -164,6 +180,12 @@ class TransferModule(L.LightningModule):
         Norm weights and biases get no weight decay (the usual practice for fine-tuning).
         """
         r = self.recipe
+        extra = [p for p in self.objective_parts.parameters() if p.requires_grad]
+        method = (
+            [{"params": extra, "lr": r.lr, "weight_decay": r.weight_decay, "name": "method"}]
+            if extra
+            else []
+        )
         if getattr(self.model, "backbone", None) is None:  # a head over cached features
             return [
                 {
@@ -171,7 +193,8 @@ class TransferModule(L.LightningModule):
                     "lr": r.lr,
                     "weight_decay": r.weight_decay,
                     "name": "head",
-                }
+                },
+                *method,
             ]
         named = dict(self.model.backbone.net.named_parameters())
         groups = self.model.backbone.layer_groups()
@@ -191,7 +214,7 @@ class TransferModule(L.LightningModule):
             for suffix, ps, wd in (("", decay, r.weight_decay), ("/no_decay", no_decay, 0.0)):
                 if ps:
                     out.append({"params": ps, "lr": lr, "weight_decay": wd, "name": name + suffix})
-        return out
+        return out + method
 
     def configure_optimizers(self):
         r = self.recipe

@@ -7,7 +7,7 @@ from .classifiers import (
     head_from_state,
     register_classifier,
 )
-from .modules import KNNHead, build_head
+from .modules import BottleneckHead, KNNHead, build_head
 from .temporal import FRAME_PICKS, TEMPORAL_HEADS, TemporalHead
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "FRAME_PICKS",
     "TEMPORAL_HEADS",
     "TemporalHead",
+    "BottleneckHead",
     "FeatureClassifier",
     "KNNHead",
     "build_head",

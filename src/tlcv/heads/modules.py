@@ -26,6 +26,29 @@ class KNNHead(nn.Module):
         return torch.log(votes / k + 1e-9)
 
 
+class BottleneckHead(nn.Module):
+    """Features -> bottleneck (linear, batch norm, ReLU, dropout) -> classifier.
+
+    Domain adaptation aligns the bottleneck features; ``features`` exposes them.
+    """
+
+    def __init__(self, in_features: int, width: int, num_classes: int, dropout: float = 0.5):
+        super().__init__()
+        self.bottleneck = nn.Sequential(
+            nn.Linear(in_features, width),
+            nn.BatchNorm1d(width),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+        )
+        self.classifier = nn.Linear(width, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bottleneck(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.bottleneck(x))
+
+
 def build_head(spec: dict) -> nn.Module:
     """An empty head of the shape ``spec`` describes (weights are loaded afterwards)."""
     kind = spec["type"]
@@ -41,6 +64,10 @@ def build_head(spec: dict) -> nn.Module:
                 if spec.get("dropout"):
                     layers.append(nn.Dropout(spec["dropout"]))
         return nn.Sequential(*layers)
+    if kind == "bottleneck":
+        return BottleneckHead(
+            spec["in_features"], spec["width"], spec["num_classes"], spec.get("dropout", 0.5)
+        )
     if kind == "knn":
         return KNNHead(spec["in_features"], spec["num_classes"], spec["bank_size"], spec["k"])
     raise ValueError(f"unknown head type {kind!r}")

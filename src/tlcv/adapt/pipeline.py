@@ -1,0 +1,416 @@
+"""``tlcv adapt``: labelled source + unlabelled target -> an adapted run folder.
+
+Frozen mode adapts a bottleneck + classifier on cached backbone features (minutes on a CPU);
+full mode trains the backbone too, at the reduced learning rate of fine-tuning. The checkpoint
+is chosen without target labels (held-out source split, target entropy or the last epoch);
+target labels, when the target has them, are read once, for the final evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from ..backbones import create_backbone, get_backbone_spec, state_fingerprint
+from ..config import require_choices
+from ..data import image_loader, normalize
+from ..data.splits import stratified_split
+from ..engine import Recipe, RunArtifacts, TransferModule, build_trainer
+from ..engine.data import LabelledImages, train_transform
+from ..engine.fit import fit, restore_best
+from ..errors import TlcvError
+from ..evaluation import classification_metrics, plot_confusion
+from ..features import extract_features
+from ..features.extract import resolve_device
+from ..heads import BottleneckHead
+from ..io import write_text
+from ..runs import ClassifierModel, Run, RunWriter, load_run, rows_to_csv
+from .analysis import plot_domains, proxy_a_distance
+from .config import MODES, SELECTIONS, AdaptConfig
+from .domains import Domains, read_domains
+from .methods import build_methods, parse_methods
+from .methods.adabn import recalibrate_batchnorm
+from .objective import AdaptObjective, FeatureRows, eval_loader, paired_loader
+
+MONITORS = {
+    "source-val": ("val_acc", "max"),
+    "entropy": ("target_entropy", "min"),
+    "last": (None, "max"),
+}
+
+
+def check_options(cfg: AdaptConfig) -> None:
+    get_backbone_spec(cfg.backbone)
+    parse_methods(cfg.method)
+    require_choices(
+        (cfg.mode, MODES, "--mode"),
+        (cfg.select, SELECTIONS, "--select"),
+        (cfg.optimizer, ("adamw", "sgd"), "--optimizer"),
+    )
+    if cfg.epochs < 1 or cfg.lr <= 0 or cfg.batch_size < 2:
+        raise TlcvError("--epochs and --lr must be positive and --batch-size at least 2")
+    if not 0 < cfg.val_fraction < 1 and cfg.select == "source-val":
+        raise TlcvError("--select source-val needs a held-out source share: 0 < --val-fraction < 1")
+
+
+def _weights_for(cfg: AdaptConfig, notes: list[str]) -> str:
+    spec = get_backbone_spec(cfg.backbone)
+    if cfg.weights == "imagenet" and not spec.weights:
+        notes.append(f"{cfg.backbone} has no pretrained weights: trained from scratch")
+        weights = "none"
+    else:
+        weights = cfg.weights
+    if weights == "none" and cfg.mode == "frozen":
+        raise TlcvError(
+            f"--mode frozen with a randomly initialised {cfg.backbone} learns nothing useful",
+            hint="use --mode full (e.g. lenet on digits), or pretrained --weights",
+        )
+    return weights
+
+
+class _Features:
+    """Backbone features of item lists through the cache (frozen mode trains on these)."""
+
+    def __init__(self, cfg: AdaptConfig, progress: bool):
+        self.cfg, self.progress = cfg, progress
+        self.skipped: list[tuple[str, str]] = []
+
+    def __call__(self, backbone, items) -> tuple[np.ndarray, list]:
+        fs = extract_features(
+            items,
+            backbone,
+            cache_dir=self.cfg.cache,
+            batch_size=64,
+            num_workers=self.cfg.num_workers,
+            device=self.cfg.device,
+            strict=self.cfg.strict,
+            progress=self.progress,
+        )
+        self.skipped += fs.skipped
+        return fs.features, fs.items
+
+
+def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
+    check_options(cfg)
+    rank = int(os.environ.get("RANK", "0"))
+    run_dir = Path(cfg.out).expanduser()
+    if rank == 0 and not cfg.resume:
+        RunWriter.check_free(run_dir, cfg.overwrite)
+    domains = read_domains(cfg.source, cfg.target, strict=cfg.strict)
+    notes = list(domains.notes)
+    weights = _weights_for(cfg, notes)
+    classes = domains.classes
+    lookup = {c: i for i, c in enumerate(classes)}
+    train_items, val_items = stratified_split(domains.source, cfg.val_fraction, cfg.seed)
+    notes.append(
+        f"source: {len(train_items)} training and {len(val_items)} held-out images "
+        f"(selection: {cfg.select}); target: {len(domains.target)} unlabelled images"
+    )
+    if weights == "none" and cfg.backbone_lr_ratio != 1.0:
+        notes.append("random initialisation: every layer learns at --lr (nothing to preserve)")
+        cfg = replace(cfg, backbone_lr_ratio=1.0)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    backbone = create_backbone(cfg.backbone, weights, cfg.image_size, seed=cfg.seed)
+    frozen = cfg.mode == "frozen"
+    features = _Features(cfg, progress)
+
+    # Backbone features before adaptation: the frozen mode's training data, and the "before"
+    # picture of both modes (a capped sample in full mode, where they are only for analysis).
+    cap = None if frozen else 600
+    before_s, src_kept = features(
+        backbone, train_items + val_items if frozen else train_items[:cap]
+    )
+    before_t, tgt_kept = features(backbone, domains.target if frozen else domains.target[:cap])
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        head = BottleneckHead(backbone.feature_dim, cfg.bottleneck, len(classes), cfg.dropout)
+        methods = build_methods(cfg.method, cfg.bottleneck, len(classes), cfg.trade_off)
+    objective = AdaptObjective(
+        methods, len(classes), frozen=frozen, label_smoothing=cfg.label_smoothing
+    )
+    model = ClassifierModel(backbone, head)
+    recipe = Recipe(
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        backbone_lr_ratio=cfg.backbone_lr_ratio,
+        optimizer=cfg.optimizer,
+        weight_decay=cfg.weight_decay,
+        warmup_epochs=cfg.warmup_epochs,
+        label_smoothing=cfg.label_smoothing,
+        seed=cfg.seed,
+    )
+    module = TransferModule(head if frozen else model, len(classes), recipe, objective)
+    train_loader, val_loaders = _loaders(
+        cfg,
+        domains,
+        backbone,
+        before_s,
+        src_kept,
+        before_t,
+        tgt_kept,
+        train_items,
+        val_items,
+        lookup,
+        frozen,
+    )
+    writer = RunWriter(run_dir, overwrite=True) if rank == 0 else None
+    if writer:
+        writer.config(
+            {
+                **cfg.to_dict(),
+                "resolved": {
+                    "strategy": "adapt",
+                    "methods": parse_methods(cfg.method),
+                    "weights": weights,
+                    "preprocessing": backbone.preprocessing.to_dict(),
+                    "weights_source": backbone.weights_source,
+                    "classes": classes,
+                    "n_source_train": len(train_items),
+                    "n_source_val": len(val_items),
+                    "n_target": len(domains.target),
+                },
+            }
+        )
+    monitor, mode = MONITORS[cfg.select]
+    artifacts = RunArtifacts(run_dir, monitor=monitor, mode=mode)
+    trainer = build_trainer(
+        run_dir,
+        epochs=cfg.epochs,
+        device=cfg.device,
+        has_val=True,
+        patience=None,
+        progress=progress,
+        callbacks=[artifacts],
+    )
+    fit(trainer, module, train_loader, val_loaders, run_dir, bool(cfg.resume))
+    if trainer.global_rank != 0:
+        return None
+    if monitor and restore_best(module, run_dir):
+        notes.append(
+            f"weights of epoch {artifacts.best_epoch} (best {monitor}, no target labels used) "
+            "are the run's model"
+        )
+    model.eval()
+    if any(m.recalibrates_bn for m in methods):
+        n_bn = _adabn(model, domains, cfg)
+        notes.append(f"AdaBN: statistics of {n_bn} batch-norm layers re-estimated on the target")
+    backbone.weights_id = state_fingerprint(backbone.net)
+    before = (before_s, before_t)
+    return _finish(
+        cfg,
+        run_dir,
+        writer,
+        model,
+        domains,
+        features,
+        train_items,
+        val_items,
+        before,
+        artifacts,
+        trainer,
+        module,
+        notes,
+    )
+
+
+def _adabn(model: ClassifierModel, domains: Domains, cfg: AdaptConfig) -> int:
+    """Re-estimate every BN layer (backbone and bottleneck) on target images."""
+    device = resolve_device(cfg.device)
+    prep = model.backbone.preprocessing
+    model.to(device)
+    loader = image_loader(domains.target, prep, cfg.batch_size * 2, cfg.num_workers)
+
+    def forward(batch):
+        if batch.indices:
+            model(normalize(batch.images, prep, device, channels_last=True))
+
+    n = recalibrate_batchnorm(model, loader, forward)
+    model.cpu()
+    return n
+
+
+@torch.no_grad()
+def _head_outputs(head: BottleneckHead, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = torch.from_numpy(feats).float()
+    bottleneck = head.features(x)
+    return bottleneck.numpy(), head.classifier(bottleneck).numpy()
+
+
+def _finish(
+    cfg,
+    run_dir,
+    writer,
+    model,
+    domains,
+    features,
+    train_items,
+    val_items,
+    before,
+    artifacts,
+    trainer,
+    module,
+    notes,
+) -> Run:
+    head = model.head.eval()
+    model.backbone.cpu()
+    classes = domains.classes
+    lookup = {c: i for i, c in enumerate(classes)}
+    metrics: dict[str, dict] = {}
+    # Source: the held-out split (what selected the checkpoint); a sample of training images
+    # joins it for the domain pictures.
+    val_feats, val_kept = features(model.backbone, val_items)
+    sample = train_items[: max(0, 1000 - len(val_items))]
+    train_feats, _ = features(model.backbone, sample)
+    f_val, logits_val = _head_outputs(head, val_feats)
+    metrics["source"] = classification_metrics(
+        np.array([lookup[it.label] for it in val_kept]), logits_val.argmax(1), classes
+    )
+    tgt_feats, tgt_kept = features(model.backbone, domains.target)
+    f_tgt, logits_tgt = _head_outputs(head, tgt_feats)
+    f_train, _ = _head_outputs(head, train_feats)
+    pred_t = logits_tgt.argmax(1)
+    if domains.target_labels is not None:
+        # The one place target labels are read: the final evaluation of the chosen model.
+        truth = {
+            it.identity: lab for it, lab in zip(domains.target, domains.target_labels, strict=True)
+        }
+        y_t = np.array([lookup[truth[it.identity]] for it in tgt_kept])
+        metrics["target"] = classification_metrics(y_t, pred_t, classes)
+        write_text(run_dir / "target_per_class.csv", rows_to_csv(metrics["target"]["per_class"]))
+        plot_confusion(
+            metrics["target"]["confusion"],
+            classes,
+            run_dir / "target_confusion.png",
+            title=f"target: accuracy {metrics['target']['accuracy']:.3f}",
+        )
+    write_text(
+        run_dir / "target_predictions.csv",
+        rows_to_csv(
+            [
+                {"path": it.path, "predicted": classes[int(p)]}
+                for it, p in zip(tgt_kept, pred_t, strict=True)
+            ]
+        ),
+    )
+    after_s = np.concatenate([f_train, f_val])
+    metrics["domain_gap"] = {
+        "proxy_a_distance_before": proxy_a_distance(*before, seed=cfg.seed),
+        "proxy_a_distance_after": proxy_a_distance(after_s, f_tgt, seed=cfg.seed),
+        "before": "backbone features at the start",
+        "after": "bottleneck features of the chosen model",
+    }
+    if cfg.plots:
+        plot_domains(
+            {
+                "before: backbone features": before,
+                f"after ({cfg.method}): bottleneck features": (after_s, f_tgt),
+            },
+            run_dir / "tsne.png",
+            seed=cfg.seed,
+        )
+    metrics["selection"] = {
+        "criterion": cfg.select,
+        "best_epoch": artifacts.best_epoch,
+        "epochs_run": trainer.current_epoch,
+        "target_labels_used": False,
+    }
+    oracle = [r for r in artifacts.history if r.get("oracle_target_acc") is not None]
+    if oracle:
+        best = max(oracle, key=lambda r: r["oracle_target_acc"])
+        metrics["oracle"] = {
+            "label": "ORACLE: epoch chosen on target labels; not an honest estimate",
+            "best_epoch": best["epoch"],
+            "target_accuracy": best["oracle_target_acc"],
+        }
+    if module.skipped or features.skipped or domains.skipped:
+        notes.append("unreadable images were skipped; see skipped.csv")
+    writer.skipped(sorted(set(module.skipped) | set(features.skipped) | set(domains.skipped)))
+    writer.notes(notes)
+    writer.metrics(metrics)
+    writer.model(
+        model,
+        classes,
+        {
+            "type": "bottleneck",
+            "in_features": model.backbone.feature_dim,
+            "width": cfg.bottleneck,
+            "num_classes": len(classes),
+            "dropout": cfg.dropout,
+        },
+        {"strategy": "adapt", "method": cfg.method, "mode": cfg.mode},
+    )
+    return load_run(run_dir)
+
+
+def _loaders(
+    cfg,
+    domains,
+    backbone,
+    feats_s,
+    src_kept,
+    feats_t,
+    tgt_kept,
+    train_items,
+    val_items,
+    lookup,
+    frozen,
+):
+    oracle_labels = (
+        [lookup[label] for label in domains.target_labels]
+        if cfg.oracle and domains.target_labels is not None
+        else None
+    )
+    workers = 0 if frozen else (cfg.num_workers if cfg.num_workers is not None else 2)
+    if frozen:
+        index = {it.identity: i for i, it in enumerate(src_kept)}
+        rows_tr = [index[it.identity] for it in train_items if it.identity in index]
+        rows_va = [index[it.identity] for it in val_items if it.identity in index]
+        feats = torch.from_numpy(feats_s)
+        source = FeatureRows(feats[rows_tr], [lookup[src_kept[i].label] for i in rows_tr])
+        val = FeatureRows(feats[rows_va], [lookup[src_kept[i].label] for i in rows_va])
+        kept_t = {it.identity for it in tgt_kept}
+        target = FeatureRows(torch.from_numpy(feats_t))
+        target_eval = FeatureRows(
+            torch.from_numpy(feats_t),
+            None
+            if oracle_labels is None
+            else [
+                lab
+                for it, lab in zip(domains.target, oracle_labels, strict=True)
+                if it.identity in kept_t
+            ],
+        )
+    else:
+        prep, seed = backbone.preprocessing, cfg.seed
+        classes = list(lookup)
+        tf_train, tf_eval = train_transform(prep, cfg.augment), train_transform(prep, "none")
+        draft = prep.resize_size
+        source = LabelledImages(train_items, classes, tf_train, seed, draft)
+        target = LabelledImages(domains.target, classes, tf_train, seed + 1, draft)
+        val = LabelledImages(val_items, classes, tf_eval, seed, draft)
+        target_items = domains.target
+        if oracle_labels is not None:
+            target_items = [
+                replace(it, label=label)
+                for it, label in zip(domains.target, domains.target_labels, strict=True)
+            ]
+        target_eval = LabelledImages(target_items, classes, tf_eval, seed, draft)
+    train = paired_loader(
+        source, target, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=workers
+    )
+    evals = [
+        eval_loader(ds, batch_size=256 if frozen else 64, num_workers=workers)
+        for ds in (val, target_eval)
+    ]
+    if len(val) == 0:
+        raise TlcvError(
+            "the source is too small to hold out a validation split",
+            hint="add source images, or use --select last / entropy",
+        )
+    return train, evals

@@ -7,14 +7,31 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import click
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from .cli_adapt import adapt as adapt_command
+from .cli_common import (
+    BackboneOpt,
+    BatchOpt,
+    CacheOpt,
+    ConfigOpt,
+    DataOpt,
+    DeviceOpt,
+    ImageSizeOpt,
+    StrictOpt,
+    WeightsOpt,
+    WorkersOpt,
+    _max_rss_mb,
+    _merge,
+    _need,
+    console,
+    err,
+    esc,
+)
 from .errors import TlcvError
 
 app = typer.Typer(
@@ -26,96 +43,6 @@ app = typer.Typer(
 )
 weights_app = typer.Typer(help="Manage pretrained weights for offline use.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
-console = Console()
-err = Console(stderr=True)
-
-
-def esc(value: object) -> str:
-    """User data (paths, class names) printed literally, never read as rich markup."""
-    return escape(str(value))
-
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", help="YAML file; keys match the flags (flags given on the command line win)."
-    ),
-]
-DataOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--data",
-        help="Image folder (CLASS/*.jpg, optional train/ val/ test/), CSV manifest or .npz.",
-    ),
-]
-BackboneOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--backbone",
-        help="Registry name (see `tlcv models`) or timm:<model>. [default: efficientnet_lite0]",
-    ),
-]
-WeightsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--weights",
-        help="'imagenet' (default source), 'none' (random) or a .pth/.pt/.safetensors file.",
-    ),
-]
-ImageSizeOpt = Annotated[
-    int | None,
-    typer.Option("--image-size", help="Input size in pixels (default: the backbone's own)."),
-]
-CacheOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--cache", help="Feature cache folder [default: $TLCV_CACHE or ~/.cache/tlcv/features]."
-    ),
-]
-StrictOpt = Annotated[
-    bool,
-    typer.Option(
-        "--strict", help="Stop at the first unreadable image instead of skipping and listing it."
-    ),
-]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per batch.")]
-WorkersOpt = Annotated[
-    int | None, typer.Option("--num-workers", help="Decoding processes [default: by CPU count].")
-]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-
-
-def _merge(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
-    """Values from ``--config`` fill every option the user did not type on the command line."""
-    if config is None:
-        return values
-    from .config import read_config_file
-
-    from_file = read_config_file(config, set(values))
-    merged = dict(values)
-    for key, value in from_file.items():
-        source = ctx.get_parameter_source(key)
-        # typer vendors its own click: compare the source by name, not by enum identity.
-        if getattr(source, "name", "DEFAULT") in ("DEFAULT", "DEFAULT_MAP"):
-            merged[key] = value
-    return merged
-
-
-def _max_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports kB, macOS bytes)."""
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def _need(values: dict, *keys: str) -> None:
-    for key in keys:
-        if values.get(key) in (None, ""):
-            raise TlcvError(
-                f"missing --{key.replace('_', '-')}",
-                hint=f"give it on the command line or as '{key}:' in --config",
-            )
 
 
 @app.command()
@@ -566,7 +493,24 @@ def predict(
         sys.stdout.write(text)
 
 
-from . import cli_adapt  # noqa: E402,F401  (registers `tlcv adapt`)
+app.command("adapt")(adapt_command)
+
+
+def _click_classes(name: str) -> tuple[type, ...]:
+    """typer may vendor its own copy of click: catch both copies' exceptions."""
+    modules = [click.exceptions]
+    try:
+        from typer._click import exceptions as vendored
+
+        modules.append(vendored)
+    except ImportError:
+        pass
+    return tuple(c for m in modules if (c := getattr(m, name, None)) is not None)
+
+
+CLICK_ERRORS = _click_classes("ClickException")
+CLICK_EXITS = _click_classes("Exit")
+CLICK_ABORTS = _click_classes("Abort")
 
 
 def main() -> None:
@@ -579,7 +523,7 @@ def main() -> None:
     except TlcvError as exc:
         err.print(f"[bold red]error:[/] {esc(exc.render())}", highlight=False)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except CLICK_ABORTS:
         err.print(
             "[yellow]interrupted[/]: finished work is kept (cached features, written "
             "files); run the same command again to resume"
@@ -593,10 +537,10 @@ def main() -> None:
             "files); run the same command again to resume"
         )
         sys.exit(130)
-    except click.exceptions.ClickException as exc:
+    except CLICK_ERRORS as exc:  # usage errors: click's own one-line message
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except CLICK_EXITS as exc:
         sys.exit(exc.exit_code)
 
 

@@ -1,4 +1,4 @@
-"""``tlcv adapt``: domain adaptation from the command line (registered on the main app)."""
+"""``tlcv adapt``: domain adaptation from the command line (registered in tlcv.cli)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .cli import (
+from .cli_common import (
     BackboneOpt,
     CacheOpt,
     ConfigOpt,
@@ -20,14 +20,12 @@ from .cli import (
     WorkersOpt,
     _merge,
     _need,
-    app,
     console,
     err,
     esc,
 )
 
 
-@app.command()
 def adapt(
     ctx: typer.Context,
     source: Annotated[
@@ -88,6 +86,9 @@ def adapt(
             help="Also report the best epoch on target labels, labelled ORACLE (not honest).",
         ),
     ] = False,
+    optimizer: Annotated[
+        str, typer.Option("--optimizer", help="adamw, or sgd (momentum 0.9; digits: --lr 0.01).")
+    ] = "adamw",
     augment: Annotated[
         str, typer.Option("--augment", help="Full mode: none, light or strong.")
     ] = "light",
@@ -109,8 +110,8 @@ def adapt(
     Examples:
       tlcv adapt --source office31/amazon --target office31/webcam --method cdan \\
           --backbone mobilenet_v2 --mode frozen --out runs/a2w
-      tlcv adapt --source digits/usps/train --target digits/mnist/train --method dann \\
-          --backbone lenet --mode full --augment none --out runs/u2m
+      tlcv adapt --source digits/usps/train --target digits/mnist/train --method cdan \\
+          --backbone lenet --mode full --augment none --optimizer sgd --lr 0.01 --out runs/u2m
       tlcv evaluate runs/a2w --data office31/webcam --json
     """
     from .api import adapt as adapt_api

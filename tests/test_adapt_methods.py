@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from tlcv.adapt.methods import DomainBatch, available_methods, build_methods, parse_methods
-from tlcv.adapt.methods.adabn import recalibrate_batchnorm
-from tlcv.adapt.methods.coral import coral_distance
-from tlcv.adapt.methods.dan import mk_mmd
-from tlcv.adapt.methods.dann import reverse_gradient, warm_up
-from tlcv.adapt.methods.mcc import class_confusion
+from tlcv.adaptation.methods import DomainBatch, available_methods, build_methods, parse_methods
+from tlcv.adaptation.methods.adabn import recalibrate_batchnorm
+from tlcv.adaptation.methods.coral import coral_distance
+from tlcv.adaptation.methods.dan import mk_mmd
+from tlcv.adaptation.methods.dann import reverse_gradient, warm_up
+from tlcv.adaptation.methods.mcc import class_confusion
 from tlcv.backbones import create_backbone
 from tlcv.errors import TlcvError
 from tlcv.heads import BottleneckHead

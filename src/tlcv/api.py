@@ -103,9 +103,9 @@ def adapt(
     Options are AdaptConfig's fields (``mode="frozen"``, ``backbone=...``, ``select=...``).
     Target labels, if the target folder has class folders, are read only for the final score.
     """
-    from .adapt import AdaptConfig
-    from .adapt import adapt as run_adapt
-    from .adapt.config import ADAPT_KEYS
+    from .adaptation import AdaptConfig
+    from .adaptation import adapt as run_adapt
+    from .adaptation.config import ADAPT_KEYS
 
     unknown = sorted(set(options) - ADAPT_KEYS)
     if unknown:
@@ -123,9 +123,9 @@ def resume_adapt(run: str | Path, *, progress: bool = False) -> Run | None:
     """Continue an interrupted ``adapt`` run from its last finished epoch, as configured."""
     import yaml
 
-    from .adapt import AdaptConfig
-    from .adapt import adapt as run_adapt
-    from .adapt.config import ADAPT_KEYS
+    from .adaptation import AdaptConfig
+    from .adaptation import adapt as run_adapt
+    from .adaptation.config import ADAPT_KEYS
 
     run_dir = Path(run).expanduser()
     config_file = run_dir / "config.yaml"

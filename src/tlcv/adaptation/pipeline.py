@@ -9,7 +9,7 @@ target labels, when the target has them, are read once, for the final evaluation
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -201,22 +201,21 @@ def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
         n_bn = _adabn(model, domains, cfg)
         notes.append(f"AdaBN: statistics of {n_bn} batch-norm layers re-estimated on the target")
     backbone.weights_id = state_fingerprint(backbone.net)
-    before = (before_s, before_t)
-    return _finish(
-        cfg,
-        run_dir,
-        writer,
-        model,
-        domains,
-        features,
-        train_items,
-        val_items,
-        before,
-        artifacts,
-        trainer,
-        module,
-        notes,
-    )
+    trained = _Trained(model, (before_s, before_t), artifacts, trainer.current_epoch, notes)
+    skipped = module.skipped + features.skipped + domains.skipped
+    return _finish(cfg, run_dir, writer, domains, features, (train_items, val_items), trained,
+                   skipped)  # fmt: skip
+
+
+@dataclass
+class _Trained:
+    """What training leaves for the final evaluation and the run folder."""
+
+    model: ClassifierModel
+    before: tuple[np.ndarray, np.ndarray]  # backbone features at the start (source, target)
+    artifacts: RunArtifacts
+    epochs_run: int
+    notes: list[str]
 
 
 def _adabn(model: ClassifierModel, domains: Domains, cfg: AdaptConfig) -> int:
@@ -242,21 +241,14 @@ def _head_outputs(head: BottleneckHead, feats: np.ndarray) -> tuple[np.ndarray, 
     return bottleneck.numpy(), head.classifier(bottleneck).numpy()
 
 
-def _finish(
-    cfg,
-    run_dir,
-    writer,
-    model,
-    domains,
-    features,
-    train_items,
-    val_items,
-    before,
-    artifacts,
-    trainer,
-    module,
-    notes,
-) -> Run:
+def _finish(cfg, run_dir, writer, domains, features, source_split, trained, skipped) -> Run:
+    model, before, artifacts, notes = (
+        trained.model,
+        trained.before,
+        trained.artifacts,
+        trained.notes,
+    )
+    train_items, val_items = source_split
     head = model.head.eval()
     model.backbone.cpu()
     classes = domains.classes
@@ -317,7 +309,7 @@ def _finish(
     metrics["selection"] = {
         "criterion": cfg.select,
         "best_epoch": artifacts.best_epoch,
-        "epochs_run": trainer.current_epoch,
+        "epochs_run": trained.epochs_run,
         "target_labels_used": False,
     }
     oracle = [r for r in artifacts.history if r.get("oracle_target_acc") is not None]
@@ -328,9 +320,9 @@ def _finish(
             "best_epoch": best["epoch"],
             "target_accuracy": best["oracle_target_acc"],
         }
-    if module.skipped or features.skipped or domains.skipped:
+    if skipped:
         notes.append("unreadable images were skipped; see skipped.csv")
-    writer.skipped(sorted(set(module.skipped) | set(features.skipped) | set(domains.skipped)))
+    writer.skipped(sorted(set(skipped)))
     writer.notes(notes)
     writer.metrics(metrics)
     writer.model(

@@ -75,8 +75,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--sampling",
+        default="uniform",
+        help="how training clips are sampled: uniform (over the clip) or random (a window)",
+    )
+    parser.add_argument(
+        "--heads", default=",".join(h[0] for h in HEADS), help="comma-separated head labels"
+    )
+    parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "video.json")
     args = parser.parse_args()
+    wanted = args.heads.split(",")
     weights = str(args.shared / "weights" / "mobilenet_v2-b0353104.pth")
     data = args.shared / "data" / "gtsrb_tracks"
     result: dict = {
@@ -84,12 +94,14 @@ def main() -> None:
         "image_size": args.image_size,
         "frames": args.frames,
         "epochs": args.epochs,
+        "sampling": args.sampling,
         "heads": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
-        result["throughput"] = throughput(args, weights, cache)
-        for label, kind, pick in HEADS:
+        if not args.skip_throughput:
+            result["throughput"] = throughput(args, weights, cache)
+        for label, kind, pick in (h for h in HEADS if h[0] in wanted):
             scores = {str(p): [] for p in PREFIXES}
             for seed in range(args.seeds):
                 run = tlcv.train(
@@ -98,6 +110,7 @@ def main() -> None:
                     temporal=kind,
                     frame_pick=pick,
                     frames=args.frames,
+                    sampling=args.sampling,
                     backbone="mobilenet_v2",
                     weights=weights,
                     image_size=args.image_size,

@@ -32,6 +32,8 @@ from .cli_common import (
     err,
     esc,
 )
+from .cli_experiment import experiment as experiment_command
+from .cli_experiment import report as report_command
 from .errors import TlcvError
 
 app = typer.Typer(
@@ -201,7 +203,9 @@ def train(
         typer.Option(
             "--strategy",
             help="features (frozen backbone + new classifier), finetune (whole network, "
-            "reduced lr for the pretrained part) or scratch (random init, same recipe).",
+            "reduced lr for the pretrained part), scratch (random init, same recipe) or "
+            "classical (HOG + colour histograms + linear SVM/logreg; --backbone hog, "
+            "hog_color or hog_color_lbp).",
         ),
     ] = "features",
     classifier: Annotated[
@@ -213,6 +217,12 @@ def train(
         typer.Option("--per-class", help="Use at most K training images per class (few-shot)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for splits, subsets, training.")] = 0,
+    split_seed: Annotated[
+        int | None,
+        typer.Option(
+            "--split-seed", help="Seed of the train/val/test split only [default: --seed]."
+        ),
+    ] = None,
     val_fraction: Annotated[
         float,
         typer.Option("--val-fraction", help="Validation share when the data has no val/ folder."),
@@ -494,6 +504,8 @@ def predict(
 
 
 app.command("adapt")(adapt_command)
+app.command("experiment")(experiment_command)
+app.command("report")(report_command)
 
 
 def _click_classes(name: str) -> tuple[type, ...]:

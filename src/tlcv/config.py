@@ -22,6 +22,7 @@ class TrainConfig:
     image_size: int | None = None
     per_class: int | None = None
     seed: int = 0
+    split_seed: int | None = None  # seed of the train/val/test split (default: --seed)
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     batch_size: int = 64

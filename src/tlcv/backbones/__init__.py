@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import small_zoo, timm_zoo, torchvision_zoo  # noqa: F401  (register the entries)
+from . import classical, small_zoo, timm_zoo, torchvision_zoo  # noqa: F401  (register)
 from .registry import (
     BackboneSpec,
     LayerGroup,

@@ -71,8 +71,12 @@ def make_splits(
     test_fraction: float = 0.2,
     per_class: int | None = None,
     seed: int = 0,
+    split_seed: int | None = None,
 ) -> Splits:
-    """train/val/test from split folders when present, else stratified by ``seed``."""
+    """train/val/test from split folders when present, else stratified by ``split_seed``
+    (default ``seed``); the few-shot draw uses ``seed``. Experiments fix ``split_seed`` so
+    every seed's few-shot subset is scored on the same test set."""
+    seed_of_split = seed if split_seed is None else split_seed
     notes = list(source.notes)
     parts = source.splits
     if "train" in parts:
@@ -80,11 +84,13 @@ def make_splits(
         if "all" in parts:
             notes.append(f"{len(parts['all'])} items without a split are ignored")
         if not val:
-            train, val = stratified_split(train, val_fraction, seed)
+            train, val = stratified_split(train, val_fraction, seed_of_split)
     else:
         pool = [it for items in parts.values() for it in items]
-        train, test = stratified_split(pool, test_fraction, seed)
-        train, val = stratified_split(train, val_fraction / max(1e-9, 1 - test_fraction), seed + 1)
+        train, test = stratified_split(pool, test_fraction, seed_of_split)
+        train, val = stratified_split(
+            train, val_fraction / max(1e-9, 1 - test_fraction), seed_of_split + 1
+        )
     classes = sorted({it.label for it in train})
     if len(classes) < 2:
         raise TlcvError(

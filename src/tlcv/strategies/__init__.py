@@ -25,4 +25,4 @@ def get_strategy(name: str) -> Callable:
     return STRATEGIES[name]
 
 
-from . import features, finetune  # noqa: E402,F401  (register the strategies)
+from . import classical, features, finetune  # noqa: E402,F401  (register the strategies)

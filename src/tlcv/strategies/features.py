@@ -39,6 +39,11 @@ def score(head: torch.nn.Module, X: np.ndarray, labels: list[str], classes: list
 
 @register_strategy("features")
 def train_features(cfg: TrainConfig, progress: bool = False) -> Run | None:
+    return fit_on_features(cfg, progress, strategy="features")
+
+
+def fit_on_features(cfg: TrainConfig, progress: bool, strategy: str) -> Run | None:
+    """Features of a fixed extractor (pretrained CNN or hand-crafted) -> a scikit-learn head."""
     info = init_from_env()
     get_backbone_spec(cfg.backbone)  # fail on a typo before scanning thousands of files
     get_classifier(cfg.classifier)
@@ -51,6 +56,7 @@ def train_features(cfg: TrainConfig, progress: bool = False) -> Run | None:
         test_fraction=cfg.test_fraction,
         per_class=cfg.per_class,
         seed=cfg.seed,
+        split_seed=cfg.split_seed,
     )
     backbone = create_backbone(cfg.backbone, cfg.weights, cfg.image_size, seed=cfg.seed)
     writer = RunWriter(cfg.out, overwrite=cfg.overwrite) if info.is_main else None
@@ -120,6 +126,6 @@ def train_features(cfg: TrainConfig, progress: bool = False) -> Run | None:
         model,
         [str(c) for c in classes],
         clf.head_spec(),
-        {"strategy": "features", "classifier": cfg.classifier},
+        {"strategy": strategy, "classifier": cfg.classifier},
     )
     return load_run(writer.path)

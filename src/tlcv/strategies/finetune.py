@@ -81,6 +81,7 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
         test_fraction=cfg.test_fraction,
         per_class=cfg.per_class,
         seed=cfg.seed,
+        split_seed=cfg.split_seed,
     )
     notes = list(splits.notes) + notes
     L.seed_everything(cfg.seed, workers=True, verbose=False)

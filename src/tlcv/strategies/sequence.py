@@ -92,6 +92,7 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
         test_fraction=cfg.test_fraction,
         per_class=cfg.per_class,
         seed=cfg.seed,
+        split_seed=cfg.split_seed,
     )
     backbone = create_backbone(cfg.backbone, cfg.weights, cfg.image_size, seed=cfg.seed)
     everything = splits.train + splits.val + splits.test

@@ -1,0 +1,109 @@
+"""``tlcv experiment NAME`` and ``tlcv report``: the paper's claims measured on your data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .cli_common import (
+    BackboneOpt,
+    CacheOpt,
+    ConfigOpt,
+    DataOpt,
+    DeviceOpt,
+    ImageSizeOpt,
+    WeightsOpt,
+    WorkersOpt,
+    _merge,
+    _need,
+    console,
+    err,
+    esc,
+)
+
+
+def experiment(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="data-efficiency")],
+    data: DataOpt = None,
+    out: Annotated[str | None, typer.Option("--out", help="Experiment folder.")] = None,
+    strategies: Annotated[
+        str,
+        typer.Option("--strategies", help="Comma-separated: features,finetune,scratch,classical."),
+    ] = "features,classical",
+    shots: Annotated[
+        str, typer.Option("--shots", help="Labelled images per class, e.g. 1,2,5,10,20,all.")
+    ] = "1,2,5,10,20,all",
+    seeds: Annotated[int, typer.Option("--seeds", help="Few-shot draws per point.")] = 3,
+    backbone: BackboneOpt = None,
+    weights: WeightsOpt = None,
+    image_size: ImageSizeOpt = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="finetune / scratch epochs.")] = 10,
+    classifier: Annotated[str, typer.Option("--classifier")] = "logreg",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    num_workers: WorkersOpt = None,
+    cache: CacheOpt = None,
+    device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
+) -> None:
+    """Run (or resume) an experiment grid; finished cells are skipped on a rerun.
+
+    Example:
+      tlcv experiment data-efficiency --data photos/ --strategies features,classical \\
+          --shots 1,2,5,10,all --seeds 3 --out exp/photos
+      tlcv report exp/photos --out report.html
+    """
+    from .experiments import get_experiment
+
+    run_experiment = get_experiment(name)
+    given = {
+        k: v
+        for k, v in locals().items()
+        if k not in ("ctx", "config", "name", "get_experiment", "run_experiment")
+    }
+    v = _merge(ctx, config, given)
+    _need(v, "data", "out")
+    options = {
+        k: v.pop(k) for k in list(v) if k not in ("data", "out", "strategies", "shots", "seeds")
+    }
+    options = {k: val for k, val in options.items() if val is not None}
+
+    def echo(row: dict) -> None:
+        err.print(
+            f"{esc(row['cell'])}: test accuracy {row['test_accuracy']:.3f} ({row['seconds']} s)"
+        )
+
+    summary = run_experiment(
+        v["data"], v["out"], strategies=v["strategies"], shots=v["shots"], seeds=v["seeds"],
+        echo=echo, **options,
+    )  # fmt: skip
+    table = Table(title=esc(f"{name}: {v['data']}"))
+    for col in ("strategy", "shots", "test accuracy (mean ± std)", "seeds"):
+        table.add_column(col)
+    for row in summary["table"]:
+        table.add_row(
+            row["strategy"], row["shots"], f"{row['mean']:.3f} ± {row['std']:.3f}",
+            str(row["n_seeds"]),
+        )  # fmt: skip
+    console.print(table)
+    for note in summary["notes"]:
+        err.print(f"[yellow]note:[/] {esc(note)}")
+    if summary["resumed_cells"]:
+        err.print(f"{summary['resumed_cells']} finished cell(s) reused from an earlier run")
+
+
+def report(
+    paths: Annotated[list[Path], typer.Argument(help="Run or experiment folders.")],
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write (and a .md beside it).")],
+) -> None:
+    """One self-contained HTML report (plots embedded) and a Markdown version.
+
+    Example: tlcv report runs/ft runs/scratch exp/photos --out report.html
+    """
+    from .report import build_report
+
+    html, md = build_report(paths, out)
+    console.print(f"report: {esc(html)}\nmarkdown: {esc(md)}")

@@ -1,0 +1,29 @@
+"""The paper's claims as experiments: grids of ordinary runs whose results are summarised with
+their spread over seeds. ``tlcv experiment NAME``; each experiment registers itself by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import TlcvError
+
+EXPERIMENTS: dict[str, Callable] = {}
+
+
+def register_experiment(name: str):
+    def wrap(fn):
+        EXPERIMENTS[name] = fn
+        return fn
+
+    return wrap
+
+
+def get_experiment(name: str) -> Callable:
+    if name not in EXPERIMENTS:
+        raise TlcvError(
+            f"unknown experiment {name!r}", hint=f"choose one of: {', '.join(sorted(EXPERIMENTS))}"
+        )
+    return EXPERIMENTS[name]
+
+
+from . import data_efficiency  # noqa: E402,F401  (register the experiments)

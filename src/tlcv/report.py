@@ -1,0 +1,236 @@
+"""``tlcv report``: runs and experiments as one self-contained HTML file (plots embedded as
+images) plus a Markdown version, so results can be read and shared without tlcv."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import TlcvError
+from .io import write_bytes, write_text
+from .runs import environment
+
+
+@dataclass
+class Section:
+    title: str
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    tables: list[tuple[str, list[dict]]] = field(default_factory=list)
+    images: list[tuple[str, bytes]] = field(default_factory=list)  # (caption, PNG)
+    config: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(history: list[dict]) -> bytes:
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    epochs = [int(r["epoch"]) for r in history]
+    for key, ax in (("train_loss", left), ("val_loss", left), ("train_acc", right),
+                    ("val_acc", right), ("oracle_target_acc", right)):  # fmt: skip
+        values = [float(r[key]) if r.get(key) not in (None, "") else None for r in history]
+        if any(v is not None for v in values):
+            ax.plot(epochs, values, marker=".", label=key)
+    left.set_title("loss")
+    right.set_title("accuracy")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def per_class_bars(per_class: list[dict], title: str) -> bytes:
+    plt = _plt()
+    rows = [r for r in per_class if r.get("n")]
+    fig, ax = plt.subplots(figsize=(max(5, 0.25 * len(rows) + 2), 3.4))
+    ax.bar(range(len(rows)), [100 * r["recall"] for r in rows])
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r["class"] for r in rows], rotation=90, fontsize=7)
+    ax.set_ylabel("accuracy (recall) %")
+    ax.set_title(title)
+    return _png(fig)
+
+
+def confusion_png(confusion: list[list[int]], classes: list[str], title: str) -> bytes:
+    import tempfile
+
+    from .evaluation import plot_confusion
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot_confusion(confusion, classes, Path(tmp) / "c.png", title=title)
+        return Path(path).read_bytes()
+
+
+def _run_section(path: Path) -> Section:
+    info = json.loads((path / "model.json").read_text())
+    metrics = json.loads((path / "metrics.json").read_text())
+    classes = json.loads((path / "classes.json").read_text())
+    what = info.get("method") or info.get("classifier") or ""
+    section = Section(f"run {path.name}")
+    section.facts = [
+        ("strategy", str(info.get("strategy", ""))),
+        ("backbone", str(info.get("backbone", ""))),
+        ("method / classifier", str(what)),
+        ("classes", str(len(classes))),
+    ]
+    rows = [
+        {"split": split, "images": m["n"], "accuracy": round(m["accuracy"], 4),
+         "balanced accuracy": round(m["balanced_accuracy"], 4), "macro-F1": round(m["macro_f1"], 4)}
+        for split, m in metrics.items()
+        if isinstance(m, dict) and "accuracy" in m and "n" in m
+    ]  # fmt: skip
+    section.tables.append(("scores", rows))
+    if "oracle" in metrics:
+        section.notes.append(
+            f"{metrics['oracle']['label']}: {metrics['oracle']['target_accuracy']:.4f}"
+        )
+    history_file = path / "history.csv"
+    if history_file.is_file():
+        with open(history_file, newline="") as fh:
+            history = list(csv.DictReader(fh))
+        if history:
+            section.images.append(("learning curves", learning_curves(history)))
+    scored = next((k for k in ("test", "target", "source", "val") if k in metrics), None)
+    if scored and "confusion" in metrics[scored]:
+        m = metrics[scored]
+        section.images.append(
+            (f"confusion matrix ({scored})", confusion_png(m["confusion"], classes, scored))
+        )
+        section.images.append(
+            (f"per-class accuracy ({scored})", per_class_bars(m["per_class"], scored))
+        )
+    if (path / "tsne.png").is_file():
+        section.images.append(
+            ("t-SNE of source vs target features", (path / "tsne.png").read_bytes())
+        )
+    if (path / "config.yaml").is_file():
+        section.config = (path / "config.yaml").read_text()
+    if (path / "notes.txt").is_file():
+        section.notes += [n[2:] for n in (path / "notes.txt").read_text().splitlines() if n]
+    return section
+
+
+def _experiment_section(path: Path) -> Section:
+    info = json.loads((path / "experiment.json").read_text())
+    summary = json.loads((path / "summary.json").read_text())
+    section = Section(f"experiment {info['experiment']}: {path.name}")
+    section.facts = [("data", info["data"]), ("seeds", str(info["seeds"]))]
+    section.tables.append(("mean and spread over seeds", summary["table"]))
+    for png in sorted(path.glob("*.png")):
+        section.images.append((png.stem.replace("_", " "), png.read_bytes()))
+    section.config = yaml.safe_dump(info, sort_keys=False)
+    section.notes = summary.get("notes", [])
+    return section
+
+
+def collect(paths: list[Path]) -> list[Section]:
+    sections = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if (path / "summary.json").is_file() and (path / "experiment.json").is_file():
+            sections.append(_experiment_section(path))
+        elif (path / "model.json").is_file() and (path / "metrics.json").is_file():
+            sections.append(_run_section(path))
+        else:
+            raise TlcvError(
+                f"{path} holds no finished run or experiment",
+                path=str(path),
+                hint="give folders written by `tlcv train`, `tlcv adapt` or `tlcv experiment`",
+            )
+    return sections
+
+
+def _html_table(rows: list[dict]) -> str:
+    if not rows:
+        return "<p>(empty)</p>"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _md_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(empty)\n"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+       "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+       "font-size:13px}img{max-width:100%}"
+       "pre{background:#f6f6f6;padding:8px;font-size:12px}")  # fmt: skip
+
+
+def build_report(paths: list[Path], out: Path) -> tuple[Path, Path]:
+    """Write ``out`` (HTML, images inline) and ``out`` with .md (images in a side folder)."""
+    sections = collect(paths)
+    out = Path(out).expanduser()
+    md_path = out.with_suffix(".md")
+    assets = out.parent / f"{out.stem}_files"
+    env = environment()
+    parts = [f"<html><head><meta charset='utf-8'><title>tlcv report</title><style>{CSS}</style>"
+             "</head><body><h1>tlcv report</h1>"]  # fmt: skip
+    md = ["# tlcv report\n"]
+    overview = [{"section": s.title, **{k: v for k, v in s.facts}} for s in sections]
+    parts.append("<h2>overview</h2>" + _html_table(overview))
+    md.append("## overview\n\n" + _md_table(overview))
+    for index, s in enumerate(sections):
+        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        md.append(f"\n## {s.title}\n")
+        for caption, rows in s.tables:
+            parts.append(f"<h3>{html.escape(caption)}</h3>" + _html_table(rows))
+            md.append(f"\n### {caption}\n\n" + _md_table(rows))
+        for j, (caption, png) in enumerate(s.images):
+            data = base64.b64encode(png).decode()
+            parts.append(f"<h3>{html.escape(caption)}</h3><img alt='{html.escape(caption)}' "
+                         f"src='data:image/png;base64,{data}'>")  # fmt: skip
+            name = f"s{index}_{j}.png"
+            write_bytes(assets / name, png)
+            md.append(f"\n![{caption}]({assets.name}/{name})\n")
+        if s.notes:
+            items = "".join(f"<li>{html.escape(n)}</li>" for n in s.notes)
+            parts.append(f"<h3>notes</h3><ul>{items}</ul>")
+            md.append("\n### notes\n\n" + "".join(f"- {n}\n" for n in s.notes))
+        if s.config:
+            parts.append(f"<details><summary>resolved configuration</summary><pre>"
+                         f"{html.escape(s.config)}</pre></details>")  # fmt: skip
+            md.append(f"\n<details><summary>configuration</summary>\n\n```yaml\n{s.config}```\n"
+                      "</details>\n")  # fmt: skip
+    env_rows = [{"key": k, "value": v} for k, v in env.items()]
+    parts.append("<h2>environment</h2>" + _html_table(env_rows) + "</body></html>")
+    md.append("\n## environment\n\n" + _md_table(env_rows))
+    write_text(out, "".join(parts))
+    write_text(md_path, "".join(md))
+    return out, md_path

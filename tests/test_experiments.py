@@ -1,0 +1,136 @@
+"""Classical baseline, data-efficiency experiment and reports, on small real subsets."""
+
+import json
+import statistics
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_cli import tlcv
+
+from conftest import DATA, link_subset
+from tlcv.api import evaluate, predict, train
+from tlcv.backbones import create_backbone
+from tlcv.backbones.classical import hog_dim
+from tlcv.data import eval_transform, normalize
+from tlcv.errors import TlcvError
+from tlcv.experiments import get_experiment
+from tlcv.report import build_report
+
+
+def test_hog_features_match_scikit_image_directly():
+    from skimage.color import rgb2gray
+    from skimage.feature import hog
+
+    path = next((DATA / "cifar10" / "test" / "cat").iterdir())
+    backbone = create_backbone("hog_color", "none")
+    pixels = eval_transform(backbone.preprocessing)(Image.open(path).convert("RGB"))
+    ours = backbone(normalize(pixels[None], backbone.preprocessing, torch.device("cpu")))[0]
+    image = pixels.permute(1, 2, 0).numpy() / 255.0
+    expected = hog(rgb2gray(image), orientations=9, pixels_per_cell=(8, 8),
+                   cells_per_block=(2, 2), block_norm="L2-Hys")  # fmt: skip
+    assert ours.shape[0] == hog_dim() + 48
+    np.testing.assert_allclose(ours[: hog_dim()].numpy(), expected, rtol=1e-5, atol=1e-6)
+    colour = ours[hog_dim() :].numpy().reshape(3, 16)
+    np.testing.assert_allclose(colour.sum(1), 1.0, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """MNIST with a fixed test/ folder: 15 training and 8 test images per digit."""
+    base = tmp_path_factory.mktemp("digits") / "mnist"
+    link_subset(DATA / "digits" / "mnist" / "train", base / "train", 15)
+    link_subset(DATA / "digits" / "mnist" / "test", base / "test", 8)
+    return base
+
+
+def test_classical_strategy_is_a_full_run(digits, tmp_path):
+    run = train(digits, tmp_path / "hog", strategy="classical", classifier="svm")
+    assert run.info["strategy"] == "classical" and run.info["backbone"] == "hog_color"
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.4  # chance is 0.1
+    assert evaluate(run, digits / "test")["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    image = next((digits / "test" / "3").iterdir())
+    assert predict(run, [image])[0]["top"][0]["label"] in run.classes
+
+
+@pytest.fixture(scope="module")
+def experiment(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp") / "de"
+    summary = get_experiment("data-efficiency")(
+        digits, out, strategies="features,classical", shots="2,40", seeds=2,
+        image_size=32, echo=lambda row: None,
+    )  # fmt: skip
+    return out, summary
+
+
+def test_data_efficiency_has_every_point_with_spreads_from_the_seeds(experiment):
+    out, summary = experiment
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    cells = {(r["strategy"], r["shots"], r["seed"]) for r in rows}
+    assert cells == {
+        (s, k, seed)
+        for s in ("features", "classical")
+        for k in ("2", "40")
+        for seed in (0, 1)
+    }
+    assert len({r["n_test"] for r in rows}) == 1  # one test set for every cell
+    for point in summary["table"]:
+        key = (point["strategy"], point["shots"])
+        values = [r["test_accuracy"] for r in rows if (r["strategy"], r["shots"]) == key]
+        assert point["n_seeds"] == 2
+        assert point["mean"] == pytest.approx(statistics.mean(values), abs=1e-4)
+        assert point["std"] == pytest.approx(statistics.pstdev(values), abs=1e-4)
+    one_shot = [r for r in rows if r["shots"] == "2" and r["strategy"] == "classical"]
+    assert len({r["run"] for r in one_shot}) == 2  # different draws per seed
+    assert any("has only" in n for n in summary["notes"])  # 40 asked, 15 exist: said so
+    assert (out / "data_efficiency.png").stat().st_size > 5000
+
+
+def test_a_rerun_experiment_skips_finished_cells(experiment, digits):
+    out, _ = experiment
+    again = get_experiment("data-efficiency")(
+        digits, out, strategies="features,classical", shots="2,40", seeds=2,
+        image_size=32, echo=lambda row: pytest.fail("a finished cell ran again"),
+    )  # fmt: skip
+    assert again["resumed_cells"] == 8
+
+
+def test_report_holds_every_plot_and_table(experiment, digits, tmp_path):
+    out, _ = experiment
+    run = train(digits, tmp_path / "ft", strategy="finetune", backbone="lenet", weights="none",
+                epochs=2, image_size=28, batch_size=32, num_workers=0)  # fmt: skip
+    html, md = build_report([out, run.path], tmp_path / "report" / "r.html")
+    text, markdown = html.read_text(), md.read_text()
+    # experiment: curve; fine-tuning run: learning curves, confusion, per-class accuracy
+    assert text.count("data:image/png;base64,") == 4 == markdown.count("![")
+    captions = (
+        "data efficiency",
+        "learning curves",
+        "confusion matrix (test)",
+        "per-class accuracy (test)",
+        "mean and spread over seeds",
+        "environment",
+    )
+    for caption in captions:
+        assert caption in text and caption in markdown
+    assert all((md.parent / line.rsplit("(", 1)[1].rstrip(")")).is_file()
+               for line in markdown.splitlines() if line.startswith("!["))  # fmt: skip
+    with pytest.raises(TlcvError, match="no finished run or experiment"):
+        build_report([tmp_path / "report"], tmp_path / "x.html")
+
+
+def test_experiment_cli_and_its_errors(digits, tmp_path):
+    done = tlcv("experiment", "data-efficiency", "--data", digits, "--strategies", "classical",
+                "--shots", "2", "--seeds", 1, "--out", tmp_path / "e")  # fmt: skip
+    assert "classical" in done.stdout and (tmp_path / "e" / "summary.json").is_file()
+    bad = tlcv("experiment", "nonsense", "--data", digits, "--out", tmp_path / "x", check=False)
+    assert bad.returncode == 2 and "data-efficiency" in bad.stderr
+    bad = tlcv("experiment", "data-efficiency", "--data", digits, "--out", tmp_path / "y",
+               "--strategies", "features,magic", check=False)  # fmt: skip
+    assert bad.returncode == 2 and "magic" in bad.stderr and "Traceback" not in bad.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = tlcv("report", empty, "--out", tmp_path / "r.html", check=False)
+    assert bad.returncode == 2 and "no finished run" in bad.stderr

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from test_cli import tlcv
 
-from conftest import DATA, link_subset
+from conftest import DATA, MOBILENET_V2, link_subset
 from tlcv.api import evaluate, predict, train
 from tlcv.backbones import create_backbone
 from tlcv.backbones.classical import hog_dim
@@ -134,3 +134,20 @@ def test_experiment_cli_and_its_errors(digits, tmp_path):
     empty.mkdir()
     bad = tlcv("report", empty, "--out", tmp_path / "r.html", check=False)
     assert bad.returncode == 2 and "no finished run" in bad.stderr
+
+
+def test_convergence_compares_pretrained_and_scratch_curves(tmp_path):
+    data = link_subset(DATA / "cifar10" / "train", tmp_path / "cifar", 8)
+    out = tmp_path / "conv"
+    summary = get_experiment("convergence")(
+        data, out, seeds=1, backbone="mobilenet_v2", weights=str(MOBILENET_V2), image_size=32,
+        epochs=2, batch_size=32, num_workers=0, echo=lambda row: None,
+    )  # fmt: skip
+    assert {r["strategy"] for r in summary["table"]} == {"finetune", "scratch"}
+    for name, curve in summary["curves"].items():
+        assert [c["epoch"] for c in curve] == [1, 2], name
+        assert all(c["seconds_mean"] > 0 and 0 <= c["val_acc_mean"] <= 1 for c in curve)
+    assert 0 < summary["target"] <= 1
+    assert (out / "convergence.png").stat().st_size > 5000
+    with pytest.raises(TlcvError, match="trained strategies"):
+        get_experiment("convergence")(data, tmp_path / "x", strategies="features,scratch")

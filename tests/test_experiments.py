@@ -130,6 +130,9 @@ def test_experiment_cli_and_its_errors(digits, tmp_path):
     bad = tlcv("experiment", "data-efficiency", "--data", digits, "--out", tmp_path / "y",
                "--strategies", "features,magic", check=False)  # fmt: skip
     assert bad.returncode == 2 and "magic" in bad.stderr and "Traceback" not in bad.stderr
+    bad = tlcv("experiment", "convergence", "--data", digits, "--out", tmp_path / "z",
+               "--strategies", "features", check=False)  # fmt: skip
+    assert bad.returncode == 2 and "trained strategies" in bad.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     bad = tlcv("report", empty, "--out", tmp_path / "r.html", check=False)

@@ -24,20 +24,28 @@ from .cli_common import (
     esc,
 )
 
+DEFAULT_STRATEGIES = "features,classical"
+
 
 def experiment(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="data-efficiency")],
+    name: Annotated[str, typer.Argument(help="data-efficiency or convergence")],
     data: DataOpt = None,
     out: Annotated[str | None, typer.Option("--out", help="Experiment folder.")] = None,
     strategies: Annotated[
         str,
         typer.Option("--strategies", help="Comma-separated: features,finetune,scratch,classical."),
-    ] = "features,classical",
+    ] = "features,classical",  # DEFAULT_STRATEGIES
     shots: Annotated[
         str, typer.Option("--shots", help="Labelled images per class, e.g. 1,2,5,10,20,all.")
     ] = "1,2,5,10,20,all",
-    seeds: Annotated[int, typer.Option("--seeds", help="Few-shot draws per point.")] = 3,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds (few-shot draws) per point.")] = 3,
+    target: Annotated[
+        float | None,
+        typer.Option(
+            "--target", help="convergence: accuracy to reach [default: 90% of the best final]."
+        ),
+    ] = None,
     backbone: BackboneOpt = None,
     weights: WeightsOpt = None,
     image_size: ImageSizeOpt = None,
@@ -66,28 +74,29 @@ def experiment(
     }
     v = _merge(ctx, config, given)
     _need(v, "data", "out")
-    options = {
-        k: v.pop(k) for k in list(v) if k not in ("data", "out", "strategies", "shots", "seeds")
-    }
+    fixed = ("data", "out", "strategies", "shots", "seeds", "target")
+    options = {k: v.pop(k) for k in list(v) if k not in fixed}
     options = {k: val for k, val in options.items() if val is not None}
+    if name == "data-efficiency":
+        options["shots"] = v["shots"]
+    elif name == "convergence":
+        options["target"] = v["target"]
+        if v["strategies"] == DEFAULT_STRATEGIES:  # not chosen: compare the trained ones
+            v["strategies"] = "finetune,scratch"
 
     def echo(row: dict) -> None:
-        err.print(
-            f"{esc(row['cell'])}: test accuracy {row['test_accuracy']:.3f} ({row['seconds']} s)"
-        )
+        score = row.get("test_accuracy")
+        err.print(f"{esc(row['cell'])}: done" + (f", test accuracy {score:.3f}" if score else ""))
 
     summary = run_experiment(
-        v["data"], v["out"], strategies=v["strategies"], shots=v["shots"], seeds=v["seeds"],
-        echo=echo, **options,
-    )  # fmt: skip
+        v["data"], v["out"], strategies=v["strategies"], seeds=v["seeds"], echo=echo, **options
+    )
     table = Table(title=esc(f"{name}: {v['data']}"))
-    for col in ("strategy", "shots", "test accuracy (mean ± std)", "seeds"):
+    columns = list(dict.fromkeys(k for row in summary["table"] for k in row))
+    for col in columns:
         table.add_column(col)
     for row in summary["table"]:
-        table.add_row(
-            row["strategy"], row["shots"], f"{row['mean']:.3f} ± {row['std']:.3f}",
-            str(row["n_seeds"]),
-        )  # fmt: skip
+        table.add_row(*(esc(row.get(col, "")) for col in columns))
     console.print(table)
     for note in summary["notes"]:
         err.print(f"[yellow]note:[/] {esc(note)}")

@@ -154,3 +154,27 @@ def test_convergence_compares_pretrained_and_scratch_curves(tmp_path):
     assert (out / "convergence.png").stat().st_size > 5000
     with pytest.raises(TlcvError, match="trained strategies"):
         get_experiment("convergence")(data, tmp_path / "x", strategies="features,scratch")
+
+
+def test_generalization_scores_every_domain_pair_with_and_without_adaptation(tmp_path):
+    data = tmp_path / "digits"
+    for domain in ("usps", "mnist"):
+        link_subset(DATA / "digits" / domain / "train", data / domain / "train", 10)
+        link_subset(DATA / "digits" / domain / "test", data / domain / "test", 5)
+    out = tmp_path / "gen"
+    done = tlcv("experiment", "generalization", "--data", data, "--strategies", "classical",
+                "--methods", "mcc", "--image-size", 32, "--epochs", 1, "--out", out)  # fmt: skip
+    assert "adapt:mcc" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    pairs = {(p["model"], p["source"], p["target"]) for p in summary["pairs"]}
+    assert pairs == {
+        ("classical", "usps", "usps"), ("classical", "usps", "mnist"),
+        ("classical", "mnist", "mnist"), ("classical", "mnist", "usps"),
+        ("adapt:mcc", "usps", "mnist"), ("adapt:mcc", "mnist", "usps"),
+    }  # fmt: skip
+    classical = next(r for r in summary["table"] if r["model"] == "classical")
+    assert classical["gap"] == pytest.approx(classical["in_domain"] - classical["cross_domain"])
+    assert (out / "generalization.png").is_file()
+    bad = tlcv("experiment", "generalization", "--data", data, "--domains", "usps,svhn",
+               "--out", tmp_path / "x", check=False)  # fmt: skip
+    assert bad.returncode == 2 and "not found" in bad.stderr and "svhn" in bad.stderr

@@ -29,7 +29,7 @@ DEFAULT_STRATEGIES = "features,classical"
 
 def experiment(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="data-efficiency or convergence")],
+    name: Annotated[str, typer.Argument(help="data-efficiency, convergence or generalization")],
     data: DataOpt = None,
     out: Annotated[str | None, typer.Option("--out", help="Experiment folder.")] = None,
     strategies: Annotated[
@@ -45,6 +45,14 @@ def experiment(
         typer.Option(
             "--target", help="convergence: accuracy to reach [default: 90% of the best final]."
         ),
+    ] = None,
+    methods: Annotated[
+        str,
+        typer.Option("--methods", help="generalization: adaptation methods too, e.g. dann,mcc."),
+    ] = "",
+    domains: Annotated[
+        str | None,
+        typer.Option("--domains", help="generalization: domain folders under --data [all]."),
     ] = None,
     backbone: BackboneOpt = None,
     weights: WeightsOpt = None,
@@ -74,11 +82,13 @@ def experiment(
     }
     v = _merge(ctx, config, given)
     _need(v, "data", "out")
-    fixed = ("data", "out", "strategies", "shots", "seeds", "target")
+    fixed = ("data", "out", "strategies", "shots", "seeds", "target", "methods", "domains")
     options = {k: v.pop(k) for k in list(v) if k not in fixed}
     options = {k: val for k, val in options.items() if val is not None}
     if name == "data-efficiency":
         options["shots"] = v["shots"]
+    elif name == "generalization":
+        options.update(methods=v["methods"], domains=v["domains"])
     elif name == "convergence":
         options["target"] = v["target"]
         if v["strategies"] == DEFAULT_STRATEGIES:  # not chosen: compare the trained ones

@@ -26,4 +26,4 @@ def get_experiment(name: str) -> Callable:
     return EXPERIMENTS[name]
 
 
-from . import convergence, data_efficiency  # noqa: E402,F401  (register the experiments)
+from . import convergence, data_efficiency, generalization  # noqa: E402,F401  (register)

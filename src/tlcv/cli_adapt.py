@@ -114,12 +114,10 @@ def adapt(
           --backbone lenet --mode full --augment none --optimizer sgd --lr 0.01 --out runs/u2m
       tlcv evaluate runs/a2w --data office31/webcam --json
     """
+    given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "resume", "json_out")}
     from .api import adapt as adapt_api
     from .api import resume_adapt
 
-    given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "resume", "json_out")}
-    given.pop("adapt_api")
-    given.pop("resume_adapt")
     progress = sys.stderr.isatty() and not json_out
     if resume:
         run = resume_adapt(resume, progress=progress)

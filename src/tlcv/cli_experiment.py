@@ -72,14 +72,10 @@ def experiment(
           --shots 1,2,5,10,all --seeds 3 --out exp/photos
       tlcv report exp/photos --out report.html
     """
+    given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "name")}
     from .experiments import get_experiment
 
     run_experiment = get_experiment(name)
-    given = {
-        k: v
-        for k, v in locals().items()
-        if k not in ("ctx", "config", "name", "get_experiment", "run_experiment")
-    }
     v = _merge(ctx, config, given)
     _need(v, "data", "out")
     fixed = ("data", "out", "strategies", "shots", "seeds", "target", "methods", "domains")

@@ -74,13 +74,21 @@ def _weights_for(cfg: AdaptConfig, notes: list[str]) -> str:
 
 
 class _Features:
-    """Backbone features of item lists through the cache (frozen mode trains on these)."""
+    """Backbone features of item lists through the cache (frozen mode trains on these).
+
+    Rows already computed for the same weights are served from memory: the final evaluation
+    of a frozen run asks again for features that training already holds.
+    """
 
     def __init__(self, cfg: AdaptConfig, progress: bool):
         self.cfg, self.progress = cfg, progress
         self.skipped: list[tuple[str, str]] = []
+        self._rows: dict[tuple[str, str], tuple[np.ndarray, object]] = {}
 
     def __call__(self, backbone, items) -> tuple[np.ndarray, list]:
+        keys = [(backbone.weights_id, it.identity) for it in items]
+        if items and all(k in self._rows for k in keys):
+            return np.stack([self._rows[k][0] for k in keys]), [self._rows[k][1] for k in keys]
         fs = extract_features(
             items,
             backbone,
@@ -92,6 +100,8 @@ class _Features:
             progress=self.progress,
         )
         self.skipped += fs.skipped
+        for row, item in zip(fs.features, fs.items, strict=True):
+            self._rows[(backbone.weights_id, item.identity)] = (row, item)
         return fs.features, fs.items
 
 
@@ -135,16 +145,7 @@ def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
         methods, len(classes), frozen=frozen, label_smoothing=cfg.label_smoothing
     )
     model = ClassifierModel(backbone, head)
-    recipe = Recipe(
-        epochs=cfg.epochs,
-        lr=cfg.lr,
-        backbone_lr_ratio=cfg.backbone_lr_ratio,
-        optimizer=cfg.optimizer,
-        weight_decay=cfg.weight_decay,
-        warmup_epochs=cfg.warmup_epochs,
-        label_smoothing=cfg.label_smoothing,
-        seed=cfg.seed,
-    )
+    recipe = Recipe.from_config(cfg)
     module = TransferModule(head if frozen else model, len(classes), recipe, objective)
     train_loader, val_loaders = _loaders(
         cfg,

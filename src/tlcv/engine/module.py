@@ -4,7 +4,7 @@ it (a loss over a batch); the loop, optimiser, schedule and logging are written 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import lightning as L
 import torch
@@ -32,6 +32,11 @@ class Recipe:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     seed: int = 0
+
+    @classmethod
+    def from_config(cls, cfg) -> Recipe:
+        """The recipe fields of any run config (TrainConfig, AdaptConfig: same names)."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)})
 
 
 class Objective:

@@ -91,17 +91,7 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
         torch.manual_seed(cfg.seed)
         head = nn.Linear(backbone.feature_dim, len(classes))
     model = ClassifierModel(backbone, head)
-    recipe = Recipe(
-        epochs=cfg.epochs,
-        lr=cfg.lr,
-        backbone_lr_ratio=cfg.backbone_lr_ratio,
-        layer_decay=cfg.layer_decay,
-        optimizer=cfg.optimizer,
-        weight_decay=cfg.weight_decay,
-        warmup_epochs=cfg.warmup_epochs,
-        label_smoothing=cfg.label_smoothing,
-        seed=cfg.seed,
-    )
+    recipe = Recipe.from_config(cfg)
     module = TransferModule(model, len(classes), recipe)
     prep = backbone.preprocessing
     loader_args = dict(batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)

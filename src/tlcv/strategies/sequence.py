@@ -157,17 +157,7 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
             dropout=cfg.dropout,
             frame_pick=cfg.frame_pick,
         )
-    recipe = Recipe(
-        epochs=cfg.epochs,
-        lr=cfg.lr,
-        backbone_lr_ratio=cfg.backbone_lr_ratio,
-        layer_decay=cfg.layer_decay,
-        optimizer=cfg.optimizer,
-        weight_decay=cfg.weight_decay,
-        warmup_epochs=cfg.warmup_epochs,
-        label_smoothing=cfg.label_smoothing,
-        seed=cfg.seed,
-    )
+    recipe = Recipe.from_config(cfg)
     end_to_end = cfg.strategy == "finetune"
     if end_to_end:
         # The CNN trains too: clips are decoded every epoch and go through the whole network.

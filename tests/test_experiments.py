@@ -122,9 +122,19 @@ def test_report_holds_every_plot_and_table(experiment, digits, tmp_path):
 
 
 def test_experiment_cli_and_its_errors(digits, tmp_path):
+    config = tmp_path / "cells.yaml"
+    config.write_text("val_fraction: 0.3\nshots: '2'\n")  # a `tlcv train` key reaches each cell
     done = tlcv("experiment", "data-efficiency", "--data", digits, "--strategies", "classical",
-                "--shots", "2", "--seeds", 1, "--out", tmp_path / "e")  # fmt: skip
+                "--seeds", 1, "--config", config, "--out", tmp_path / "e")  # fmt: skip
     assert "classical" in done.stdout and (tmp_path / "e" / "summary.json").is_file()
+    cell = json.loads((tmp_path / "e" / "summary.json").read_text())["table"]
+    assert [row["shots"] for row in cell] == ["2"]
+    run_config = (tmp_path / "e" / "runs" / "classical-2-seed0" / "config.yaml").read_text()
+    assert "val_fraction: 0.3" in run_config
+    config.write_text("per_class: 3\n")  # data-efficiency sets it per cell: refused, not ignored
+    bad = tlcv("experiment", "data-efficiency", "--data", digits, "--config", config,
+               "--out", tmp_path / "p", check=False)  # fmt: skip
+    assert bad.returncode == 2 and "per_class" in bad.stderr and "Traceback" not in bad.stderr
     bad = tlcv("experiment", "nonsense", "--data", digits, "--out", tmp_path / "x", check=False)
     assert bad.returncode == 2 and "data-efficiency" in bad.stderr
     bad = tlcv("experiment", "data-efficiency", "--data", digits, "--out", tmp_path / "y",

@@ -71,13 +71,18 @@ WorkersOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 
 
-def _merge(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
-    """Values from ``--config`` fill every option the user did not type on the command line."""
+def _merge(
+    ctx: typer.Context, config: Path | None, values: dict[str, Any], extra: set[str] = frozenset()
+) -> dict[str, Any]:
+    """Values from ``--config`` fill every option the user did not type on the command line.
+
+    ``extra``: keys the file may hold beyond the command's own options (passed through).
+    """
     if config is None:
         return values
     from .config import read_config_file
 
-    from_file = read_config_file(config, set(values))
+    from_file = read_config_file(config, set(values) | set(extra))
     merged = dict(values)
     for key, value in from_file.items():
         source = ctx.get_parameter_source(key)

@@ -25,6 +25,9 @@ from .cli_common import (
 )
 
 DEFAULT_STRATEGIES = "features,classical"
+# `tlcv train` keys an experiment's --config may add (lr, augment, per_class, ...); these stay
+# the experiment's own: it sets them per cell.
+CELL_KEYS = {"data", "out", "strategy", "seed", "overwrite", "resume", "split_seed"}
 
 
 def experiment(
@@ -67,6 +70,8 @@ def experiment(
 ) -> None:
     """Run (or resume) an experiment grid; finished cells are skipped on a rerun.
 
+    --config may also hold any `tlcv train` option for every cell (lr, augment, per_class, ...).
+
     Example:
       tlcv experiment data-efficiency --data photos/ --strategies features,classical \\
           --shots 1,2,5,10,all --seeds 3 --out exp/photos
@@ -75,8 +80,11 @@ def experiment(
     given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "name")}
     from .experiments import get_experiment
 
+    from .config import TRAIN_KEYS
+
     run_experiment = get_experiment(name)
-    v = _merge(ctx, config, given)
+    passed = TRAIN_KEYS - CELL_KEYS - ({"per_class"} if name == "data-efficiency" else set())
+    v = _merge(ctx, config, given, extra=passed)
     _need(v, "data", "out")
     fixed = ("data", "out", "strategies", "shots", "seeds", "target", "methods", "domains")
     options = {k: v.pop(k) for k in list(v) if k not in fixed}

@@ -70,10 +70,7 @@ def test_data_efficiency_has_every_point_with_spreads_from_the_seeds(experiment)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     cells = {(r["strategy"], r["shots"], r["seed"]) for r in rows}
     assert cells == {
-        (s, k, seed)
-        for s in ("features", "classical")
-        for k in ("2", "40")
-        for seed in (0, 1)
+        (s, k, seed) for s in ("features", "classical") for k in ("2", "40") for seed in (0, 1)
     }
     assert len({r["n_test"] for r in rows}) == 1  # one test set for every cell
     for point in summary["table"]:

@@ -78,9 +78,8 @@ def experiment(
       tlcv report exp/photos --out report.html
     """
     given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "name")}
-    from .experiments import get_experiment
-
     from .config import TRAIN_KEYS
+    from .experiments import get_experiment
 
     run_experiment = get_experiment(name)
     passed = TRAIN_KEYS - CELL_KEYS - ({"per_class"} if name == "data-efficiency" else set())

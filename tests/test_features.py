@@ -1,4 +1,6 @@
+import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,9 @@ import torch
 from conftest import DATA, ROOT, link_subset
 from tlcv.backbones import create_backbone
 from tlcv.data import discover
+from tlcv.errors import TlcvError
 from tlcv.features import cache_for, extract_features, resolve_device
+from tlcv.io import _atomic, write_json
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +149,14 @@ def test_a_backbone_stays_trainable_after_extraction(tmp_path, cifar_items):
         p.requires_grad_(True)
     net.train()(torch.zeros(2, 3, 32, 32)).sum().backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_atomic_writes_keep_the_usual_file_mode_and_the_old_file_on_failure(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = write_json(tmp_path / "run" / "metrics.json", {"accuracy": 0.5})
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    with pytest.raises(TlcvError, match="could not write"):
+        _atomic(written, lambda tmp: (_ for _ in ()).throw(OSError(28, "No space left")))
+    assert json.loads(written.read_text()) == {"accuracy": 0.5}
+    assert [p.name for p in written.parent.iterdir()] == ["metrics.json"]  # no temp file left

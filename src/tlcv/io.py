@@ -16,6 +16,17 @@ from safetensors.torch import save_file
 from .errors import TlcvError
 
 
+def _file_mode() -> int:
+    """The mode open() would give a new file (mkstemp's temporary files are 0600, which would
+    make every run folder unreadable to the rest of a team)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,6 +37,7 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -158,6 +158,7 @@ def test_convergence_compares_pretrained_and_scratch_curves(tmp_path):
         assert [c["epoch"] for c in curve] == [1, 2], name
         assert all(c["seconds_mean"] > 0 and 0 <= c["val_acc_mean"] <= 1 for c in curve)
     assert 0 < summary["target"] <= 1
+    assert all(0 <= row["test_acc"] <= 1 for row in summary["table"])  # best-val checkpoint
     assert (out / "convergence.png").stat().st_size > 5000
     with pytest.raises(TlcvError, match="trained strategies"):
         get_experiment("convergence")(data, tmp_path / "x", strategies="features,scratch")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import statistics
 from pathlib import Path
 
@@ -96,6 +97,14 @@ def convergence(
     return summary
 
 
+def _test_accuracy(row: dict) -> float | None:
+    """Test accuracy of the run's best-validation checkpoint, when its data had a test split."""
+    metrics = Path(row.get("run", "")) / "metrics.json"
+    if not row.get("run") or not metrics.is_file():
+        return None
+    return json.loads(metrics.read_text()).get("test", {}).get("accuracy")
+
+
 def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
     curves = {}
     for name in names:
@@ -120,6 +129,7 @@ def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
         runs = [r["history"] for r in rows if r["strategy"] == name]
         reached = [first_reaching(h, target) for h in runs]
         hits = [r for r in reached if r]
+        tests = [a for a in (_test_accuracy(r) for r in rows if r["strategy"] == name) if a]
         table.append(
             {
                 "strategy": name,
@@ -133,6 +143,8 @@ def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
                 "seconds_to_target": round(statistics.mean(h["seconds"] for h in hits), 1)
                 if hits
                 else None,
+                "test_acc": round(statistics.mean(tests), 4) if tests else None,
+                "test_acc_std": round(statistics.pstdev(tests), 4) if tests else None,
             }
         )
     return {

@@ -159,6 +159,9 @@ def test_convergence_compares_pretrained_and_scratch_curves(tmp_path):
         assert all(c["seconds_mean"] > 0 and 0 <= c["val_acc_mean"] <= 1 for c in curve)
     assert 0 < summary["target"] <= 1
     assert all(0 <= row["test_acc"] <= 1 for row in summary["table"])  # best-val checkpoint
+    for row in summary["table"]:  # every run reaches the common level, so every row has a time
+        assert row["common_level"] <= row["final_val_acc"] + 1e-9
+        assert 1 <= row["epochs_to_common"] <= 2 and row["seconds_to_common"] > 0
     assert (out / "convergence.png").stat().st_size > 5000
     with pytest.raises(TlcvError, match="trained strategies"):
         get_experiment("convergence")(data, tmp_path / "x", strategies="features,scratch")

@@ -124,11 +124,15 @@ def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
     if target is None:
         best = max(c[-1]["val_acc_mean"] for c in curves.values())
         target = round(0.9 * best, 4)
+    # The level every run reaches (the weakest run's best): time to it compares all strategies
+    # even when one never gets near the target.
+    common = round(min(max(e.get("val_acc", 0.0) for e in r["history"]) for r in rows), 4)
     table = []
     for name in names:
         runs = [r["history"] for r in rows if r["strategy"] == name]
         reached = [first_reaching(h, target) for h in runs]
         hits = [r for r in reached if r]
+        level = [first_reaching(h, common) for h in runs]
         tests = [a for a in (_test_accuracy(r) for r in rows if r["strategy"] == name) if a]
         table.append(
             {
@@ -143,6 +147,9 @@ def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
                 "seconds_to_target": round(statistics.mean(h["seconds"] for h in hits), 1)
                 if hits
                 else None,
+                "common_level": common,
+                "epochs_to_common": round(statistics.mean(h["epochs"] for h in level), 2),
+                "seconds_to_common": round(statistics.mean(h["seconds"] for h in level), 1),
                 "test_acc": round(statistics.mean(tests), 4) if tests else None,
                 "test_acc_std": round(statistics.pstdev(tests), 4) if tests else None,
             }
@@ -150,6 +157,7 @@ def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
     return {
         "experiment": "convergence",
         "target": target,
+        "common_level": common,
         "table": table,
         "curves": curves,
         "notes": [],

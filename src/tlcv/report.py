@@ -166,13 +166,18 @@ def collect(paths: list[Path]) -> list[Section]:
     return sections
 
 
+def _cell(value: object) -> str:
+    """Table text: a missing value (a target never reached) reads as a dash, not 'None'."""
+    return "—" if value is None else str(value)
+
+
 def _html_table(rows: list[dict]) -> str:
     if not rows:
         return "<p>(empty)</p>"
     cols = list(dict.fromkeys(k for r in rows for k in r))
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c, '')))}</td>" for c in cols) + "</tr>"
         for r in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -183,7 +188,7 @@ def _md_table(rows: list[dict]) -> str:
         return "(empty)\n"
     cols = list(dict.fromkeys(k for r in rows for k in r))
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

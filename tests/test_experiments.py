@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from test_cli import tlcv
 
+import tlcv as tlcv_api
 from conftest import DATA, MOBILENET_V2, link_subset
 from tlcv.api import evaluate, predict, train
 from tlcv.backbones import create_backbone
@@ -16,7 +17,7 @@ from tlcv.backbones.classical import hog_dim
 from tlcv.data import eval_transform, normalize
 from tlcv.errors import TlcvError
 from tlcv.experiments import get_experiment
-from tlcv.report import build_report
+from tlcv.reporting import build_report
 
 
 def test_hog_features_match_scikit_image_directly():
@@ -98,7 +99,7 @@ def test_report_holds_every_plot_and_table(experiment, digits, tmp_path):
     out, _ = experiment
     run = train(digits, tmp_path / "ft", strategy="finetune", backbone="lenet", weights="none",
                 epochs=2, image_size=28, batch_size=32, num_workers=0)  # fmt: skip
-    html, md = build_report([out, run.path], tmp_path / "report" / "r.html")
+    html, md = tlcv_api.report([out, run.path], tmp_path / "report" / "r.html")
     text, markdown = html.read_text(), md.read_text()
     # experiment: curve; fine-tuning run: learning curves, confusion, per-class accuracy
     assert text.count("data:image/png;base64,") == 4 == markdown.count("![")
@@ -149,9 +150,9 @@ def test_experiment_cli_and_its_errors(digits, tmp_path):
 def test_convergence_compares_pretrained_and_scratch_curves(tmp_path):
     data = link_subset(DATA / "cifar10" / "train", tmp_path / "cifar", 8)
     out = tmp_path / "conv"
-    summary = get_experiment("convergence")(
-        data, out, seeds=1, backbone="mobilenet_v2", weights=str(MOBILENET_V2), image_size=32,
-        epochs=2, batch_size=32, num_workers=0, echo=lambda row: None,
+    summary = tlcv_api.experiment(
+        "convergence", data, out, seeds=1, backbone="mobilenet_v2", weights=str(MOBILENET_V2),
+        image_size=32, epochs=2, batch_size=32, num_workers=0,
     )  # fmt: skip
     assert {r["strategy"] for r in summary["table"]} == {"finetune", "scratch"}
     for name, curve in summary["curves"].items():

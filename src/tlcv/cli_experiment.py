@@ -78,10 +78,11 @@ def experiment(
       tlcv report exp/photos --out report.html
     """
     given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "name")}
+    from .api import experiment as run_experiment
     from .config import TRAIN_KEYS
     from .experiments import get_experiment
 
-    run_experiment = get_experiment(name)
+    get_experiment(name)  # an unknown name fails before anything else is read
     passed = TRAIN_KEYS - CELL_KEYS - ({"per_class"} if name == "data-efficiency" else set())
     v = _merge(ctx, config, given, extra=passed)
     _need(v, "data", "out")
@@ -102,8 +103,9 @@ def experiment(
         err.print(f"{esc(row['cell'])}: done" + (f", test accuracy {score:.3f}" if score else ""))
 
     summary = run_experiment(
-        v["data"], v["out"], strategies=v["strategies"], seeds=v["seeds"], echo=echo, **options
-    )
+        name, v["data"], v["out"], strategies=v["strategies"], seeds=v["seeds"], echo=echo,
+        **options,
+    )  # fmt: skip
     table = Table(title=esc(f"{name}: {v['data']}"))
     columns = list(dict.fromkeys(k for row in summary["table"] for k in row))
     for col in columns:
@@ -125,7 +127,7 @@ def report(
 
     Example: tlcv report runs/ft runs/scratch exp/photos --out report.html
     """
-    from .report import build_report
+    from .api import report as build_report
 
     html, md = build_report(paths, out)
     console.print(f"report: {esc(html)}\nmarkdown: {esc(md)}")

@@ -14,6 +14,8 @@ from PIL import Image
 from videofiles import broken_videos, ramp_video, write_video
 
 from conftest import DATA, MOBILENET_V2, ROOT
+from tlcv.config import TrainConfig
+from tlcv.engine.sequences import FeatureSequences
 from tlcv.errors import BadImageError
 from tlcv.heads import TemporalHead
 from tlcv.video import read_frames, sample_indices
@@ -85,6 +87,15 @@ def test_sampling():
     assert sample_indices(30, 5, prefix=10).max() <= 9
     w = sample_indices(30, 6, "random", rng=np.random.default_rng(1))
     assert len(w) == 6 and np.all(np.diff(w) == 1)
+
+
+def test_random_windows_move_between_epochs_and_repeat_within_one():
+    clip = np.arange(30, dtype=np.float32)[:, None]
+    data = FeatureSequences([clip], [0], frames=8, sampling="random", stride=1, seed=0)
+    starts = {float(data[(0, epoch)][0][0, 0]) for epoch in range(6)}
+    assert len(starts) > 1  # a different window each epoch...
+    assert torch.equal(data[(0, 3)][0], data[(0, 3)][0])  # ...and the same one on a resume
+    assert TrainConfig(data="d", out="o").sampling == "random"
 
 
 def test_packed_variable_lengths_equal_unpadded_runs():
@@ -194,6 +205,7 @@ def test_cli_train_evaluate_predict_on_video_with_bad_clips(tracks, tmp_path):
         "--patience",
         0,
     )
+    assert "sampling: random" in (out / "config.yaml").read_text()  # the default for clips
     skipped = {r["path"] for r in csv.DictReader((out / "skipped.csv").open())}
     assert skipped == {str(p) for p in bad.values()}
     assert "fewer than --frames" in (out / "notes.txt").read_text()

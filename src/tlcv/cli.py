@@ -307,8 +307,13 @@ def train(
     ] = None,
     frames: Annotated[int, typer.Option("--frames", help="Clips: frames per clip (T).")] = 16,
     sampling: Annotated[
-        str, typer.Option("--sampling", help="Clips: uniform, random (window) or stride.")
-    ] = "uniform",
+        str,
+        typer.Option(
+            "--sampling",
+            help="Clips, training: random (a window of T consecutive frames, moved each epoch), "
+            "uniform (T frames spread over the clip) or stride. Evaluation spreads T frames.",
+        ),
+    ] = "random",
     stride: Annotated[int, typer.Option("--stride", help="Clips: step for --sampling stride.")] = 1,
     hidden: Annotated[int, typer.Option("--hidden", help="Clips: RNN hidden size.")] = 256,
     rnn_layers: Annotated[int, typer.Option("--rnn-layers", help="Clips: RNN layers.")] = 1,

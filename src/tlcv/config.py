@@ -53,7 +53,10 @@ class TrainConfig:
     # --- sequences (video clips or frame folders) ---
     temporal: str | None = None  # lstm | gru | bilstm | bigru | mean | frame
     frames: int = 16
-    sampling: str = "uniform"  # uniform | random | stride
+    # Training windows: random (T consecutive frames at a new place each epoch; measured better
+    # on whole tracks and prefixes, docs/benchmarks.md) | uniform (T spread over the clip) | stride.
+    # Evaluation always spreads T frames uniformly.
+    sampling: str = "random"
     stride: int = 1
     hidden: int = 256
     rnn_layers: int = 1

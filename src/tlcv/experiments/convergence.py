@@ -126,7 +126,7 @@ def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
         target = round(0.9 * best, 4)
     # The level every run reaches (the weakest run's best): time to it compares all strategies
     # even when one never gets near the target.
-    common = round(min(max(e.get("val_acc", 0.0) for e in r["history"]) for r in rows), 4)
+    common = min(max(e.get("val_acc", 0.0) for e in r["history"]) for r in rows)  # unrounded
     table = []
     for name in names:
         runs = [r["history"] for r in rows if r["strategy"] == name]
@@ -147,7 +147,7 @@ def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
                 "seconds_to_target": round(statistics.mean(h["seconds"] for h in hits), 1)
                 if hits
                 else None,
-                "common_level": common,
+                "common_level": round(common, 4),
                 "epochs_to_common": round(statistics.mean(h["epochs"] for h in level), 2),
                 "seconds_to_common": round(statistics.mean(h["seconds"] for h in level), 1),
                 "test_acc": round(statistics.mean(tests), 4) if tests else None,
@@ -157,7 +157,7 @@ def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
     return {
         "experiment": "convergence",
         "target": target,
-        "common_level": common,
+        "common_level": round(common, 4),
         "table": table,
         "curves": curves,
         "notes": [],

@@ -164,6 +164,8 @@ def test_convergence_compares_pretrained_and_scratch_curves(tmp_path):
         assert 0 < row["common_level"] <= 1
         assert 1 <= row["epochs_to_common"] <= 2 and row["seconds_to_common"] > 0
     assert (out / "convergence.png").stat().st_size > 5000
+    _, md = tlcv_api.report([out], tmp_path / "conv.html")
+    assert md.read_text().count("| scratch |") == 1 + 2  # summary row + one row per epoch
     with pytest.raises(TlcvError, match="trained strategies"):
         get_experiment("convergence")(data, tmp_path / "x", strategies="features,scratch")
 
@@ -187,6 +189,9 @@ def test_generalization_scores_every_domain_pair_with_and_without_adaptation(tmp
     classical = next(r for r in summary["table"] if r["model"] == "classical")
     assert classical["gap"] == pytest.approx(classical["in_domain"] - classical["cross_domain"])
     assert (out / "generalization.png").is_file()
+    _, md = tlcv_api.report([out], tmp_path / "gen.html")
+    assert "source → target pair" in md.read_text()
+    assert md.read_text().count("| adapt:mcc |") == 1 + 2  # summary row + its two pairs
     bad = tlcv("experiment", "generalization", "--data", data, "--domains", "usps,svhn",
                "--out", tmp_path / "x", check=False)  # fmt: skip
     assert bad.returncode == 2 and "not found" in bad.stderr and "svhn" in bad.stderr

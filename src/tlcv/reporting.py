@@ -142,6 +142,14 @@ def _experiment_section(path: Path) -> Section:
     section = Section(f"experiment {info['experiment']}: {path.name}")
     section.facts = [("data", info["data"]), ("seeds", str(info["seeds"]))]
     section.tables.append(("mean and spread over seeds", summary["table"]))
+    if summary.get("pairs"):  # generalization: every source -> target score
+        section.tables.append(("every source → target pair, mean and std over seeds",
+                               summary["pairs"]))  # fmt: skip
+    if summary.get("curves"):  # convergence: the plotted curves, as numbers
+        section.tables.append(("per epoch, mean and std over seeds", [
+            {"strategy": name, **{k: round(v, 4) for k, v in point.items()}}
+            for name, curve in summary["curves"].items() for point in curve
+        ]))  # fmt: skip
     for png in sorted(path.glob("*.png")):
         section.images.append((png.stem.replace("_", " "), png.read_bytes()))
     section.config = yaml.safe_dump(info, sort_keys=False)

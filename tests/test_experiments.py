@@ -1,6 +1,7 @@
 """Classical baseline, data-efficiency experiment and reports, on small real subsets."""
 
 import json
+import shutil
 import statistics
 
 import numpy as np
@@ -103,6 +104,7 @@ def test_report_holds_every_plot_and_table(experiment, digits, tmp_path):
     text, markdown = html.read_text(), md.read_text()
     # experiment: curve; fine-tuning run: learning curves, confusion, per-class accuracy
     assert text.count("data:image/png;base64,") == 4 == markdown.count("![")
+    assert f"| experiment data-efficiency: de | {digits} | 2 |" in markdown  # seeds per point
     captions = (
         "data efficiency",
         "learning curves",
@@ -117,6 +119,12 @@ def test_report_holds_every_plot_and_table(experiment, digits, tmp_path):
                for line in markdown.splitlines() if line.startswith("!["))  # fmt: skip
     with pytest.raises(TlcvError, match="no finished run or experiment"):
         build_report([tmp_path / "report"], tmp_path / "x.html")
+    mixed = tmp_path / "mixed"  # a rerun with more seeds for one strategy: counts differ
+    shutil.copytree(out, mixed)
+    with open(mixed / "results.jsonl", "a") as fh:
+        fh.write(json.dumps({"cell": "features/shots=2/seed=2", "strategy": "features"}) + "\n")
+    _, md = tlcv_api.report([mixed], tmp_path / "mixed.html")
+    assert f"| experiment data-efficiency: mixed | {digits} | 2-3 |" in md.read_text()
 
 
 def test_experiment_cli_and_its_errors(digits, tmp_path):

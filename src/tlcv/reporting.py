@@ -8,6 +8,7 @@ import csv
 import html
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,11 +137,21 @@ def _run_section(path: Path) -> Section:
     return section
 
 
+def _seeds_per_cell(path: Path) -> str:
+    """Seeds behind each point, from the finished cells: experiment.json holds only the latest
+    invocation's --seeds, and a resumed experiment may mix counts (e.g. "2-3")."""
+    from .experiments.cells import CellLog
+
+    counts = Counter(row["cell"].rsplit("/seed=", 1)[0] for row in CellLog(path).rows)
+    low, high = min(counts.values(), default=0), max(counts.values(), default=0)
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def _experiment_section(path: Path) -> Section:
     info = json.loads((path / "experiment.json").read_text())
     summary = json.loads((path / "summary.json").read_text())
     section = Section(f"experiment {info['experiment']}: {path.name}")
-    section.facts = [("data", info["data"]), ("seeds", str(info["seeds"]))]
+    section.facts = [("data", info["data"]), ("seeds", _seeds_per_cell(path))]
     section.tables.append(("mean and spread over seeds", summary["table"]))
     if summary.get("pairs"):  # generalization: every source -> target score
         section.tables.append(("every source → target pair, mean and std over seeds",

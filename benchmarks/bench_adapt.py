@@ -122,8 +122,15 @@ def main() -> None:
         done = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
     finished = {(r["task"], r["method"], r["seed"], r["epochs"]) for r in done}
     jobs = [
-        dict(task=t, method=m, seed=s, epochs=args.epochs, office=str(office),
-             weights=weights, cache=str(args.cache))  # fmt: skip
+        dict(
+            task=t,
+            method=m,
+            seed=s,
+            epochs=args.epochs,
+            office=str(office),
+            weights=weights,
+            cache=str(args.cache),
+        )  # fmt: skip
         for s in range(args.seeds)
         for t in TASKS
         for m in methods

@@ -156,3 +156,24 @@ def test_any_timm_model_by_prefix():
     net = create_backbone("timm:resnet10t", weights="none", image_size=64)
     assert net(torch.randn(1, 3, 64, 64)).shape == (1, net.feature_dim)
     assert net.layer_groups()[0][0] == "stem"
+
+
+def test_catalog_names_every_registered_backbone():
+    from tlcv.catalog import CATALOG
+
+    assert set(CATALOG) == set(list_backbones())
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_catalog_metadata_matches_the_registry(name):
+    """`tlcv models` answers from tlcv.catalog without torch; it must say what the registry
+    builds (feature size, input size, parameters, published weights)."""
+    from tlcv.backbones import count_parameters
+    from tlcv.catalog import CATALOG
+
+    spec, entry = get_backbone_spec(name), CATALOG[name]
+    assert (entry.family, entry.description) == (spec.family, spec.description)
+    assert entry.feature_dim == spec.feature_dim
+    assert entry.input_size == spec.preprocessing.input_size
+    assert entry.params == count_parameters(spec)
+    assert entry.weights == tuple((w.tag, w.file_name) for w in spec.weights)

@@ -2,20 +2,44 @@
 
 High-level API: ``train``, ``adapt``, ``extract``, ``evaluate``, ``predict``, ``load_run``,
 ``experiment`` and ``report``.
+
+Importing ``tlcv`` is cheap: torch, scikit-learn, Lightning and the rest load on the first call
+of an API function, so the CLI answers ``--help`` at once and notebooks or other tools can import
+tlcv freely (tests/test_startup.py guards it).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-from .api import adapt, evaluate, experiment, extract, predict, report, resume, train  # noqa: E402
-from .backbones import create_backbone, list_backbones  # noqa: E402
-from .runs import load_run  # noqa: E402
-
+_API = (
+    "adapt",
+    "evaluate",
+    "experiment",
+    "export",
+    "extract",
+    "predict",
+    "report",
+    "resume",
+    "train",
+)
+_EXPORTS = {
+    **dict.fromkeys(_API, ".api"),
+    "create_backbone": ".backbones",
+    "list_backbones": ".backbones",
+    "load_run": ".runs",
+}
 __all__ = [
     "__version__",
     "adapt",
     "create_backbone",
     "evaluate",
     "experiment",
+    "export",
     "extract",
     "list_backbones",
     "load_run",
@@ -24,3 +48,9 @@ __all__ = [
     "resume",
     "train",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+
+if TYPE_CHECKING:  # type checkers and IDEs see the real names
+    from .api import adapt, evaluate, experiment, export, extract, predict, report, resume, train
+    from .backbones import create_backbone, list_backbones
+    from .runs import load_run

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from .backbones import DEFAULT_BACKBONE, create_backbone
+from .catalog import DEFAULT_BACKBONE
 from .config import TrainConfig
-from .data import IMAGE_SUFFIXES, ImageItem, discover, file_identity
+from .data.decode import IMAGE_SUFFIXES, ImageItem, file_identity
 from .errors import TlcvError
-from .evaluation import classification_metrics, plot_confusion
-from .features import FeatureSet, extract_features
 from .io import write_json, write_text
-from .runs import Run, load_run, rows_to_csv
-from .strategies import get_strategy
+
+# torch, scikit-learn, Lightning and the models load inside the functions that use them, so
+# `import tlcv` and the CLI's help stay fast (tests/test_startup.py).
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .features import FeatureSet
+    from .runs import Run
 
 
 def train(data: str | Path, out: str | Path, *, progress: bool = False, **options) -> Run | None:
@@ -37,6 +39,7 @@ def train(data: str | Path, out: str | Path, *, progress: bool = False, **option
 
 def _dispatch(cfg: TrainConfig, progress: bool) -> Run | None:
     """Clips (video files, frame folders) train a temporal model; images a classifier."""
+    from .strategies import get_strategy
     from .video import is_video_data
 
     if cfg.temporal is None and is_video_data(cfg.data):
@@ -151,13 +154,44 @@ def extract(
     device: str = "auto",
     strict: bool = False,
     progress: bool = False,
+    engine: str = "torch",
 ) -> FeatureSet:
-    """Embeddings of every image under ``data``, computed once and then served from the cache."""
+    """Embeddings of every image under ``data``, computed once and then served from the cache.
+
+    ``engine="onnxruntime"`` runs the backbone as an ONNX graph (exported once into the cache;
+    its features are cached apart from torch's). A re-run whose images are all cached is
+    answered without importing torch (features.memo).
+    """
+    from .deploy.engine import check_engine
+    from .features.memo import cached_features, memo_key, remember
+
+    check_engine(engine)
+    hit = cached_features(
+        data,
+        backbone,
+        weights=weights,
+        image_size=image_size,
+        cache_dir=cache,
+        device=device,
+        strict=strict,
+        engine=engine,
+    )
+    if hit is not None:
+        return hit
+    from .backbones import create_backbone
+    from .data import discover
+    from .features import cache_for, extract_features, resolve_device
+
     source = discover(data, strict=strict)
     net = create_backbone(backbone, weights, image_size)
+    encoder = net
+    if engine == "onnxruntime":
+        from .deploy import backbone_encoder
+
+        encoder = backbone_encoder(net, cache)
     fs = extract_features(
         source.all_items(),
-        net,
+        encoder,
         cache_dir=cache,
         batch_size=batch_size,
         num_workers=num_workers,
@@ -165,10 +199,19 @@ def extract(
         strict=strict,
         progress=progress,
     )
+    remember(
+        memo_key(backbone, weights, image_size, device, engine),
+        cache_for(encoder, cache, resolve_device(device)),
+        net.feature_dim,
+        net.weights_source,
+        cache,
+    )
     return fs
 
 
 def _run(run: str | Path | Run) -> Run:
+    from .runs import Run, load_run
+
     return run if isinstance(run, Run) else load_run(run)
 
 
@@ -194,7 +237,14 @@ def _scores(
     strict,
     progress,
     prefix: int | None = None,
+    engine: str = "torch",
 ) -> Scored:
+    import torch
+
+    from .deploy.engine import check_engine
+    from .features import extract_features
+
+    check_engine(engine)
     model = run.load_model()
     common = dict(
         cache_dir=cache,
@@ -204,6 +254,13 @@ def _scores(
         strict=strict,
         progress=progress,
     )
+    if engine == "onnxruntime":
+        from .deploy import run_encoder
+
+        fs = extract_features(items, run_encoder(run), **common)
+        with torch.no_grad():
+            probs = torch.softmax(model.head(torch.from_numpy(fs.features)), dim=1).numpy()
+        return Scored(probs, fs.items, fs.skipped)
     if not run.is_sequence:
         fs = extract_features(items, model.backbone, **common)
         with torch.no_grad():
@@ -240,14 +297,22 @@ def evaluate(
     strict: bool = False,
     progress: bool = False,
     prefix: int | None = None,
+    engine: str = "torch",
 ) -> dict:
     """Score every labelled image (or clip) under ``data`` (all splits) with a saved run.
 
-    ``prefix`` (clip runs): use only each clip's first K frames.
+    ``prefix`` (clip runs): use only each clip's first K frames. ``engine``: "torch" or
+    "onnxruntime" (the run's exported graph; exported into RUN/export/ on first use).
 
     Writes metrics.json, per_class.csv, predictions.csv and confusion.png to ``out``
     (default: RUN/eval/<data folder name>).
     """
+    import numpy as np
+
+    from .data import discover
+    from .evaluation import classification_metrics, plot_confusion
+    from .runs import rows_to_csv
+
     run = _run(run)
     if run.is_sequence:
         from .video import discover_clips
@@ -279,6 +344,7 @@ def evaluate(
         strict=strict,
         progress=progress,
         prefix=prefix,
+        engine=engine,
     )
     probs = fs.probs
     lookup = {c: i for i, c in enumerate(run.classes)}
@@ -379,12 +445,15 @@ def predict(
     device: str = "auto",
     strict: bool = False,
     prefix: int | None = None,
+    engine: str = "torch",
 ) -> list[dict]:
     """Top-k classes for each image or clip; unreadable inputs get an ``error`` instead.
 
     Clip runs add ``steps``: the sampled frame indices with the head's top class after each
     (``prefix``: look only at the first K frames).
     """
+    import numpy as np
+
     run = _run(run)
     items = collect_clips(paths) if run.is_sequence else collect_images(paths)
     if not items:
@@ -402,6 +471,7 @@ def predict(
         strict=strict,
         progress=False,
         prefix=prefix,
+        engine=engine,
     )
     probs = fs.probs
     k = max(1, min(top_k, len(run.classes)))
@@ -434,6 +504,24 @@ def predict(
         else:
             results.append({"path": it.path, "error": errors.get(it.path, "unreadable")})
     return results
+
+
+def export(
+    run: str | Path,
+    *,
+    out: str | Path | None = None,
+    int8: bool = False,
+    data: str | Path | None = None,
+    calibration: int = 128,
+    max_drop: float = 1.0,
+) -> dict:
+    """Export a classification run as one ONNX file (+ ``int8`` quantized copy), checked against
+    eager PyTorch on the run's validation images; returns the verification report."""
+    from .deploy import export_run
+
+    return export_run(
+        run, out=out, int8=int8, data=data, calibration=calibration, max_drop=max_drop
+    )
 
 
 def experiment(name: str, data: str | Path, out: str | Path, *, echo=None, **options) -> dict:

@@ -21,6 +21,7 @@ from .cli_common import (
     ConfigOpt,
     DataOpt,
     DeviceOpt,
+    EngineOpt,
     ImageSizeOpt,
     StrictOpt,
     WeightsOpt,
@@ -40,11 +41,33 @@ app = typer.Typer(
     name="tlcv",
     help="Transfer learning for computer vision: make a pretrained CNN good at your images.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 weights_app = typer.Typer(help="Manage pretrained weights for offline use.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"tlcv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Transfer learning for computer vision: make a pretrained CNN good at your images.
+
+    Shell completion: tlcv --install-completion (then open a new shell).
+    """
 
 
 @app.command()
@@ -53,25 +76,26 @@ def models(
 ) -> None:
     """List registered backbones: parameters, feature size, input size, local weights.
 
+    Answers from the registry's metadata (tlcv.catalog): nothing is built and
+    torch is not imported, so the list appears at once.
+
     Example: tlcv models --json
     """
-    from .backbones import count_parameters, get_backbone_spec, list_backbones
-    from .backbones.weights import weights_available_locally
+    from .catalog import CATALOG, local_weights_tag
 
     rows = []
-    for name in list_backbones():
-        spec = get_backbone_spec(name)
-        local = weights_available_locally(spec)
+    for name, entry in sorted(CATALOG.items()):
+        local = local_weights_tag(entry)
         rows.append(
             {
                 "name": name,
-                "family": spec.family,
-                "params": count_parameters(spec),
-                "feature_dim": spec.feature_dim,
-                "input_size": spec.preprocessing.input_size,
+                "family": entry.family,
+                "params": entry.params,
+                "feature_dim": entry.feature_dim,
+                "input_size": entry.input_size,
                 "weights_local": local is not None,
-                "weights": local or (spec.weights[0].tag if spec.weights else None),
-                "description": spec.description,
+                "weights": local or (entry.weights[0][0] if entry.weights else None),
+                "description": entry.description,
             }
         )
     if json_out:
@@ -139,6 +163,7 @@ def extract(
     num_workers: WorkersOpt = None,
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
+    engine: EngineOpt = "torch",
     config: ConfigOpt = None,
 ) -> None:
     """Compute backbone features of every image and store them in the cache.
@@ -149,8 +174,8 @@ def extract(
     Example: tlcv extract --data photos/ --backbone mobilenet_v2 --weights mobilenet_v2-b0353104.pth
     """
     from .api import extract as extract_api
-    from .backbones import DEFAULT_BACKBONE
-    from .distributed import init_from_env
+    from .catalog import DEFAULT_BACKBONE
+    from .distributed import is_main_process
 
     v = _merge(
         ctx,
@@ -165,14 +190,14 @@ def extract(
             num_workers=num_workers,
             device=device,
             strict=strict,
+            engine=engine,
         ),
     )
     _need(v, "data")
     v["backbone"] = v["backbone"] or DEFAULT_BACKBONE
     v["weights"] = v["weights"] or "imagenet"
-    info = init_from_env()
     fs = extract_api(progress=sys.stderr.isatty(), **v)
-    if info.is_main:
+    if is_main_process():
         print(
             json.dumps(
                 {
@@ -347,7 +372,7 @@ def train(
     else:
         v = _merge(ctx, config, given)
         _need(v, "data", "out")
-        from .backbones import DEFAULT_BACKBONE
+        from .catalog import DEFAULT_BACKBONE
 
         v["backbone"] = v["backbone"] or DEFAULT_BACKBONE
         v["weights"] = v["weights"] or "imagenet"
@@ -394,6 +419,7 @@ def evaluate(
     prefix: Annotated[
         int | None, typer.Option("--prefix", help="Clip runs: use only the first K frames.")
     ] = None,
+    engine: EngineOpt = "torch",
     config: ConfigOpt = None,
 ) -> None:
     """Score every labelled image under --data: accuracy, balanced accuracy, macro-F1,
@@ -414,6 +440,7 @@ def evaluate(
             num_workers=num_workers,
             device=device,
             strict=strict,
+            engine=engine,
         ),
     )
     _need(v, "data")
@@ -463,6 +490,7 @@ def predict(
     prefix: Annotated[
         int | None, typer.Option("--prefix", help="Clip runs: use only the first K frames.")
     ] = None,
+    engine: EngineOpt = "torch",
 ) -> None:
     """Top-k classes for new images, or for clips with per-step scores (clip runs).
 
@@ -484,6 +512,7 @@ def predict(
         device=device,
         strict=strict,
         prefix=prefix,
+        engine=engine,
     )
     if fmt == "json":
         text = json.dumps(results, indent=2) + "\n"
@@ -506,6 +535,63 @@ def predict(
         err.print(f"wrote {len(results)} predictions to {esc(output)}")
     else:
         sys.stdout.write(text)
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `tlcv train`.")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx (the only format so far).")] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="ONNX file [default: RUN/export/model.onnx].")
+    ] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Also write a statically quantized int8 copy (calibrated on training images); "
+            "refused if validation accuracy drops by more than --max-drop points.",
+        ),
+    ] = False,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", help="Labelled images to check (and calibrate) on [default: the run's own]."
+        ),
+    ] = None,
+    calibration: Annotated[
+        int, typer.Option("--calibration", help="Training images used to calibrate --int8.")
+    ] = 128,
+    max_drop: Annotated[
+        float, typer.Option("--max-drop", help="Largest accepted int8 accuracy drop (points).")
+    ] = 1.0,
+) -> None:
+    """Export a run as one ONNX file (runs without tlcv or torch), checked against PyTorch.
+
+    Examples:
+      tlcv export runs/photos
+      tlcv export runs/photos --int8 --out photos.onnx
+    """
+    from .api import export as export_api
+
+    if fmt != "onnx":
+        raise TlcvError(f"unknown --format {fmt!r}", hint="use onnx")
+    report = export_api(
+        run, out=out, int8=int8, data=data, calibration=calibration, max_drop=max_drop
+    )
+    check = report["verification"]
+    fp32 = check["onnxruntime_fp32"]
+    console.print(f"wrote {esc(report['file'])} (exporter: {esc(report['exporter'])})")
+    console.print(
+        f"checked on {check['images']} images ({esc(report['checked_on'])}): max |logit "
+        f"difference| {fp32['max_abs_logit_diff']:.2e}, top-1 agreement "
+        f"{100 * fp32['top1_agreement']:.2f}%"
+    )
+    if int8:
+        q = check["onnxruntime_int8"]
+        console.print(
+            f"int8: {esc(report['int8_file'])}: {esc(report['int8_reason'])}; top-1 agreement "
+            f"with PyTorch {100 * q['top1_agreement']:.2f}%"
+        )
 
 
 app.command("adapt")(adapt_command)

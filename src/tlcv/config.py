@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .backbones import DEFAULT_BACKBONE
+from .catalog import DEFAULT_BACKBONE
 from .errors import TlcvError
 
 

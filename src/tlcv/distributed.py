@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import torch
-import torch.distributed as dist
-
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -24,6 +21,9 @@ def init_from_env() -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    import torch
+    import torch.distributed as dist
+
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
@@ -32,14 +32,23 @@ def init_from_env() -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size())
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch (or a plain process), read from torchrun's environment."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def barrier(info: DistInfo) -> None:
     if info.world_size > 1:
+        import torch.distributed as dist
+
         dist.barrier()
 
 
 def gather_objects(obj, info: DistInfo) -> list:
     if info.world_size == 1:
         return [obj]
+    import torch.distributed as dist
+
     out = [None] * info.world_size
     dist.all_gather_object(out, obj)
     return out

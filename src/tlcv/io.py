@@ -8,12 +8,12 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING, Any
 
 from .errors import TlcvError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _file_mode() -> int:
@@ -68,6 +68,8 @@ def save_tensors(
     path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
 ) -> Path:
     """Save tensors as safetensors atomically (contiguous CPU copies, as the format requires)."""
+    from safetensors.torch import save_file
+
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     return _atomic(path, lambda tmp: save_file(clean, str(tmp), metadata=dict(metadata or {})))
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..catalog import DEFAULT_BACKBONE
 from . import classical, small_zoo, timm_zoo, torchvision_zoo  # noqa: F401  (register)
 from .registry import (
     BackboneSpec,
@@ -29,7 +30,6 @@ from .weights import (
     weights_info_for_file,
 )
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
 PRETRAINED = "imagenet"
 RANDOM = "none"
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..catalog import CATALOG
 from .registry import BackboneSpec, Preprocessing, register_backbone
 
 HOG_CELLS = 8  # cells per side whatever the input size, so the feature size is fixed
@@ -92,10 +93,10 @@ class HandCrafted(nn.Module):
 
 _PREP = Preprocessing(input_size=64, resize_size=64, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
-for _name, _parts, _desc in [
-    ("hog", ("hog",), "HOG (Dalal & Triggs 2005) on an 8x8 cell grid"),
-    ("hog_color", ("hog", "colour"), "HOG + HSV colour histograms"),
-    ("hog_color_lbp", ("hog", "colour", "lbp"), "HOG + colour histograms + uniform LBP"),
+for _name, _parts in [
+    ("hog", ("hog",)),
+    ("hog_color", ("hog", "colour")),
+    ("hog_color_lbp", ("hog", "colour", "lbp")),
 ]:
     register_backbone(
         BackboneSpec(
@@ -107,6 +108,6 @@ for _name, _parts, _desc in [
             weights=(),
             layer_groups=lambda m: [],
             family="classical",
-            description=f"{_desc} (scikit-image; nothing learned)",
+            description=CATALOG[_name].description,
         )
     )

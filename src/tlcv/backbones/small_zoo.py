@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..catalog import CATALOG
 from .registry import BackboneSpec, LayerGroup, Preprocessing, register_backbone
 
 
@@ -44,7 +45,7 @@ register_backbone(
         name="lenet",
         build=LeNet,
         strip_head=_strip,
-        feature_dim=500,
+        feature_dim=CATALOG["lenet"].feature_dim,
         preprocessing=Preprocessing(
             input_size=28, resize_size=28, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
         ),
@@ -55,6 +56,6 @@ register_backbone(
             LayerGroup("fc", ("fc",)),
         ],
         family="small",
-        description="LeNet-style CNN (1998 lineage) for digits, trained from scratch (no weights)",
+        description=CATALOG["lenet"].description,
     )
 )

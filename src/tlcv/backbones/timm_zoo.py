@@ -10,6 +10,7 @@ from timm.data import resolve_data_config
 from timm.models import group_parameters
 from torch import nn
 
+from ..catalog import CATALOG
 from ..errors import TlcvError
 from .registry import (
     BackboneSpec,
@@ -130,7 +131,7 @@ register_backbone(
             bundled=_lite0_bundled,
             remap=remap_positional,
         ),
-        description="EfficientNet-Lite0 (2020): mobile EfficientNet; default, weights embedded",
+        description=CATALOG["efficientnet_lite0"].description,
     )
 )
 register_prefix("timm:", timm_spec)

@@ -11,6 +11,7 @@ import torchvision
 from torch import nn
 from torchvision.models import get_model_weights
 
+from ..catalog import CATALOG
 from .registry import (
     BackboneSpec,
     LayerGroup,
@@ -71,9 +72,7 @@ def _tv(
     name: str,
     *,
     head: str,
-    feature_dim: int,
     groups: Callable[[nn.Module], list[LayerGroup]],
-    description: str,
     build_kwargs: dict | None = None,
     strip: Callable[[nn.Module], nn.Module] | None = None,
 ) -> None:
@@ -86,7 +85,7 @@ def _tv(
             name=name,
             build=lambda: torchvision.models.get_model(name, weights=None, **kwargs),
             strip_head=strip or _replace(head),
-            feature_dim=feature_dim,
+            feature_dim=CATALOG[name].feature_dim,
             preprocessing=_preprocessing_of(enum.DEFAULT),
             weights=tuple(
                 WeightsInfo(tag=w.name, url=w.url, preprocessing=_preprocessing_of(w))
@@ -94,7 +93,7 @@ def _tv(
             ),
             layer_groups=groups,
             family="torchvision",
-            description=description,
+            description=CATALOG[name].description,
         )
     )
 
@@ -102,24 +101,18 @@ def _tv(
 _tv(
     "alexnet",
     head="classifier.6",
-    feature_dim=4096,
     groups=lambda m: [
         LayerGroup("conv1", ("features.0",)),
         LayerGroup("conv2", ("features.3",)),
         LayerGroup("conv3_5", ("features.6", "features.8", "features.10")),
         LayerGroup("fc6_fc7", ("classifier",)),
     ],
-    description="AlexNet (2012): the CNN that started deep transfer learning",
 )
-for _name, _desc in [
-    ("vgg11_bn", "VGG-11 with batch norm (2014): deep stacks of 3x3 convolutions"),
-    ("vgg16", "VGG-16 (2014): the classic feature extractor of early transfer work"),
-]:
-    _tv(_name, head="classifier.6", feature_dim=4096, groups=_vgg_groups, description=_desc)
+for _name in ("vgg11_bn", "vgg16"):
+    _tv(_name, head="classifier.6", groups=_vgg_groups)
 _tv(
     "googlenet",
     head="fc",
-    feature_dim=1024,
     strip=_strip_googlenet,
     # The ImageNet checkpoint holds the auxiliary heads and expects transform_input.
     build_kwargs={"aux_logits": True, "transform_input": True, "init_weights": True},
@@ -129,7 +122,6 @@ _tv(
         LayerGroup("inception4", tuple(f"inception4{c}" for c in "abcde")),
         LayerGroup("inception5", ("inception5a", "inception5b")),
     ],
-    description="GoogLeNet / Inception v1 (2014): multi-branch inception modules",
 )
 _RESNET_GROUPS = [
     LayerGroup("stem", ("conv1", "bn1")),
@@ -138,54 +130,42 @@ _RESNET_GROUPS = [
 _tv(
     "resnet18",
     head="fc",
-    feature_dim=512,
     groups=lambda m: _RESNET_GROUPS,
-    description="ResNet-18 (2015): residual connections, small",
 )
 _tv(
     "resnet50",
     head="fc",
-    feature_dim=2048,
     groups=lambda m: _RESNET_GROUPS,
-    description="ResNet-50 (2015): the standard transfer-learning baseline",
 )
 _tv(
     "mobilenet_v2",
     head="classifier.1",
-    feature_dim=1280,
     groups=lambda m: sequential_groups(
         "features", [0, 2, 4, 7, 14, 19], ["stem", "stage2", "stage3", "stage4", "stage5"]
     ),
-    description="MobileNetV2 (2018): inverted residuals, built for phones and CPUs",
 )
 _tv(
     "mobilenet_v3_small",
     head="classifier.3",
-    feature_dim=1024,
     groups=lambda m: [
         *sequential_groups("features", [0, 2, 4, 9, 13], ["stem", "stage2", "stage3", "stage4"]),
         LayerGroup("pre_logits", ("classifier.0",)),
     ],
-    description="MobileNetV3-Small (2019): NAS-designed, smallest and fastest here",
 )
 _tv(
     "mobilenet_v3_large",
     head="classifier.3",
-    feature_dim=1280,
     groups=lambda m: [
         *sequential_groups(
             "features", [0, 2, 4, 7, 13, 17], ["stem", "stage2", "stage3", "stage4", "stage5"]
         ),
         LayerGroup("pre_logits", ("classifier.0",)),
     ],
-    description="MobileNetV3-Large (2019): NAS-designed with squeeze-excitation",
 )
 _tv(
     "efficientnet_b0",
     head="classifier",
-    feature_dim=1280,
     groups=lambda m: sequential_groups(
         "features", [0, 2, 3, 4, 6, 9], ["stem", "stage2", "stage3", "stage4", "stage5"]
     ),
-    description="EfficientNet-B0 (2019): compound-scaled, strong accuracy per FLOP",
 )

@@ -1,24 +1,24 @@
 """Data: find labelled images, split them, decode them safely, batch them."""
 
-from .decode import IMAGE_SUFFIXES, ImageItem, file_identity, open_rgb
-from .loading import Batch, default_workers_for, eval_transform, image_loader, normalize
-from .sources import Source, discover
-from .splits import Splits, few_shot, make_splits, stratified_split
+from .._lazy import lazy_exports
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "Batch",
-    "ImageItem",
-    "Source",
-    "Splits",
-    "default_workers_for",
-    "discover",
-    "eval_transform",
-    "few_shot",
-    "file_identity",
-    "image_loader",
-    "make_splits",
-    "normalize",
-    "open_rgb",
-    "stratified_split",
-]
+_EXPORTS = {
+    "IMAGE_SUFFIXES": ".decode",
+    "ImageItem": ".decode",
+    "file_identity": ".decode",
+    "open_rgb": ".decode",
+    "Batch": ".loading",
+    "default_workers_for": ".loading",
+    "eval_transform": ".loading",
+    "image_loader": ".loading",
+    "normalize": ".loading",
+    "Source": ".sources",
+    "discover": ".sources",
+    "Splits": ".splits",
+    "few_shot": ".splits",
+    "make_splits": ".splits",
+    "stratified_split": ".splits",
+}
+__all__ = sorted(_EXPORTS)
+# Modules load on first use: the torch-free parts (sources, cache look-ups) stay cheap.
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -1,14 +1,16 @@
 """Frozen-backbone features and their on-disk cache."""
 
-from .cache import FeatureCache, default_cache_dir, item_key
-from .extract import FeatureSet, cache_for, extract_features, resolve_device
+from .._lazy import lazy_exports
 
-__all__ = [
-    "FeatureCache",
-    "FeatureSet",
-    "cache_for",
-    "default_cache_dir",
-    "extract_features",
-    "item_key",
-    "resolve_device",
-]
+_EXPORTS = {
+    "FeatureCache": ".cache",
+    "default_cache_dir": ".cache",
+    "item_key": ".cache",
+    "FeatureSet": ".cache",
+    "cache_for": ".extract",
+    "extract_features": ".extract",
+    "resolve_device": ".extract",
+}
+__all__ = sorted(_EXPORTS)
+# Modules load on first use: the torch-free parts (sources, cache look-ups) stay cheap.
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

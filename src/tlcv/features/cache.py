@@ -11,15 +11,37 @@ import hashlib
 import json
 import os
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from safetensors import safe_open
 
 from ..io import fingerprint, save_tensors, write_json
 
+if TYPE_CHECKING:
+    import torch
+
+    from ..data import ImageItem
+
 CACHE_VERSION = 1
+
+
+@dataclass
+class FeatureSet:
+    """Features of the readable items, in input order, plus what was skipped and why."""
+
+    features: np.ndarray
+    items: list[ImageItem]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    computed: int = 0
+    cached: int = 0
+    seconds: float = 0.0  # wall time of the whole call (lookup, compute, read-back)
+
+    @property
+    def labels(self) -> list[str | None]:
+        return [item.label for item in self.items]
 
 
 def default_cache_dir() -> Path:
@@ -52,7 +74,7 @@ class FeatureCache:
             index: dict[str, tuple[Path, int]] = {}
             for shard in self.shards():
                 try:
-                    with safe_open(str(shard), framework="pt") as fh:
+                    with safe_open(str(shard), framework="numpy") as fh:
                         keys = json.loads(fh.metadata()["keys"])
                 except Exception:  # noqa: BLE001 - a damaged shard is ignored and recomputed
                     continue
@@ -82,8 +104,8 @@ class FeatureCache:
             by_shard.setdefault(shard, []).append((pos, row))
         out: np.ndarray | None = None
         for shard, pairs in by_shard.items():
-            with safe_open(str(shard), framework="pt") as fh:
-                block = fh.get_tensor("features").numpy()
+            with safe_open(str(shard), framework="numpy") as fh:
+                block = fh.get_tensor("features")
             if out is None:
                 out = np.empty((len(keys), block.shape[1]), dtype=np.float32)
             positions, rows = zip(*pairs, strict=True)
@@ -98,6 +120,8 @@ class FeatureCache:
         if len(shards) < min_shards:
             return
         index = self.index(refresh=True)
+        import torch
+
         keys = list(index)
         merged = torch.from_numpy(self.read(keys))
         self.write(keys, merged)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,23 +15,10 @@ from ..backbones import Backbone
 from ..data import ImageItem, image_loader, normalize
 from ..distributed import DistInfo, barrier, gather_objects, init_from_env
 from ..errors import BadImageError
-from .cache import FeatureCache, default_cache_dir, item_key
+from .cache import FeatureCache, FeatureSet, default_cache_dir, item_key
 
-
-@dataclass
-class FeatureSet:
-    """Features of the readable items, in input order, plus what was skipped and why."""
-
-    features: np.ndarray
-    items: list[ImageItem]
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    computed: int = 0
-    cached: int = 0
-    seconds: float = 0.0  # wall time of the whole call (lookup, compute, read-back)
-
-    @property
-    def labels(self) -> list[str | None]:
-        return [item.label for item in self.items]
+if TYPE_CHECKING:
+    from ..deploy.engine import OnnxEncoder
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -41,7 +28,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def cache_for(
-    backbone: Backbone, cache_dir: str | Path | None, device: torch.device
+    backbone: Backbone | OnnxEncoder, cache_dir: str | Path | None, device: torch.device
 ) -> FeatureCache:
     namespace = {
         "backbone": backbone.name,
@@ -49,7 +36,14 @@ def cache_for(
         "preprocessing": backbone.preprocessing.to_dict(),
         "precision": "amp" if device.type == "cuda" else "fp32",
     }
+    if _engine(backbone) != "torch":  # ONNX Runtime features live in their own namespace
+        namespace.update(engine=_engine(backbone), precision="fp32")
     return FeatureCache(cache_dir or default_cache_dir(), namespace)
+
+
+def _engine(backbone) -> str:
+    """ "torch" for a Backbone, "onnxruntime" for a deploy.engine.OnnxEncoder."""
+    return getattr(backbone, "engine", "torch")
 
 
 def _progress(enabled: bool) -> Progress:
@@ -107,7 +101,11 @@ def _compute(
                             "to skip unreadable images",
                         )
                     skipped.append((todo[index].path, reason))
-                if batch.indices:
+                if batch.indices and _engine(backbone) == "onnxruntime":
+                    feats = torch.from_numpy(backbone.features(batch.images.numpy()))
+                    keys.extend(item_key(todo[i].identity) for i in batch.indices)
+                    rows.append(feats)
+                elif batch.indices:
                     x = normalize(batch.images, backbone.preprocessing, device, channels_last)
                     with autocast:
                         feats = model(x).float().cpu()
@@ -152,7 +150,7 @@ def extract_features(
     unique_missing = sorted({keys[i]: i for i in cache.missing(keys)}.values())
     todo = [items[i] for i in unique_missing]
     mine = todo[info.rank :: info.world_size]
-    if mine:
+    if mine and _engine(backbone) == "torch":
         prepare_for_inference(backbone, dev)
     skipped = (
         _compute(

@@ -103,17 +103,6 @@ def test_wrong_checkpoint_names_missing_and_unexpected_keys():
     assert "missing: conv1.weight" in text and "unexpected: features.0.0.weight" in text
 
 
-def test_checkpoint_with_code_is_refused(tmp_path):
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
-
-    bad = tmp_path / "evil.pth"
-    torch.save({"w": Evil()}, bad)
-    with pytest.raises(TlcvError, match="weights_only"):
-        read_state_dict(bad)
-
-
 def test_safetensors_and_prefixed_checkpoints_load(tmp_path):
     from safetensors.torch import save_file
 
@@ -177,3 +166,22 @@ def test_catalog_metadata_matches_the_registry(name):
     assert entry.input_size == spec.preprocessing.input_size
     assert entry.params == count_parameters(spec)
     assert entry.weights == tuple((w.tag, w.file_name) for w in spec.weights)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch SHOULD_NOT_EXIST",))
+
+
+def test_a_checkpoint_holding_code_is_refused_in_plain_words(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil.pth"
+    torch.save({"layer.weight": torch.zeros(2), "payload": _RunsCode()}, evil)
+    with pytest.raises(TlcvError) as info:
+        read_state_dict(evil)
+    text = info.value.render()
+    assert "holds Python objects" in text and "did not load it" in text
+    assert "weights_only set to False" not in text  # torch's advice would run the payload
+    assert not (tmp_path / "SHOULD_NOT_EXIST").exists()

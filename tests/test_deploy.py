@@ -105,6 +105,8 @@ def test_int8_kept_within_the_limit_and_refused_beyond_it(small_run, tmp_path):
     kept = api.export(small_run, out=tmp_path / "m.onnx", int8=True, max_drop=100.0)
     assert kept["int8_kept"] and Path(kept["int8_file"]).is_file()
     assert kept["verification"]["onnxruntime_int8"]["top1_agreement"] > 0.5
+    with pytest.raises(TlcvError, match="no int8 graph"):  # kept elsewhere, not in the run
+        api.predict(small_run, [str(DATA / "office31/amazon/bike")], engine="onnxruntime-int8")
     with pytest.raises(TlcvError, match="int8 refused"):
         api.export(small_run, out=tmp_path / "r.onnx", int8=True, max_drop=-100.0)
     assert (tmp_path / "r.onnx").is_file() and not (tmp_path / "r.int8.onnx").exists()

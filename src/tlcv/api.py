@@ -166,6 +166,11 @@ def extract(
     from .features.memo import cached_features, memo_key, remember
 
     check_engine(engine)
+    if engine == "onnxruntime-int8":
+        raise TlcvError(
+            "extract runs a bare backbone: int8 graphs exist for exported runs only",
+            hint="use --engine onnxruntime (fp32) here",
+        )
     hit = cached_features(
         data,
         backbone,
@@ -245,7 +250,7 @@ def _scores(
     from .features import extract_features
 
     check_engine(engine)
-    model = run.load_model()
+    model = run.model()
     common = dict(
         cache_dir=cache,
         batch_size=batch_size,
@@ -254,10 +259,10 @@ def _scores(
         strict=strict,
         progress=progress,
     )
-    if engine == "onnxruntime":
+    if engine.startswith("onnxruntime"):
         from .deploy import run_encoder
 
-        fs = extract_features(items, run_encoder(run), **common)
+        fs = extract_features(items, run_encoder(run, int8=engine.endswith("int8")), **common)
         with torch.no_grad():
             probs = torch.softmax(model.head(torch.from_numpy(fs.features)), dim=1).numpy()
         return Scored(probs, fs.items, fs.skipped)
@@ -302,7 +307,8 @@ def evaluate(
     """Score every labelled image (or clip) under ``data`` (all splits) with a saved run.
 
     ``prefix`` (clip runs): use only each clip's first K frames. ``engine``: "torch" or
-    "onnxruntime" (the run's exported graph; exported into RUN/export/ on first use).
+    "onnxruntime" (the run's exported graph; exported into RUN/export/ on first use) or
+    "onnxruntime-int8" (the quantized graph `tlcv export --int8` kept).
 
     Writes metrics.json, per_class.csv, predictions.csv and confusion.png to ``out``
     (default: RUN/eval/<data folder name>).

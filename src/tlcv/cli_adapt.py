@@ -86,6 +86,15 @@ def adapt(
             help="Also report the best epoch on target labels, labelled ORACLE (not honest).",
         ),
     ] = False,
+    fallback: Annotated[
+        str,
+        typer.Option(
+            "--fallback",
+            help="none (warn only) or source-only (keep the source-only model) when the "
+            "label-free check says the adaptation probably hurt (collapsed or drifted target "
+            "predictions).",
+        ),
+    ] = "none",
     optimizer: Annotated[
         str, typer.Option("--optimizer", help="adamw, or sgd (momentum 0.9; digits: --lr 0.01).")
     ] = "adamw",
@@ -154,6 +163,26 @@ def adapt(
         f"proxy A-distance: {gap['proxy_a_distance_before']:.3f} before, "
         f"{gap['proxy_a_distance_after']:.3f} after"
     )
+    health = metrics.get("health")
+    if health:
+        adapted, ref = health["adapted"], health.get("source_only")
+        line = (
+            f"target check (no labels): top class takes {100 * adapted['top_share']:.0f}% of "
+            f"predictions, KL to the source class mix {adapted['kl_to_source_prior']:.2f}"
+        )
+        if ref:
+            line += (
+                f" (source-only {ref['kl_to_source_prior']:.2f}), agreement with source-only "
+                f"{100 * health['agreement_with_source_only']:.0f}%"
+            )
+        console.print(line)
+        for reason in health.get("reasons", []):
+            err.print(f"[bold red]warning:[/] adaptation probably hurt: {esc(reason)}")
+        if health.get("reasons") and health.get("kept") != "source-only":
+            err.print(
+                "[red]the adapted model was kept; rerun with --fallback source-only to keep the "
+                "source-only model instead[/]"
+            )
     if "oracle" in metrics:
         o = metrics["oracle"]
         console.print(

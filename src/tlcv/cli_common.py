@@ -72,8 +72,9 @@ EngineOpt = Annotated[
     str,
     typer.Option(
         "--engine",
-        help="torch, or onnxruntime (the exported ONNX graph; several times faster on a CPU; "
-        "needs pip install 'tlcv[onnx]').",
+        help="torch, onnxruntime (the run's exported ONNX graph; several times faster on a "
+        "CPU) or onnxruntime-int8 (after `tlcv export RUN --int8`). Needs pip install "
+        "'tlcv[onnx]'.",
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]

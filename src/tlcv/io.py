@@ -57,7 +57,8 @@ def write_bytes(path: Path, data: bytes) -> Path:
 
 
 def write_text(path: Path, text: str) -> Path:
-    return write_bytes(path, text.encode("utf-8"))
+    # surrogateescape: file names that are not valid UTF-8 are written back as their bytes
+    return write_bytes(path, text.encode("utf-8", "surrogateescape"))
 
 
 def write_json(path: Path, obj: Any) -> Path:

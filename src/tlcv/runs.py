@@ -16,7 +16,7 @@ import csv
 import io
 import json
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -156,6 +156,14 @@ class Run:
     info: dict
     classes: list[str]
     config: dict
+    # Loaded models and inference sessions, kept for repeated predictions in one process.
+    loaded: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def model(self) -> ClassifierModel | SequenceModel:
+        """load_model() once per Run object: a warm `predict` does not reload the weights."""
+        if "model" not in self.loaded:
+            self.loaded["model"] = self.load_model()
+        return self.loaded["model"]
 
     @property
     def preprocessing(self) -> Preprocessing:

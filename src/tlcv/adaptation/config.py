@@ -36,6 +36,7 @@ class AdaptConfig:
     optimizer: str = "adamw"
     augment: str = "light"  # full mode
     warmup_epochs: float = 1.0
+    fallback: str = "none"  # none | source-only: keep the source-only model if the check fires
     plots: bool = True  # t-SNE picture (proxy A-distance is always computed)
     num_workers: int | None = None
     cache: str | None = None

@@ -33,6 +33,7 @@ from ..runs import ClassifierModel, Run, RunWriter, load_run, rows_to_csv
 from .analysis import plot_domains, proxy_a_distance
 from .config import MODES, SELECTIONS, AdaptConfig
 from .domains import Domains, read_domains
+from .guard import FALLBACKS, assess
 from .methods import build_methods, parse_methods
 from .methods.adabn import recalibrate_batchnorm
 from .objective import AdaptObjective, FeatureRows, eval_loader, paired_loader
@@ -51,6 +52,7 @@ def check_options(cfg: AdaptConfig) -> None:
         (cfg.mode, MODES, "--mode"),
         (cfg.select, SELECTIONS, "--select"),
         (cfg.optimizer, ("adamw", "sgd"), "--optimizer"),
+        (cfg.fallback, FALLBACKS, "--fallback"),
     )
     if cfg.epochs < 1 or cfg.lr <= 0 or cfg.batch_size < 2:
         raise TlcvError("--epochs and --lr must be positive and --batch-size at least 2")
@@ -202,7 +204,9 @@ def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
         n_bn = _adabn(model, domains, cfg)
         notes.append(f"AdaBN: statistics of {n_bn} batch-norm layers re-estimated on the target")
     backbone.weights_id = state_fingerprint(backbone.net)
-    trained = _Trained(model, (before_s, before_t), artifacts, trainer.current_epoch, notes)
+    trained = _Trained(
+        model, (before_s, before_t), (src_kept, tgt_kept), artifacts, trainer.current_epoch, notes
+    )
     skipped = module.skipped + features.skipped + domains.skipped
     return _finish(cfg, run_dir, writer, domains, features, (train_items, val_items), trained,
                    skipped)  # fmt: skip
@@ -214,6 +218,7 @@ class _Trained:
 
     model: ClassifierModel
     before: tuple[np.ndarray, np.ndarray]  # backbone features at the start (source, target)
+    before_items: tuple[list, list]  # the items of those rows
     artifacts: RunArtifacts
     epochs_run: int
     notes: list[str]
@@ -268,6 +273,13 @@ def _finish(cfg, run_dir, writer, domains, features, source_split, trained, skip
     f_tgt, logits_tgt = _head_outputs(head, tgt_feats)
     f_train, _ = _head_outputs(head, train_feats)
     pred_t = logits_tgt.argmax(1)
+    health = assess(cfg, trained, source_split, tgt_kept, logits_tgt, classes, features, domains)
+    metrics["health"] = health.metrics
+    notes.extend(f"WARNING: {reason}" for reason in health.reasons)
+    if health.fallback is not None:
+        model, pred_t = health.fallback.model, health.fallback.target_pred
+        metrics["source"] = health.fallback.source_metrics
+        notes.append(health.fallback.note)
     if domains.target_labels is not None:
         # The one place target labels are read: the final evaluation of the chosen model.
         truth = {
@@ -275,6 +287,15 @@ def _finish(cfg, run_dir, writer, domains, features, source_split, trained, skip
         }
         y_t = np.array([lookup[truth[it.identity]] for it in tgt_kept])
         metrics["target"] = classification_metrics(y_t, pred_t, classes)
+        ref = health.reference_pred
+        if ref is not None and (ref >= 0).any():  # scored after the check, never used by it
+            scored = ref >= 0
+            metrics["target_source_only"] = {
+                "label": "the source-only reference the check compared against, on target "
+                "labels (read here, after the check)",
+                "accuracy": float(np.mean(ref[scored] == y_t[scored])),
+                "n": int(scored.sum()),
+            }
         write_text(run_dir / "target_per_class.csv", rows_to_csv(metrics["target"]["per_class"]))
         plot_confusion(
             metrics["target"]["confusion"],
@@ -326,17 +347,19 @@ def _finish(cfg, run_dir, writer, domains, features, source_split, trained, skip
     writer.skipped(sorted(set(skipped)))
     writer.notes(notes)
     writer.metrics(metrics)
+    head_spec = {
+        "type": "bottleneck",
+        "in_features": model.backbone.feature_dim,
+        "width": cfg.bottleneck,
+        "num_classes": len(classes),
+        "dropout": cfg.dropout,
+    }
+    kept = "source-only (fallback)" if health.fallback is not None else cfg.method
     writer.model(
         model,
         classes,
-        {
-            "type": "bottleneck",
-            "in_features": model.backbone.feature_dim,
-            "width": cfg.bottleneck,
-            "num_classes": len(classes),
-            "dropout": cfg.dropout,
-        },
-        {"strategy": "adapt", "method": cfg.method, "mode": cfg.mode},
+        health.fallback.head_spec if health.fallback is not None else head_spec,
+        {"strategy": "adapt", "method": cfg.method, "mode": cfg.mode, "kept": kept},
     )
     return load_run(run_dir)
 

@@ -15,6 +15,7 @@ from .registry import (
     LayerGroup,
     Preprocessing,
     assign_groups,
+    check_image_size,
     get_backbone_spec,
     list_backbones,
     register_backbone,
@@ -91,6 +92,7 @@ def create_backbone(
     A file is checked strictly against the full ImageNet architecture before the classifier is
     dropped, so a checkpoint for the wrong network fails loudly instead of half-loading.
     """
+    check_image_size(image_size)
     spec = get_backbone_spec(name)
     # Random initialisation is seeded: every torchrun rank and every rerun builds the same net.
     with torch.random.fork_rng(devices=[]):

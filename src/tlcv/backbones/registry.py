@@ -6,6 +6,7 @@ downstream code needs, so nothing guesses input sizes or normalisation.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -119,6 +120,34 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         hint=f"choose one of: {', '.join(list_backbones())}, or any timm model as timm:<name> "
         "(see `tlcv models`)",
     )
+
+
+MIN_IMAGE_SIZE = 16
+MAX_IMAGE_SIZE = 4096
+
+
+def check_image_size(size: int | None) -> None:
+    """Refuse input sizes no network can use, or whose activations would not fit in memory
+    (a 100000-px request once ran the machine out of memory with no message)."""
+    if size is None:
+        return
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_IMAGE_SIZE:
+        raise TlcvError(
+            f"--image-size {size!r} is not a usable input size",
+            hint=f"give a whole number of pixels, at least {MIN_IMAGE_SIZE} (e.g. 224, 96, 32)",
+        )
+    limit = MAX_IMAGE_SIZE
+    try:  # one image's float activations (~30 copies of the input) within half the memory
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limit = min(limit, int((memory / 2 / (3 * 4 * 30)) ** 0.5))
+    except (ValueError, OSError, AttributeError):
+        pass
+    if size > limit:
+        raise TlcvError(
+            f"--image-size {size} is too large for this machine (at most {limit} px here)",
+            hint="CNN backbones work best near their own size (224 for most); tile or "
+            "downscale very large images",
+        )
 
 
 def assign_groups(model: nn.Module, groups: list[LayerGroup]) -> list[tuple[str, list[str]]]:

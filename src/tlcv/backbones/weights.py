@@ -4,6 +4,7 @@ then a download. Loading never executes code from a checkpoint."""
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -32,6 +33,17 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def _unreadable(path: Path, exc: Exception) -> TlcvError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return TlcvError(
+        f"cannot read weights from {path}: not a readable checkpoint "
+        f"({type(exc).__name__}: {first})",
+        hint="tlcv loads only plain tensors (safetensors, or torch files readable with "
+        "weights_only=True); re-save the state_dict with torch.save(model.state_dict(), f)",
+        path=str(path),
+    )
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors or a torch pickle restricted to tensors (weights_only)."""
     path = Path(path)
@@ -42,13 +54,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every failure here means "not a usable checkpoint"
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise _unreadable(path, exc) from exc
+        blocked = re.search(r"GLOBAL ([\w.]+)", str(exc))
         raise TlcvError(
-            f"cannot read weights from {path}: {str(exc).splitlines()[0][:200]}",
-            hint="tlcv loads only plain tensors (safetensors, or torch files readable with "
-            "weights_only=True); re-save the state_dict with torch.save(model.state_dict(), f)",
+            f"{path} holds Python objects, not only tensors"
+            + (f" (it would call {blocked.group(1)} when unpickled)" if blocked else "")
+            + "; tlcv did not load it and ran none of it",
+            hint="use a checkpoint of plain tensors: safetensors, or "
+            "torch.save(model.state_dict(), f) from a source you trust",
             path=str(path),
         ) from exc
+    except Exception as exc:  # noqa: BLE001 - every failure here means "not a usable checkpoint"
+        raise _unreadable(path, exc) from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
             state = state[key]

@@ -8,8 +8,12 @@ what a deployment without torch would run.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
+import warnings
 from functools import cached_property
 from pathlib import Path
 
@@ -17,8 +21,19 @@ import numpy as np
 
 from ..errors import TlcvError
 
-ENGINES = ("torch", "onnxruntime")
+ENGINES = ("torch", "onnxruntime", "onnxruntime-int8")
 METADATA_PREFIX = "tlcv."
+
+
+def quiet():
+    """The exporters print pages of progress and warnings; a CLI's stdout stays clean."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return stack
 
 
 def require_onnxruntime():

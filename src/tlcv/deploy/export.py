@@ -12,24 +12,20 @@ validation accuracy.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
-import random
-import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from .. import __version__
-from ..data import ImageItem, discover, image_loader, make_splits
 from ..errors import TlcvError
 from ..io import sha256_file, write_json
 from ..runs import MODEL_FILE, Run, load_run
-from .engine import METADATA_PREFIX, OnnxEngine, require_onnxruntime
+from .engine import METADATA_PREFIX, OnnxEngine, quiet, require_onnxruntime
+from .verify import compare, int8_verdict, quantize_int8, verification_items
 
 log = logging.getLogger("tlcv")
 OPSET = 18
@@ -55,17 +51,6 @@ class InferenceGraph(nn.Module):
         return self.head(features), features
 
 
-def _quiet():
-    """The exporters print pages of progress and warnings; a CLI's stdout stays clean."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    return stack
-
-
 def export_graph(graph: InferenceGraph, path: Path, size: int, metadata: dict) -> str:
     """Write ``graph`` to ``path`` atomically with tlcv metadata; return the exporter used."""
     import onnx
@@ -78,7 +63,7 @@ def export_graph(graph: InferenceGraph, path: Path, size: int, metadata: dict) -
     common = dict(input_names=["images"], output_names=outputs, opset_version=OPSET)
     exporter = "dynamo"
     try:
-        with _quiet():
+        with quiet():
             torch.onnx.export(
                 graph,
                 example,
@@ -93,7 +78,7 @@ def export_graph(graph: InferenceGraph, path: Path, size: int, metadata: dict) -
         log.warning("dynamo ONNX exporter failed (%s); using the TorchScript exporter", reason)
         exporter = f"torchscript (dynamo failed: {reason})"
         axes = {name: {0: "batch"} for name in ["images", *outputs]}
-        with _quiet():
+        with quiet():
             torch.onnx.export(graph, example, str(tmp), dynamo=False, dynamic_axes=axes, **common)
     try:
         model = onnx.load(str(tmp))
@@ -142,113 +127,6 @@ def run_metadata(run: Run) -> dict:
     }
 
 
-def verification_items(run: Run, data: str | Path | None) -> tuple[list, list, str]:
-    """(check items, calibration items, description): the run's validation and training
-    images, rebuilt from its saved configuration; ``data`` replaces both when given."""
-    if data is not None:
-        items = discover(data).all_items()
-        return items, items, f"all images under {data}"
-    cfg = run.config
-    root = cfg.get("data") or cfg.get("source")
-    if not root or not Path(str(root)).exists():
-        raise TlcvError(
-            f"the run's data ({root}) is not on this machine, so the export cannot be checked",
-            hint="pass --data DIR with labelled images of the run's classes",
-            path=str(run.path),
-        )
-    splits = make_splits(
-        discover(root),
-        val_fraction=float(cfg.get("val_fraction", 0.15)),
-        test_fraction=float(cfg.get("test_fraction", 0.2)),
-        per_class=cfg.get("per_class"),
-        seed=int(cfg.get("seed", 0)),
-        split_seed=cfg.get("split_seed"),
-    )
-    check, what = (splits.val, "validation") if splits.val else (splits.test, "test")
-    return check or splits.train, splits.train, f"the run's {what} images ({root})"
-
-
-def uint8_batches(items: list[ImageItem], prep, batch_size: int = 32):
-    """(items, uint8 array) batches through tlcv's own decoding (unreadable files skipped)."""
-    for batch in image_loader(items, prep, batch_size, num_workers=0):
-        if batch.indices:
-            yield [items[i] for i in batch.indices], batch.images.numpy()
-
-
-def _compare(graph: InferenceGraph, engines: dict[str, OnnxEngine], items, classes, prep):
-    """Eager logits vs each engine's: max |diff|, top-1 agreement and accuracy per engine."""
-    lookup = {c: i for i, c in enumerate(classes)}
-    stats = {
-        name: {"max_abs_logit_diff": 0.0, "agree": 0, "correct": 0} for name in ["torch", *engines]
-    }
-    n = labelled = 0
-    for batch_items, images in uint8_batches(items, prep):
-        with torch.inference_mode():
-            eager = graph(torch.from_numpy(images))[0].numpy()
-        labels = np.array([lookup.get(it.label, -1) for it in batch_items])
-        mask = labels >= 0
-        stats["torch"]["correct"] += int((eager.argmax(1) == labels)[mask].sum())
-        for name, engine in engines.items():
-            logits = engine.run(images, ["logits"])["logits"]
-            s = stats[name]
-            s["max_abs_logit_diff"] = max(
-                s["max_abs_logit_diff"], float(np.abs(logits - eager).max())
-            )
-            s["agree"] += int((logits.argmax(1) == eager.argmax(1)).sum())
-            s["correct"] += int((logits.argmax(1) == labels)[mask].sum())
-        n += len(batch_items)
-        labelled += int(mask.sum())
-    out = {"images": n, "labelled": labelled}
-    for name, s in stats.items():
-        row = {"accuracy": s["correct"] / labelled if labelled else None}
-        if name != "torch":
-            row.update(max_abs_logit_diff=s["max_abs_logit_diff"], top1_agreement=s["agree"] / n)
-        out[name] = row
-    return out
-
-
-def _calibration_reader(items, prep, limit: int, seed: int = 0):
-    from onnxruntime.quantization import CalibrationDataReader
-
-    picked = random.Random(seed).sample(items, min(limit, len(items)))
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = (
-                {"images": images} for _, images in uint8_batches(picked, prep, batch_size=16)
-            )
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    return Reader()
-
-
-def quantize_int8(src: Path, dst: Path, items, prep, calibration: int) -> None:
-    """Static QDQ quantization (per-channel int8 weights, uint8 activations)."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    pre = dst.with_name(f".{dst.name}.pre.{os.getpid()}.onnx")
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        with _quiet():
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
-            quantize_static(
-                str(pre),
-                str(tmp),
-                _calibration_reader(items, prep, calibration),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-            )
-        os.replace(tmp, dst)
-    finally:
-        pre.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
-
-
 def export_run(
     run: str | Path | Run,
     *,
@@ -276,9 +154,9 @@ def export_run(
     if int8:
         quantize_int8(path, int8_path, calib_items, prep, calibration)
         engines["onnxruntime_int8"] = OnnxEngine(int8_path)
-    report["verification"] = _compare(graph, engines, check_items, run.classes, prep)
+    report["verification"] = compare(graph, engines, check_items, run.classes, prep)
     if int8:
-        report.update(_int8_verdict(report["verification"], int8_path, max_drop))
+        report.update(int8_verdict(report["verification"], int8_path, max_drop))
     write_json(path.with_name(path.stem + ".verify.json"), report)
     if int8 and not report["int8_kept"]:
         raise TlcvError(
@@ -289,28 +167,6 @@ def export_run(
     return report
 
 
-def _int8_verdict(verification: dict, int8_path: Path, max_drop: float) -> dict:
-    fp32 = verification["onnxruntime_fp32"]["accuracy"]
-    q = verification["onnxruntime_int8"]["accuracy"]
-    if fp32 is None or q is None:
-        int8_path.unlink(missing_ok=True)
-        return {"int8_kept": False, "int8_reason": "no labelled images to measure the drop on"}
-    drop = 100.0 * (fp32 - q)
-    kept = drop <= max_drop
-    if not kept:
-        int8_path.unlink(missing_ok=True)
-    reason = (
-        f"accuracy {100 * q:.2f}% vs fp32 {100 * fp32:.2f}% ({drop:+.2f} points drop; "
-        f"limit {max_drop:g})"
-    )
-    return {
-        "int8_file": str(int8_path) if kept else None,
-        "int8_kept": kept,
-        "int8_drop_points": round(drop, 3),
-        "int8_reason": reason,
-    }
-
-
 def _encoder(path: Path, name: str, weights_id: str, prep, dim: int):
     from .engine import OnnxEncoder
 
@@ -319,13 +175,32 @@ def _encoder(path: Path, name: str, weights_id: str, prep, dim: int):
     return OnnxEncoder(engine, name, graph_id, prep, dim)
 
 
-def run_encoder(run: Run):
+def run_encoder(run: Run, int8: bool = False):
     """The run's graph under ONNX Runtime, exported into RUN/export/ on first use (again when
-    the run's weights changed since)."""
+    the run's weights changed since). ``int8``: the quantized copy `tlcv export --int8` kept.
+    The session is kept on the Run object, so repeated predictions reuse it."""
+    key = "onnxruntime-int8-encoder" if int8 else "onnxruntime-encoder"
+    if key not in run.loaded:
+        run.loaded[key] = _load_run_encoder(run, int8)
+    return run.loaded[key]
+
+
+def _load_run_encoder(run: Run, int8: bool):
     require_onnxruntime()
     _check_exportable(run)
     path = run.path / "export" / "model.onnx"
     fingerprint = run_fingerprint(run)
+    if int8:
+        path = path.with_name("model.int8.onnx")
+        if not path.is_file() or OnnxEngine(path).metadata.get("run_fingerprint") != fingerprint:
+            raise TlcvError(
+                f"{run.path} has no int8 graph of its current weights",
+                hint=f"run `tlcv export {run.path} --int8` first (it checks the accuracy cost)",
+                path=str(path),
+            )
+        return _encoder(
+            path, run.info["backbone"], fingerprint, run.preprocessing, run.info["feature_dim"]
+        )
     current = False
     if path.is_file():
         with contextlib.suppress(TlcvError):

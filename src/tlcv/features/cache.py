@@ -52,7 +52,9 @@ def default_cache_dir() -> Path:
 
 
 def item_key(identity: str) -> str:
-    return hashlib.sha1(identity.encode()).hexdigest()[:24]
+    # surrogateescape: a file name that is not valid UTF-8 (bytes from another system) still
+    # gets a stable key instead of aborting the run.
+    return hashlib.sha1(identity.encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
 class FeatureCache:

@@ -1,0 +1,179 @@
+"""Negative-transfer guard (issue 18): how often the label-free check fires, whether it fires on
+the runs that were in fact worse, and accuracy with `--fallback source-only` vs without.
+
+    .venv/bin/python benchmarks/bench_guard.py          # ~45 min on 2 CPU cores
+
+Office-31 (six tasks) and digits (USPS <-> MNIST), MobileNetV2 (../shared/weights), frozen mode
+(224 px for Office-31, 32 px for digits), bench_adapt's defaults (15 epochs, honest
+source-val selection), 3 seeds, methods source-only, dann, cdan, dan, coral, mcc and dan-features
+(DAN with MMD on the bottleneck only, TLlib's setting) unless --methods says otherwise. Each
+run is scored against its own source-only reference (the logistic-regression probe the guard
+falls back to); target labels are read only for this table, after the check has spoken.
+Cells run in 2 worker processes and are appended to a JSONL file: a rerun skips finished ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from bench_adapt import DOMAINS, TASKS  # noqa: E402
+
+DIGIT_TASKS = ["U->M", "M->U"]
+DIGITS = {"U": "usps/train", "M": "mnist/train"}
+METHODS = ["source-only", "dann", "cdan", "dan", "coral", "mcc", "dan-features"]
+
+
+def _cell(job: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    import tlcv
+
+    src, tgt = job["task"].split("->")
+    digits = job["task"] in DIGIT_TASKS
+    root = Path(job["shared"]) / "data" / ("digits" if digits else "office31")
+    names = DIGITS if digits else DOMAINS
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        run = tlcv.adapt(
+            root / names[src],
+            root / names[tgt],
+            Path(tmp) / "run",
+            method=job["method"],
+            backbone="mobilenet_v2",
+            weights=job["weights"],
+            image_size=32 if digits else None,
+            mode="frozen",
+            epochs=job["epochs"],
+            seed=job["seed"],
+            cache=job["cache"],
+            plots=False,
+            num_workers=0,
+        )
+        metrics = json.loads((run.path / "metrics.json").read_text())
+    health = metrics["health"]
+    return {
+        **{k: job[k] for k in ("task", "method", "seed", "epochs")},
+        "target_accuracy": metrics["target"]["accuracy"],
+        "target_balanced_accuracy": metrics["target"]["balanced_accuracy"],
+        "source_only_accuracy": metrics["target_source_only"]["accuracy"],
+        "fired": health["fired"],
+        "reasons": health["reasons"],
+        "kl_adapted": health["adapted"]["kl_to_source_prior"],
+        "kl_source_only": health["source_only"]["kl_to_source_prior"],
+        "top_share": health["adapted"]["top_share"],
+        "agreement": health["agreement_with_source_only"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def summarise(rows: list[dict], harm: float = 0.02) -> str:
+    """Per method: fire rate, precision / recall on harmful runs, accuracy with and without the
+    fallback, worst drop below source-only, and gains the fallback would remove."""
+    lines = [
+        "| method | runs | fired | harmful (< ref - 2) | precision | recall | acc. without "
+        "guard | acc. with fallback | worst vs ref, without | worst vs ref, with | gains > 2 "
+        "removed |",
+        "|---|" + "---|" * 10,
+    ]
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["method"], []).append(r)
+    groups["all"] = rows
+    for method, rs in groups.items():
+        delta = [r["target_accuracy"] - r["source_only_accuracy"] for r in rs]
+        harmful = [d < -harm for d in delta]
+        fired = [r["fired"] for r in rs]
+        tp = sum(f and h for f, h in zip(fired, harmful, strict=True))
+        guarded = [
+            r["source_only_accuracy"] if r["fired"] else r["target_accuracy"] for r in rs
+        ]
+        after = [g - r["source_only_accuracy"] for g, r in zip(guarded, rs, strict=True)]
+        removed = sum(f and d > harm for f, d in zip(fired, delta, strict=True))
+        precision = f"{tp / sum(fired):.2f}" if any(fired) else "-"
+        recall = f"{tp / sum(harmful):.2f}" if any(harmful) else "-"
+        lines.append(
+            f"| {method} | {len(rs)} | {sum(fired)} | {sum(harmful)} | {precision} | {recall} | "
+            f"{100 * statistics.mean(r['target_accuracy'] for r in rs):.1f} | "
+            f"{100 * statistics.mean(guarded):.1f} | {100 * min(delta):+.1f} | "
+            f"{100 * min(after):+.1f} | {removed} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--tasks", default=",".join(TASKS + DIGIT_TASKS))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=ROOT / "cache" / "features")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "guard.jsonl")
+    args = parser.parse_args()
+    weights = str(args.shared / "weights" / "mobilenet_v2-b0353104.pth")
+    tasks = args.tasks.split(",")
+
+    import tlcv
+
+    office = args.shared / "data" / "office31"
+    for domain in DOMAINS.values():  # fill the cache once, before the workers share it
+        tlcv.extract(office / domain, "mobilenet_v2", weights=weights, cache=args.cache)
+    for domain in DIGITS.values():
+        tlcv.extract(
+            args.shared / "data" / "digits" / domain,
+            "mobilenet_v2",
+            weights=weights,
+            image_size=32,
+            cache=args.cache,
+        )
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = []
+    if args.out.exists():
+        done = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
+    finished = {(r["task"], r["method"], r["seed"], r["epochs"]) for r in done}
+    jobs = [
+        dict(
+            task=t,
+            method=m,
+            seed=s,
+            epochs=args.epochs,
+            shared=str(args.shared),
+            weights=weights,
+            cache=str(args.cache),
+        )  # fmt: skip
+        for s in range(args.seeds)
+        for t in tasks
+        for m in args.methods.split(",")
+        if (t, m, s, args.epochs) not in finished
+    ]
+    print(f"{len(jobs)} cells to run ({len(finished)} already done)", flush=True)
+    with mp.get_context("spawn").Pool(args.workers) as pool, open(args.out, "a") as fh:
+        for row in pool.imap_unordered(_cell, jobs):
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            done.append(row)
+            print(
+                f"{row['task']} {row['method']} seed {row['seed']}: "
+                f"{100 * row['target_accuracy']:.1f} vs ref {100 * row['source_only_accuracy']:.1f}"
+                f" fired={row['fired']} ({row['seconds']} s)",
+                flush=True,
+            )
+    wanted = [r for r in done if r["task"] in tasks and r["epochs"] == args.epochs]
+    print(summarise(wanted))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The negative-transfer guard run at the end of every adaptation.
+
+A source-only reference costs seconds: a logistic-regression probe (what
+`tlcv train --strategy features` fits) on the starting backbone's features of the source
+training split, which the run already holds. Its target predictions and the adapted model's go
+to ``health.check``; when ``health.verdict`` finds the adaptation probably hurt, the run says so
+(notes, metrics.json, console, report) and, with ``--fallback source-only``, keeps the
+reference instead. No target label is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..backbones import create_backbone
+from ..evaluation import classification_metrics
+from ..heads import get_classifier
+from ..runs import ClassifierModel
+from .health import check, verdict
+from .methods import parse_methods
+
+FALLBACKS = ("none", "source-only")
+
+
+@dataclass
+class Fallback:
+    """The source-only model the run keeps instead of the adapted one."""
+
+    model: ClassifierModel
+    target_pred: np.ndarray
+    source_metrics: dict
+    head_spec: dict
+    note: str
+
+
+@dataclass
+class Assessment:
+    metrics: dict
+    reasons: list[str]
+    fallback: Fallback | None = None
+    # The source-only reference's target predictions, aligned with the adapted ones (-1: none),
+    # for the final evaluation to score next to the adapted model's.
+    reference_pred: np.ndarray | None = None
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(np.asarray(logits, np.float32)), 1).numpy()
+
+
+@torch.no_grad()
+def _probs(head: torch.nn.Module, feats: np.ndarray) -> np.ndarray:
+    return _softmax(head(torch.from_numpy(feats).float()).numpy())
+
+
+def assess(cfg, trained, split, tgt_kept, logits_tgt, classes, features, domains) -> Assessment:
+    """Health of the adapted target predictions against the source-only reference."""
+    train_items, val_items = split
+    lookup = {c: i for i, c in enumerate(classes)}
+    source_labels = np.array([lookup[it.label] for it in train_items])
+    probs = _softmax(logits_tgt)
+    backbone = trained.model.backbone
+    if backbone.weights_source == "random":  # no pretrained features to build a reference on
+        health = check(probs, source_labels, len(classes))
+        health["source_only"] = None
+        health["reference"] = "none: the backbone started from random weights"
+        return Assessment({**health, "fired": False, "reasons": []}, [])
+    before_s, before_t = trained.before
+    src_kept, tgt_before = trained.before_items
+    train_ids = {it.identity for it in train_items}
+    rows = [i for i, it in enumerate(src_kept) if it.identity in train_ids]
+    y = np.array([src_kept[i].label for i in rows])
+    if sorted(set(y.tolist())) != list(classes):
+        health = check(probs, source_labels, len(classes))
+        health["reference"] = "none: a class has no readable source training image"
+        return Assessment({**health, "fired": False, "reasons": []}, [])
+    clf = get_classifier("logreg", seed=cfg.seed).fit(before_s[rows], y)
+    head = clf.to_head().eval()
+    ref_t = {it.identity: p for it, p in zip(tgt_before, _probs(head, before_t), strict=True)}
+    common = [i for i, it in enumerate(tgt_kept) if it.identity in ref_t]
+    ref = np.stack([ref_t[tgt_kept[i].identity] for i in common])
+    reference_pred = np.full(len(tgt_kept), -1)
+    reference_pred[common] = ref.argmax(1)
+    health = check(probs[common], source_labels, len(classes), ref)
+    health["reference"] = "logistic regression on the starting backbone's source features"
+    reasons = verdict(health, classes)
+    metrics = {**health, "fired": bool(reasons), "reasons": reasons, "fallback": cfg.fallback}
+    if not reasons or cfg.fallback != "source-only":
+        return Assessment(metrics, reasons, reference_pred=reference_pred)
+    return Assessment(
+        {**metrics, "kept": "source-only"},
+        reasons,
+        _fallback(cfg, trained, clf, head, split, tgt_kept, classes, features, domains),
+        reference_pred,
+    )
+
+
+def _fallback(cfg, trained, clf, head, split, tgt_kept, classes, features, domains) -> Fallback:
+    """Pretrained backbone + the reference head, scored like the adapted model would be."""
+    start = trained.model.backbone
+    if cfg.mode != "frozen" or "adabn" in parse_methods(cfg.method):  # backbone was changed
+        start = create_backbone(cfg.backbone, cfg.weights, cfg.image_size, seed=cfg.seed)
+    model = ClassifierModel(start, head).eval()
+    lookup = {c: i for i, c in enumerate(classes)}
+    val_feats, val_kept = features(start, split[1])
+    source = classification_metrics(
+        np.array([lookup[it.label] for it in val_kept]),
+        _probs(head, val_feats).argmax(1),
+        classes,
+    )
+    tgt_feats, tgt_items = features(start, domains.target)
+    by_id = dict(
+        zip((it.identity for it in tgt_items), _probs(head, tgt_feats).argmax(1), strict=True)
+    )
+    target_pred = np.array([by_id[it.identity] for it in tgt_kept])
+    note = (
+        "--fallback source-only: the check fired, so the run keeps the source-only model "
+        "(logistic regression on the pretrained features); the adapted model is not saved"
+    )
+    return Fallback(model, target_pred, source, clf.head_spec(), note)

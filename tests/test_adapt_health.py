@@ -1,0 +1,60 @@
+"""The label-free negative-transfer check: its measures and when it fires (no data needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tlcv.adaptation.health import check, class_histogram, kl_to_prior, mean_entropy, verdict
+
+CLASSES = [f"c{i}" for i in range(10)]
+
+
+def _onehot_probs(pred: np.ndarray, n: int = 10, confidence: float = 0.9) -> np.ndarray:
+    probs = np.full((len(pred), n), (1 - confidence) / (n - 1))
+    probs[np.arange(len(pred)), pred] = confidence
+    return probs
+
+
+def test_measures_on_known_cases():
+    assert kl_to_prior(np.full(4, 0.25), np.full(4, 0.25)) == pytest.approx(0.0, abs=1e-9)
+    assert kl_to_prior(np.array([1.0, 0, 0, 0]), np.full(4, 0.25)) == pytest.approx(
+        np.log(4), rel=1e-3
+    )
+    assert mean_entropy(np.full((3, 5), 0.2)) == pytest.approx(1.0, rel=1e-4)
+    assert mean_entropy(np.eye(5)) == pytest.approx(0.0, abs=1e-4)
+    np.testing.assert_allclose(class_histogram(np.array([0, 0, 2]), 3), [2 / 3, 0, 1 / 3])
+
+
+def test_collapse_onto_a_rare_class_fires():
+    rng = np.random.default_rng(0)
+    source = np.arange(500) % 10  # balanced source: 10% per class
+    reference = rng.integers(0, 10, 300)  # source-only spreads its predictions
+    collapsed = np.where(rng.random(300) < 0.65, 3, reference)  # 65%+ predicted 'c3'
+    health = check(_onehot_probs(collapsed), source, 10, _onehot_probs(reference))
+    reasons = verdict(health, CLASSES)
+    assert any("collapsed" in r and "'c3'" in r for r in reasons)
+    assert health["agreement_with_source_only"] < 0.5
+
+
+def test_healthy_adaptation_and_a_truly_imbalanced_target_stay_quiet():
+    rng = np.random.default_rng(1)
+    source = np.arange(500) % 10
+    reference = rng.integers(0, 10, 300)
+    improved = np.where(rng.random(300) < 0.2, rng.integers(0, 10, 300), reference)
+    assert (
+        verdict(check(_onehot_probs(improved), source, 10, _onehot_probs(reference)), CLASSES) == []
+    )
+    # The target really is mostly class 3, and the source-only model sees it too: no alarm.
+    skewed_ref = np.where(rng.random(300) < 0.5, 3, reference)
+    skewed = np.where(rng.random(300) < 0.15, 3, skewed_ref)
+    health = check(_onehot_probs(skewed), source, 10, _onehot_probs(skewed_ref))
+    assert verdict(health, CLASSES) == []
+
+
+def test_without_a_reference_the_prior_alone_decides():
+    source = np.arange(500) % 10
+    collapsed = np.array([7] * 80 + list(range(10)) * 2)
+    health = check(_onehot_probs(collapsed), source, 10)
+    assert "source_only" not in health
+    assert any("collapsed" in r for r in verdict(health, CLASSES))

@@ -455,6 +455,8 @@ def predict(
 ) -> list[dict]:
     """Top-k classes for each image or clip; unreadable inputs get an ``error`` instead.
 
+    Features are computed in memory; ``cache`` (a folder) stores and reuses them there.
+
     Clip runs add ``steps``: the sampled frame indices with the head's top class after each
     (``prefix``: look only at the first K frames).
     """
@@ -462,6 +464,9 @@ def predict(
 
     run = _run(run)
     items = collect_clips(paths) if run.is_sequence else collect_images(paths)
+    # One-off predictions stay in memory unless a cache folder is named: a shard written and
+    # fsynced per call costs more than the features of a few images.
+    cache = False if cache is None else cache
     if not items:
         raise TlcvError(
             "no images or clips found in the given paths",

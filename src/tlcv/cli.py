@@ -483,7 +483,12 @@ def predict(
     output: Annotated[
         Path | None, typer.Option("--output", help="Write to a file instead of stdout.")
     ] = None,
-    cache: CacheOpt = None,
+    cache: Annotated[
+        str | None,
+        typer.Option(
+            "--cache", help="Store and reuse features in this folder [default: memory only]."
+        ),
+    ] = None,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,

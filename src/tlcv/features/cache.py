@@ -132,3 +132,31 @@ class FeatureCache:
             if shard not in kept:
                 shard.unlink(missing_ok=True)
         self.index(refresh=True)
+
+
+class MemoryCache:
+    """FeatureCache's interface without a disk: for one-off inference (``predict``), where
+    writing (and fsyncing) a shard per call costs more than computing the features again."""
+
+    def __init__(self, namespace: dict):
+        self.namespace = namespace
+        self._rows: dict[str, np.ndarray] = {}
+
+    def index(self, refresh: bool = False) -> dict[str, np.ndarray]:
+        return self._rows
+
+    def missing(self, keys: list[str]) -> list[int]:
+        return [i for i, key in enumerate(keys) if key not in self._rows]
+
+    def write(self, keys: list[str], features) -> None:
+        block = features.float().numpy()
+        for row, key in enumerate(keys):
+            self._rows[key] = block[row]
+
+    def read(self, keys: list[str]) -> np.ndarray:
+        if not keys:
+            return np.empty((0, 0), dtype=np.float32)
+        return np.stack([self._rows[key] for key in keys]).astype(np.float32, copy=False)
+
+    def compact(self, min_shards: int = 8) -> None:
+        pass

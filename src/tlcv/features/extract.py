@@ -15,7 +15,7 @@ from ..backbones import Backbone
 from ..data import ImageItem, image_loader, normalize
 from ..distributed import DistInfo, barrier, gather_objects, init_from_env
 from ..errors import BadImageError
-from .cache import FeatureCache, FeatureSet, default_cache_dir, item_key
+from .cache import FeatureCache, FeatureSet, MemoryCache, default_cache_dir, item_key
 
 if TYPE_CHECKING:
     from ..deploy.engine import OnnxEncoder
@@ -28,8 +28,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def cache_for(
-    backbone: Backbone | OnnxEncoder, cache_dir: str | Path | None, device: torch.device
-) -> FeatureCache:
+    backbone: Backbone | OnnxEncoder, cache_dir: str | Path | None | bool, device: torch.device
+) -> FeatureCache | MemoryCache:
+    """The on-disk cache of this backbone's namespace; ``cache_dir=False``: memory only."""
     namespace = {
         "backbone": backbone.name,
         "weights": backbone.weights_id,
@@ -38,6 +39,8 @@ def cache_for(
     }
     if _engine(backbone) != "torch":  # ONNX Runtime features live in their own namespace
         namespace.update(engine=_engine(backbone), precision="fp32")
+    if cache_dir is False:
+        return MemoryCache(namespace)
     return FeatureCache(cache_dir or default_cache_dir(), namespace)
 
 
@@ -132,7 +135,7 @@ def extract_features(
     items: list[ImageItem],
     backbone: Backbone,
     *,
-    cache_dir: str | Path | None = None,
+    cache_dir: str | Path | None | bool = None,
     batch_size: int = 64,
     num_workers: int | None = None,
     device: str | torch.device = "auto",
@@ -141,7 +144,10 @@ def extract_features(
     progress: bool = False,
     dist_info: DistInfo | None = None,
 ) -> FeatureSet:
-    """Features for ``items``; cached ones are read, the rest computed (sharded over ranks)."""
+    """Features for ``items``; cached ones are read, the rest computed (sharded over ranks).
+
+    ``cache_dir``: a folder, None for the default one, False to keep features in memory only.
+    """
     started = time.perf_counter()
     dev = resolve_device(device)
     info = dist_info or init_from_env()

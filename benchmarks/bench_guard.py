@@ -73,6 +73,7 @@ def _cell(job: dict) -> dict:
         "kl_source_only": health["source_only"]["kl_to_source_prior"],
         "top_share": health["adapted"]["top_share"],
         "agreement": health["agreement_with_source_only"],
+        "health": health,  # everything the check saw, to study other thresholds offline
         "seconds": round(time.perf_counter() - started, 1),
     }
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -205,16 +206,23 @@ def test_kill_9_and_resume_gives_the_same_final_metrics(office4, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "model.json").exists()
+    # killed midway: the resume checkpoint is written at every epoch end, not only the last
+    assert len((out / "history.csv").read_text().strip().splitlines()) - 1 < 4
     changed = run_tlcv("train", "--resume", out, "--lr", 0.5, check=False)
     assert changed.returncode == 2 and "lr" in changed.stderr
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    run_tlcv("train", "--resume", copy)  # resumes where it is pointed ...
+    assert not (out / "model.json").exists()  # ... never into the folder it was copied from
     run_tlcv("train", "--resume", out)
     a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
-    b = json.loads((out / "metrics.json").read_text())
-    for split in ("train", "val", "test"):
-        assert a[split]["accuracy"] == b[split]["accuracy"], split
     wa = load_file(str(tmp_path / "straight" / "model.safetensors"))
-    wb = load_file(str(out / "model.safetensors"))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    for resumed in (out, copy):
+        b = json.loads((resumed / "metrics.json").read_text())
+        for split in ("train", "val", "test"):
+            assert a[split]["accuracy"] == b[split]["accuracy"], split
+        wb = load_file(str(resumed / "model.safetensors"))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_torchrun_two_processes_train(office4, tmp_path):

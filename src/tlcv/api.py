@@ -88,7 +88,8 @@ def resume(run: str | Path, *, progress: bool = False, **changed) -> Run | None:
             hint="drop those flags to resume as saved, or start a new run",
         )
     cfg = TrainConfig(**{k: v for k, v in saved.items() if k in valid})
-    cfg.resume = str(run_dir)
+    # Resume writes where it is pointed: a copied run folder never rewrites its original.
+    cfg.out, cfg.resume = str(run_dir), str(run_dir)
     return _dispatch(cfg, progress)
 
 
@@ -138,7 +139,7 @@ def resume_adapt(run: str | Path, *, progress: bool = False) -> Run | None:
         raise TlcvError(f"{run_dir} already finished", path=str(run_dir))
     saved = yaml.safe_load(config_file.read_text()) or {}
     cfg = AdaptConfig(**{k: v for k, v in saved.items() if k in ADAPT_KEYS})
-    cfg.resume = str(run_dir)
+    cfg.out, cfg.resume = str(run_dir), str(run_dir)  # the folder pointed at, not the saved one
     return run_adapt(cfg, progress)
 
 

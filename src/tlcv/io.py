@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,7 +31,10 @@ FILE_MODE = _file_mode()
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The pid in the name lets a later run tell a dead writer's leftover from a live one's.
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -39,17 +43,49 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
             os.fsync(fh.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise TlcvError(
-            f"could not write {path}: {exc.strerror or exc}",
-            hint="check free disk space and write permission; the previous file, if any, is intact",
-            path=str(path),
-        ) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        # safetensors reports a full disk as its own SafetensorError, not OSError
+        if isinstance(exc, OSError) or type(exc).__name__ == "SafetensorError":
+            raise write_error(path, exc) from exc
         raise
     return path
+
+
+def write_error(path: Path, exc: BaseException) -> TlcvError:
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free there"
+    except OSError:
+        free = "free space unknown"
+    reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:160]
+    return TlcvError(
+        f"could not write {path.name} into {path.parent}: {reason} ({free})",
+        hint="free disk space (or point --out / --cache elsewhere) and run the same command "
+        "again: finished work is kept and the previous file, if any, is intact",
+        path=str(path),
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temporary files that killed writers left in ``folder`` (``.NAME.PID.*.tmp``
+    whose PID is gone); a live writer's files are kept."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        pid = next((int(p) for p in tmp.name.split(".") if p.isdigit()), None)
+        if pid is not None and pid != os.getpid() and not _alive(pid):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def write_bytes(path: Path, data: bytes) -> Path:

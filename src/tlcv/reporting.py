@@ -104,9 +104,12 @@ def _run_section(path: Path) -> Section:
         {"split": split, "images": m["n"], "accuracy": round(m["accuracy"], 4),
          "balanced accuracy": round(m["balanced_accuracy"], 4), "macro-F1": round(m["macro_f1"], 4)}
         for split, m in metrics.items()
-        if isinstance(m, dict) and "accuracy" in m and "n" in m
+        if isinstance(m, dict) and "balanced_accuracy" in m and "n" in m
     ]  # fmt: skip
     section.tables.append(("scores", rows))
+    if "health" in metrics:
+        section.tables.append(("target check (no labels)", _health_rows(metrics)))
+        section.notes += [f"adaptation probably hurt: {r}" for r in metrics["health"]["reasons"]]
     if "oracle" in metrics:
         section.notes.append(
             f"{metrics['oracle']['label']}: {metrics['oracle']['target_accuracy']:.4f}"
@@ -135,6 +138,29 @@ def _run_section(path: Path) -> Section:
     if (path / "notes.txt").is_file():
         section.notes += [n[2:] for n in (path / "notes.txt").read_text().splitlines() if n]
     return section
+
+
+def _health_rows(metrics: dict) -> list[dict]:
+    """The negative-transfer check of an adapted run: adapted vs source-only predictions."""
+    health, rows = metrics["health"], []
+    for name in ("adapted", "source_only"):
+        h = health.get(name)
+        if h:
+            rows.append(
+                {
+                    "model": name.replace("_", "-"),
+                    "top class share": round(h["top_share"], 3),
+                    "KL to source class mix": round(h["kl_to_source_prior"], 3),
+                    "mean entropy": round(h["mean_entropy"], 3),
+                }
+            )
+    if "agreement_with_source_only" in health and rows:
+        rows[0]["agreement with source-only"] = round(health["agreement_with_source_only"], 3)
+    if "target_source_only" in metrics and len(rows) > 1:
+        rows[1]["target accuracy (labels, after the check)"] = round(
+            metrics["target_source_only"]["accuracy"], 4
+        )
+    return rows
 
 
 def _seeds_per_cell(path: Path) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +28,12 @@ from torch import nn
 from .backbones import Backbone, Preprocessing, rebuild_backbone, state_fingerprint
 from .errors import TlcvError
 from .heads import head_from_state
-from .io import save_tensors, write_json, write_text
+from .io import remove_stale_temps, save_tensors, sha256_file, write_json, write_text
 
 MODEL_FILE = "model.safetensors"
+# Version of the run-folder layout. Runs written before it was recorded are version 1.
+FORMAT_VERSION = 1
+REQUIRED_INFO = ("backbone", "preprocessing", "head", "num_classes")
 
 
 class ClassifierModel(nn.Module):
@@ -85,12 +89,55 @@ def rows_to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+_HELD_LOCKS: dict[Path, object] = {}  # run folder -> open lock file, held until exit
+
+
+def lock_run_folder(path: Path) -> None:
+    """Hold an exclusive lock on ``path`` for this process's lifetime, or say who holds it.
+
+    flock is released by the kernel when the holder dies (kill -9, power cut), so a lock is
+    never stale; the pid in the file only names the holder in the message.
+    """
+    import fcntl
+
+    path = Path(path).resolve()
+    if path in _HELD_LOCKS:
+        return
+    handle = open(path / ".lock", "a+")  # noqa: SIM115 - held open on purpose
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise TlcvError(
+            f"{path} is being written by another tlcv process (pid {holder})",
+            path=str(path),
+            hint="wait for it to finish, or choose another --out",
+        ) from exc
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _HELD_LOCKS[path] = handle
+
+
+def unlock_run_folder(path: Path) -> None:
+    handle = _HELD_LOCKS.pop(Path(path).resolve(), None)
+    if handle is not None:
+        handle.close()  # closing the file releases the flock
+
+
 class RunWriter:
-    """Creates a run directory; refuses to overwrite another run unless asked."""
+    """Creates a run directory; refuses to overwrite another run unless asked, and to share
+    it with another process writing it at the same time."""
 
     def __init__(self, path: str | Path, overwrite: bool = False):
         self.path = self.check_free(path, overwrite)
         self.path.mkdir(parents=True, exist_ok=True)
+        lock_run_folder(self.path)
+        for folder in (self.path, self.path / "checkpoints"):  # leftovers of killed writers
+            remove_stale_temps(folder)
 
     @staticmethod
     def check_free(path: str | Path, overwrite: bool) -> Path:
@@ -137,6 +184,8 @@ class RunWriter:
         write_json(
             self.path / "model.json",
             {
+                "format_version": FORMAT_VERSION,
+                "weights_sha256": sha256_file(self.path / MODEL_FILE),
                 "backbone": backbone.name,
                 "weights_id": backbone.weights_id,
                 "weights_source": backbone.weights_source,
@@ -148,6 +197,7 @@ class RunWriter:
                 **info,
             },
         )
+        unlock_run_folder(self.path)  # the model is the last file a run writes
 
 
 @dataclass
@@ -170,7 +220,16 @@ class Run:
         return Preprocessing.from_dict(self.info["preprocessing"])
 
     def load_model(self) -> ClassifierModel:
-        tensors = load_file(str(self.path / MODEL_FILE))
+        tensors = _read_weights(self.path, self.info.get("weights_sha256"))
+        try:
+            return self._build(tensors)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            raise _damaged(
+                self.path / "model.json", f"it does not fit {MODEL_FILE} ({first})"
+            ) from exc
+
+    def _build(self, tensors: dict) -> ClassifierModel | SequenceModel:
         backbone = rebuild_backbone(self.info["backbone"], self.preprocessing)
         backbone.net.load_state_dict(
             {k[len("backbone.") :]: v for k, v in tensors.items() if k.startswith("backbone.")},
@@ -199,18 +258,71 @@ class Run:
 
 
 def load_run(path: str | Path) -> Run:
-    """Open a run directory written by any strategy."""
+    """Open a run directory written by any strategy; a damaged or foreign file in it is a
+    one-line error naming the file (nothing in a run folder is ever executed)."""
     path = Path(path).expanduser()
     if not (path / "model.json").is_file() or not (path / MODEL_FILE).is_file():
         hint = "give the --out folder of a finished `tlcv train` run"
         if path.is_dir() and (path / "config.yaml").exists():
             hint = "this run did not finish; run the training again (cached features are reused)"
         raise TlcvError(f"{path} is not a finished tlcv run", path=str(path), hint=hint)
-    info = json.loads((path / "model.json").read_text())
-    classes = json.loads((path / "classes.json").read_text())
-    config = (
-        yaml.safe_load((path / "config.yaml").read_text())
-        if (path / "config.yaml").exists()
-        else {}
+    info = _read_json(path / "model.json", dict)
+    missing = [k for k in REQUIRED_INFO if k not in info]
+    if missing:
+        raise _damaged(path / "model.json", f"lacks {', '.join(missing)}")
+    version = info.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise TlcvError(
+            f"{path} was written by a newer tlcv (run format {version}; this tlcv reads "
+            f"{FORMAT_VERSION})",
+            path=str(path),
+            hint="upgrade tlcv: pip install -U tlcv",
+        )
+    classes = _read_json(path / "classes.json", list)
+    if len(classes) != info["num_classes"] or not all(isinstance(c, str) for c in classes):
+        raise _damaged(
+            path / "classes.json",
+            f"holds {len(classes)} entries for a model of {info['num_classes']} classes",
+        )
+    return Run(path, info, classes, _read_config(path / "config.yaml"))
+
+
+def _damaged(file: Path, what: str) -> TlcvError:
+    return TlcvError(
+        f"{file.name} in {file.parent} is damaged: {what}",
+        path=str(file),
+        hint="restore the run folder from a copy, or train the run again",
     )
-    return Run(path, info, classes, config or {})
+
+
+def _read_json(file: Path, kind: type):
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _damaged(file, f"not valid JSON ({str(exc)[:80]})") from exc
+    if not isinstance(value, kind):
+        raise _damaged(file, f"expected a JSON {kind.__name__}, found {type(value).__name__}")
+    return value
+
+
+def _read_config(file: Path) -> dict:
+    if not file.exists():
+        return {}
+    try:
+        config = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0][:100]
+        raise _damaged(file, f"not a plain YAML mapping ({first})") from exc
+    if not isinstance(config, dict):
+        raise _damaged(file, "empty or not a mapping of options")
+    return config
+
+
+def _read_weights(path: Path, expected_sha256: str | None) -> dict:
+    file = path / MODEL_FILE
+    if expected_sha256 and sha256_file(file) != expected_sha256:
+        raise _damaged(file, "its checksum differs from the one recorded in model.json")
+    try:
+        return load_file(str(file))
+    except Exception as exc:  # noqa: BLE001 - SafetensorError and friends: not our format
+        raise _damaged(file, f"not a safetensors file ({str(exc)[:80]})") from exc

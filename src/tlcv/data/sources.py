@@ -46,11 +46,21 @@ def _scan_class_tree(
     items: list[ImageItem] = []
     classes: list[str] = []
     for class_dir in class_dirs:
+        entries = list(class_dir.rglob("*"))
         files = sorted(
-            p
-            for p in class_dir.rglob("*")
-            if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
+            p for p in entries if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
         )
+        # exists() is False for a link to nothing and for a link loop (ELOOP)
+        broken = sorted(p for p in entries if p.is_symlink() and not p.exists())
+        if broken:
+            message = (
+                f"{len(broken)} broken or looping symbolic link(s) in {class_dir} skipped: "
+                + ", ".join(p.name for p in broken[:5])
+                + (" ..." if len(broken) > 5 else "")
+            )
+            if strict:
+                raise TlcvError(message, hint="fix or remove the links", path=str(broken[0]))
+            notes.append(message)
         if not files:
             message = f"class folder {class_dir} holds no images"
             if strict:
@@ -92,6 +102,7 @@ def _from_csv(path: Path, strict: bool) -> Source:
                 hint="first line: path,label (optionally ,split)",
                 path=str(path),
             )
+        seen: dict[str, tuple[int, str]] = {}  # resolved file -> (line, label)
         for line_no, row in enumerate(reader, start=2):
             row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
             file = Path(row["path"])
@@ -106,14 +117,36 @@ def _from_csv(path: Path, strict: bool) -> Source:
                     )
                 missing.append((str(file), reason))
                 continue
+            problem = _bad_row(row, file, seen)
+            if problem:
+                if strict:
+                    raise TlcvError(f"{path} line {line_no}: {problem}", path=str(path))
+                missing.append((str(file), f"line {line_no}: {problem}"))
+                continue
+            seen[str(file.resolve())] = (line_no, row["label"])
             split = SPLIT_NAMES.get(row.get("split", "").lower(), "all")
             splits.setdefault(split, []).append(
                 ImageItem(str(file), row["label"], file_identity(file))
             )
     if missing:
-        notes.append(f"{path}: {len(missing)} listed file(s) do not exist and are skipped")
+        notes.append(
+            f"{path}: {len(missing)} row(s) skipped (missing files, empty labels, files listed "
+            "twice); each is in skipped.csv with its line"
+        )
     classes = sorted({item.label for items in splits.values() for item in items})
     return Source(str(path), splits, classes, notes, missing)
+
+
+def _bad_row(row: dict, file: Path, seen: dict[str, tuple[int, str]]) -> str | None:
+    """Why a manifest row cannot be used (None: it can)."""
+    if not row["label"]:
+        return "empty label"
+    first = seen.get(str(file.resolve()))
+    if first is not None:
+        line, label = first
+        same = "the same label" if label == row["label"] else f"label {label!r}"
+        return f"{file} is already listed on line {line} (with {same}); the first row is used"
+    return None
 
 
 def _from_npz(path: Path) -> Source:
@@ -127,6 +160,14 @@ def _from_npz(path: Path) -> Source:
             if f"{split}_labels" not in names:
                 raise TlcvError(f"{path} has {split}_images but no {split}_labels", path=str(path))
             labels = np.asarray(data[f"{split}_labels"]).reshape(len(data[f"{split}_labels"]), -1)
+            n_images = len(data[f"{split}_images"])
+            if len(labels) != n_images:
+                raise TlcvError(
+                    f"{path}: {split}_images holds {n_images} images but {split}_labels "
+                    f"{len(labels)} labels",
+                    hint="the arrays must have one label per image, in the same order",
+                    path=str(path),
+                )
             if labels.shape[1] != 1:
                 raise TlcvError(
                     f"{path}: multi-label {split}_labels are not supported", path=str(path)

@@ -18,6 +18,7 @@ class Splits:
     test: list[ImageItem]
     classes: list[str]
     notes: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)  # unusable listed entries
 
 
 def _by_class(items: list[ImageItem]) -> dict[str, list[ImageItem]]:
@@ -116,4 +117,14 @@ def make_splits(
             raise TlcvError(f"--per-class must be at least 1, got {per_class}")
         train, shot_notes = few_shot(train, per_class, seed)
         notes.extend(shot_notes)
-    return Splits(train, val, test, classes, notes)
+    for name, part in (("validation", val), ("test", test)):
+        if not part:
+            notes.append(
+                f"no {name} images (too few images per class to hold some out): "
+                + (
+                    "the model is chosen without validation data"
+                    if name == "validation"
+                    else "there is no test score; evaluate on other data with `tlcv evaluate`"
+                )
+            )
+    return Splits(train, val, test, classes, notes, list(source.missing))

@@ -30,12 +30,30 @@ def fit(
                 hint="it stopped before finishing one epoch: start it again without --resume "
                 "(add --overwrite)",
             )
+    if ckpt is not None:
+        _check_checkpoint(ckpt)
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
     except SystemExit as exc:  # Lightning turns Ctrl-C into SystemExit after a clean shutdown
         raise KeyboardInterrupt(f"resume with: tlcv train --resume {run_dir}") from exc
     if trainer.world_size > 1:
         check_ranks_agree(module, trainer)
+
+
+def _check_checkpoint(ckpt: Path) -> None:
+    """A damaged last.ckpt is named before Lightning fails deep inside its loader."""
+    import torch
+
+    try:
+        torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, foreign pickle, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise TlcvError(
+            f"{ckpt} is damaged and cannot be resumed from ({first})",
+            path=str(ckpt),
+            hint="start the run again without --resume (add --overwrite); finished epochs in "
+            "it cannot be recovered",
+        ) from exc
 
 
 def check_ranks_agree(module: TransferModule, trainer: L.Trainer) -> None:

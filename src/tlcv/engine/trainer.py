@@ -13,6 +13,8 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.strategies import DDPStrategy
 
+from ..io import write_error
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write to a temporary file and rename (a full disk keeps the previous checkpoint);
@@ -21,18 +23,35 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # pid: see remove_stale_temps
         try:
             torch.save(checkpoint, tmp)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise write_error(path, exc) from exc
             raise
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+class ResumeCheckpoint(ModelCheckpoint):
+    """checkpoints/last.ckpt written (atomically) at the end of every training epoch.
+
+    Lightning writes ``save_last`` only in a step where a top-k checkpoint was also saved, so
+    with ``save_top_k=0`` it appeared after the last epoch alone and a run killed midway had
+    nothing to resume from. Subclassing ModelCheckpoint keeps Lightning's ordering: checkpoint
+    callbacks run after every other callback, so the file holds their end-of-epoch state.
+    """
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        trainer.save_checkpoint(Path(self.dirpath) / "last.ckpt")
 
 
 def world_size() -> int:
@@ -73,9 +92,9 @@ def build_trainer(
         extra.append(EarlyStopping(monitor="val_loss", patience=patience, mode="min"))
     # Lightning's own checkpoint carries loop, optimiser and callback state for --resume.
     extra.append(
-        ModelCheckpoint(
+        ResumeCheckpoint(
             dirpath=run_dir / "checkpoints",
-            save_last=True,
+            save_last=False,
             save_top_k=0,
             save_on_train_epoch_end=True,
             enable_version_counter=False,

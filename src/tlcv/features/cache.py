@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from safetensors import safe_open
 
-from ..io import fingerprint, save_tensors, write_json
+from ..io import fingerprint, remove_stale_temps, save_tensors, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -63,6 +63,7 @@ class FeatureCache:
         name = str(namespace.get("backbone", "model")).replace(":", "_").replace("/", "_")
         self.dir = Path(root).expanduser() / f"{name}-{fingerprint(self.namespace)}"
         self.dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.dir)  # shards of killed writers
         if not (self.dir / "namespace.json").exists():
             write_json(self.dir / "namespace.json", self.namespace)
         self._index: dict[str, tuple[Path, int]] | None = None

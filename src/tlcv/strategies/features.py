@@ -119,7 +119,7 @@ def fit_on_features(cfg: TrainConfig, progress: bool, strategy: str) -> Run | No
         else "default (too few images for CV)",
     }
     model = ClassifierModel(backbone, head)
-    writer.skipped(fs.skipped)
+    writer.skipped(splits.missing + fs.skipped)
     writer.notes(notes)
     writer.metrics(metrics)
     writer.model(

@@ -162,7 +162,7 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
     }
     if module.skipped:
         notes.append(f"{len(set(module.skipped))} unreadable image(s) skipped; see skipped.csv")
-    writer.skipped(sorted(set(module.skipped)))
+    writer.skipped(splits.missing + sorted(set(module.skipped)))
     writer.notes(notes)
     writer.metrics(metrics)
     writer.model(

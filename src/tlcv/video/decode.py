@@ -65,6 +65,14 @@ def _decode_video(path: Path) -> list[Image.Image]:
         raise BadImageError("empty file (0 bytes)", path=ref, hint="copy the video again")
     try:
         with av.open(ref) as container:
+            if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+                kind = container.format.name.removesuffix("_pipe").replace("image2", "image")
+                raise BadImageError(
+                    f"not a video: the file is a still {kind} image named {path.suffix}",
+                    path=ref,
+                    hint="put still images in an image folder, or frame folders "
+                    "(CLASS/CLIP/*.jpg) for clips",
+                )
             if not container.streams.video:
                 kinds = sorted({s.type for s in container.streams})
                 if not kinds:

@@ -7,7 +7,7 @@ Office-31 amazon at 224 px, MobileNetV2 (../shared/weights) and EfficientNet-Lit
      eager raw forward on pre-decoded tensors (channels_last, default threads); goal >= 2.0.
      `tlcv extract --engine torch` beside it.
   2. `tlcv predict` latency for one image, warm, in-process API (a loaded Run, 100 distinct
-     images so no cache hit), p50 and p90, for torch, onnxruntime fp32 and int8 (an int8 copy
+     images, engines interleaved image by image), p50 and p90, for torch, onnxruntime fp32 and int8 (an int8 copy
      refused for accuracy is still timed, with the refusal recorded);
      goal: onnxruntime fp32 p50 <= 0.5 x torch.
   3. top-1 agreement with eager on the whole domain (fp32 >= 99.9%), and the int8 accuracy
@@ -71,19 +71,27 @@ def peak_rss_mb(args: list[str], env: dict) -> float:
     return int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
-def latency(run, images: list[str], engine: str, cache: str) -> dict:
-    for path in images[:5]:  # warm: model / session loaded, allocator and threads up
-        api.predict(run, [path], engine=engine, cache=cache)
-    times = []
-    for path in images[5:]:
-        start = time.perf_counter()
-        api.predict(run, [path], engine=engine, cache=cache)
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return {
-        "p50_ms": round(1000 * statistics.median(times), 1),
-        "p90_ms": round(1000 * times[int(0.9 * len(times))], 1),
-    }
+def latency(run, images: list[str], engines: list[str]) -> dict:
+    """p50 / p90 of one-image `predict` calls, the engines interleaved image by image so
+    that machine noise and thread warm-up hit them alike (features stay in memory, as
+    `predict` does by default)."""
+    for path in images[:5]:  # warm: model / sessions loaded, allocator and threads up
+        for engine in engines:
+            api.predict(run, [path], engine=engine)
+    times: dict[str, list[float]] = {engine: [] for engine in engines}
+    for i, path in enumerate(images[5:]):
+        for engine in engines[i % len(engines) :] + engines[: i % len(engines)]:
+            start = time.perf_counter()
+            api.predict(run, [path], engine=engine)
+            times[engine].append(time.perf_counter() - start)
+    out = {}
+    for engine, t in times.items():
+        t.sort()
+        out[engine] = {
+            "p50_ms": round(1000 * statistics.median(t), 1),
+            "p90_ms": round(1000 * t[int(0.9 * len(t))], 1),
+        }
+    return out
 
 
 def bench_backbone(name: str, weights: str, data: Path, tmp: Path, calls: int) -> dict:
@@ -130,10 +138,7 @@ def bench_backbone(name: str, weights: str, data: Path, tmp: Path, calls: int) -
     run = load_run(run_dir)
     images = [it.path for it in items[1::7][: calls + 5]]
     engines = ["torch", "onnxruntime", "onnxruntime-int8"]
-    out["predict_latency"] = {
-        engine: latency(run, images, engine, str(tmp / f"lat-{name}-{engine}"))
-        for engine in engines
-    }
+    out["predict_latency"] = latency(run, images, engines)
     lat = out["predict_latency"]
     out["predict_p50_onnxruntime_over_torch"] = round(
         lat["onnxruntime"]["p50_ms"] / lat["torch"]["p50_ms"], 3

@@ -7,8 +7,8 @@ Office-31 amazon at 224 px, MobileNetV2 (../shared/weights) and EfficientNet-Lit
      eager raw forward on pre-decoded tensors (channels_last, default threads); goal >= 2.0.
      `tlcv extract --engine torch` beside it.
   2. `tlcv predict` latency for one image, warm, in-process API (a loaded Run, 100 distinct
-     images, engines interleaved image by image), p50 and p90, for torch, onnxruntime fp32 and int8 (an int8 copy
-     refused for accuracy is still timed, with the refusal recorded);
+     images, engines interleaved image by image), p50 and p90, for torch, onnxruntime fp32
+     and int8 (an int8 copy refused for accuracy is still timed, the refusal recorded);
      goal: onnxruntime fp32 p50 <= 0.5 x torch.
   3. top-1 agreement with eager on the whole domain (fp32 >= 99.9%), and the int8 accuracy
      drop on the probe's validation split (a logistic-regression features run), or refused.

@@ -1,9 +1,10 @@
 """The negative-transfer guard run at the end of every adaptation.
 
 A source-only reference costs seconds: a logistic-regression probe (what
-`tlcv train --strategy features` fits) on the starting backbone's features of the source
-training split, which the run already holds. Its target predictions and the adapted model's go
-to ``health.check``; when ``health.verdict`` finds the adaptation probably hurt, the run says so
+`tlcv train --strategy features` fits, at a fixed regularisation) on the starting backbone's
+features of the source training split, which the run already holds. Its target predictions
+and the adapted model's go to ``health.check``; when ``health.verdict`` finds the adaptation
+probably hurt, the run says so
 (notes, metrics.json, console, report) and, with ``--fallback source-only``, keeps the
 reference instead. No target label is read.
 """
@@ -76,7 +77,9 @@ def assess(cfg, trained, split, tgt_kept, logits_tgt, classes, features, domains
         health = check(probs, source_labels, len(classes))
         health["reference"] = "none: a class has no readable source training image"
         return Assessment({**health, "fired": False, "reasons": []}, [])
-    clf = get_classifier("logreg", seed=cfg.seed).fit(before_s[rows], y)
+    # One fit at the middle of the regularisation grid: cross-validating it cost more than the
+    # adaptation itself (a check should take seconds).
+    clf = get_classifier("logreg", seed=cfg.seed, cv_folds=1).fit(before_s[rows], y)
     head = clf.to_head().eval()
     ref_t = {it.identity: p for it, p in zip(tgt_before, _probs(head, before_t), strict=True)}
     common = [i for i, it in enumerate(tgt_kept) if it.identity in ref_t]

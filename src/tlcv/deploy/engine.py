@@ -76,6 +76,10 @@ class OnnxEngine:
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle threads sleep instead of spinning: spinning threads took the cores from the
+        # decoding and torch work around each run (one-image predict 28 -> 20 ms here while
+        # another job shared the 2 cores; docs/benchmarks.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(self.path), options, providers=["CPUExecutionProvider"]

@@ -97,9 +97,13 @@ class RunArtifacts(L.Callback):
         return self._elapsed_before + time.perf_counter() - self._t0
 
     def on_train_epoch_end(self, trainer, module) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
             return
+        # Reading callback_metrics syncs them across DDP ranks (a collective): every rank must
+        # take part, or the ranks' later collectives (the resume checkpoint) pair up wrongly.
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        if not trainer.is_global_zero:
+            return
         opt = trainer.optimizers[0]
         lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(opt.param_groups)}
         row = {

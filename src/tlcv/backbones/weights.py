@@ -33,8 +33,8 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _unreadable(path: Path, exc: Exception) -> TlcvError:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+def _unreadable(path: Path, exc: Exception, detail: str | None = None) -> TlcvError:
+    first = detail or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     return TlcvError(
         f"cannot read weights from {path}: not a readable checkpoint "
         f"({type(exc).__name__}: {first})",
@@ -55,13 +55,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():
-            raise _unreadable(path, exc) from exc
         blocked = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if blocked is None:  # not code, just not a checkpoint; never echo torch's advice
+            detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+            raise _unreadable(path, exc, detail.group(1) if detail else None) from exc
         raise TlcvError(
-            f"{path} holds Python objects, not only tensors"
-            + (f" (it would call {blocked.group(1)} when unpickled)" if blocked else "")
-            + "; tlcv did not load it and ran none of it",
+            f"{path} holds Python objects, not only tensors (it would call "
+            f"{blocked.group(1)} when unpickled); tlcv did not load it and ran none of it",
             hint="use a checkpoint of plain tensors: safetensors, or "
             "torch.save(model.state_dict(), f) from a source you trust",
             path=str(path),

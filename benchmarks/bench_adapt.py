@@ -64,6 +64,27 @@ def _cell(job: dict) -> dict:
     }
 
 
+def finished_cells(out: Path) -> list[dict]:
+    """Rows already in the JSONL file (a rerun skips their cells)."""
+    if not out.exists():
+        return []
+    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def run_cells(cell, jobs: list[dict], out: Path, workers: int, describe) -> list[dict]:
+    """Run ``cell(job)`` in ``workers`` spawned processes, appending each row to ``out`` as it
+    finishes (so an interrupted benchmark resumes); ``describe(row)`` is printed per row."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with mp.get_context("spawn").Pool(workers) as pool, open(out, "a") as fh:
+        for row in pool.imap_unordered(cell, jobs):
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            rows.append(row)
+            print(describe(row), flush=True)
+    return rows
+
+
 def _table(rows: list[dict], methods: list[str]) -> str:
     by = {}
     for r in rows:
@@ -116,10 +137,7 @@ def main() -> None:
     for domain in DOMAINS.values():  # fill the cache once, before the workers share it
         tlcv.extract(office / domain, "mobilenet_v2", weights=weights, cache=args.cache)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = []
-    if args.out.exists():
-        done = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
+    done = finished_cells(args.out)
     finished = {(r["task"], r["method"], r["seed"], r["epochs"]) for r in done}
     jobs = [
         dict(
@@ -137,16 +155,16 @@ def main() -> None:
         if (t, m, s, args.epochs) not in finished
     ]
     print(f"{len(jobs)} cells to run ({len(finished)} already done)", flush=True)
-    with mp.get_context("spawn").Pool(args.workers) as pool, open(args.out, "a") as fh:
-        for row in pool.imap_unordered(_cell, jobs):
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            done.append(row)
-            print(
-                f"{row['task']} {row['method']} seed {row['seed']}: "
-                f"{100 * row['target_accuracy']:.1f} ({row['seconds']} s)",
-                flush=True,
-            )
+    done += run_cells(
+        _cell,
+        jobs,
+        args.out,
+        args.workers,
+        lambda row: (
+            f"{row['task']} {row['method']} seed {row['seed']}: "
+            f"{100 * row['target_accuracy']:.1f} ({row['seconds']} s)"
+        ),
+    )
     rows = [r for r in done if r["epochs"] == args.epochs]
     print(_table(rows, methods))
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from bench_adapt import DOMAINS, TASKS  # noqa: E402
+from bench_adapt import DOMAINS, TASKS, finished_cells, run_cells  # noqa: E402
 
 DIGIT_TASKS = ["U->M", "M->U"]
 DIGITS = {"U": "usps/train", "M": "mnist/train"}
@@ -96,9 +95,7 @@ def summarise(rows: list[dict], harm: float = 0.02) -> str:
         harmful = [d < -harm for d in delta]
         fired = [r["fired"] for r in rs]
         tp = sum(f and h for f, h in zip(fired, harmful, strict=True))
-        guarded = [
-            r["source_only_accuracy"] if r["fired"] else r["target_accuracy"] for r in rs
-        ]
+        guarded = [r["source_only_accuracy"] if r["fired"] else r["target_accuracy"] for r in rs]
         after = [g - r["source_only_accuracy"] for g, r in zip(guarded, rs, strict=True)]
         removed = sum(f and d > harm for f, d in zip(fired, delta, strict=True))
         precision = f"{tp / sum(fired):.2f}" if any(fired) else "-"
@@ -140,10 +137,7 @@ def main() -> None:
             cache=args.cache,
         )
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = []
-    if args.out.exists():
-        done = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
+    done = finished_cells(args.out)
     finished = {(r["task"], r["method"], r["seed"], r["epochs"]) for r in done}
     jobs = [
         dict(
@@ -161,17 +155,17 @@ def main() -> None:
         if (t, m, s, args.epochs) not in finished
     ]
     print(f"{len(jobs)} cells to run ({len(finished)} already done)", flush=True)
-    with mp.get_context("spawn").Pool(args.workers) as pool, open(args.out, "a") as fh:
-        for row in pool.imap_unordered(_cell, jobs):
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            done.append(row)
-            print(
-                f"{row['task']} {row['method']} seed {row['seed']}: "
-                f"{100 * row['target_accuracy']:.1f} vs ref {100 * row['source_only_accuracy']:.1f}"
-                f" fired={row['fired']} ({row['seconds']} s)",
-                flush=True,
-            )
+    done += run_cells(
+        _cell,
+        jobs,
+        args.out,
+        args.workers,
+        lambda row: (
+            f"{row['task']} {row['method']} seed {row['seed']}: "
+            f"{100 * row['target_accuracy']:.1f} vs ref {100 * row['source_only_accuracy']:.1f}"
+            f" fired={row['fired']} ({row['seconds']} s)"
+        ),
+    )
     wanted = [r for r in done if r["task"] in tasks and r["epochs"] == args.epochs]
     print(summarise(wanted))
 

@@ -621,13 +621,32 @@ CLICK_EXITS = _click_classes("Exit")
 CLICK_ABORTS = _click_classes("Abort")
 
 
+def _run_app() -> None:
+    try:
+        app(standalone_mode=False)
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, tear down the process group before the interpreter exits: a rank that
+    exits with gloo's threads still running can abort ("terminate called without an active
+    exception") and take the launch down with it."""
+    if "torch.distributed" not in sys.modules:  # never import torch just for this
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main() -> None:
     """Entry point: user errors become one clear message (no traceback), exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        app(standalone_mode=False)
+        _run_app()
     except TlcvError as exc:
         err.print(f"[bold red]error:[/] {esc(exc.render())}", highlight=False)
         sys.exit(2)

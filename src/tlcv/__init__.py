@@ -29,6 +29,7 @@ _API = (
 )
 _EXPORTS = {
     **dict.fromkeys(_API, ".api"),
+    "experiment": ".experiments",
     "create_backbone": ".backbones",
     "list_backbones": ".backbones",
     "load_run": ".runs",
@@ -51,6 +52,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 if TYPE_CHECKING:  # type checkers and IDEs see the real names
-    from .api import adapt, evaluate, experiment, export, extract, predict, report, resume, train
+    from .api import adapt, evaluate, export, extract, predict, report, resume, train
     from .backbones import create_backbone, list_backbones
+    from .experiments import experiment
     from .runs import load_run

@@ -536,18 +536,6 @@ def export(
     )
 
 
-def experiment(name: str, data: str | Path, out: str | Path, *, echo=None, **options) -> dict:
-    """Run (or resume) ``data-efficiency``, ``convergence`` or ``generalization`` into ``out``.
-
-    ``options``: the experiment's own (strategies, seeds, shots, target, methods, domains) and
-    any ``train`` option applied to every cell. Returns the summary also written to
-    ``out/summary.json``; ``echo(row)`` is called as each cell finishes.
-    """
-    from .experiments import get_experiment
-
-    return get_experiment(name)(data, out, echo=echo or (lambda row: None), **options)
-
-
 def report(paths: list[str | Path], out: str | Path) -> tuple[Path, Path]:
     """One self-contained HTML report of runs and experiments, plus its Markdown twin."""
     from .reporting import build_report

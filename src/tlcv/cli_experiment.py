@@ -78,8 +78,8 @@ def experiment(
       tlcv report exp/photos --out report.html
     """
     given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "name")}
-    from .api import experiment as run_experiment
     from .config import TRAIN_KEYS
+    from .experiments import experiment as run_experiment
     from .experiments import get_experiment
 
     get_experiment(name)  # an unknown name fails before anything else is read

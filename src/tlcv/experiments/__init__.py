@@ -27,3 +27,14 @@ def get_experiment(name: str) -> Callable:
 
 
 from . import convergence, data_efficiency, generalization  # noqa: E402,F401  (register)
+
+
+def experiment(name: str, data, out, *, echo=None, **options) -> dict:
+    """Run (or resume) ``data-efficiency``, ``convergence`` or ``generalization`` into ``out``.
+
+    ``options``: the experiment's own (strategies, seeds, shots, target, methods, domains) and
+    any ``train`` option applied to every cell. Returns the summary also written to
+    ``out/summary.json``; ``echo(row)`` is called as each cell finishes. Lives here, above
+    tlcv.api (experiments are grids of api calls), so the layers import downwards only.
+    """
+    return get_experiment(name)(data, out, echo=echo or (lambda row: None), **options)

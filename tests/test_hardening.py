@@ -278,3 +278,36 @@ def test_a_damaged_resume_checkpoint_is_named(tmp_path):
     bad.write_bytes(b"PK\x03\x04 half a zip")
     with pytest.raises(TlcvError, match="damaged and cannot be resumed"):
         _check_checkpoint(bad)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"), [(None, 0), ("", 0), ("7", 7), ("25", 19), ("-3", 0), ("x", 0)]
+)
+def test_decode_workers_keep_normal_priority_unless_asked(env, expected, monkeypatch):
+    """Nice 19 workers starved beside any other busy process (issue 11, item 12)."""
+    from tlcv.data.loading import WORKER_NICE_ENV, worker_nice
+
+    if env is None:
+        monkeypatch.delenv(WORKER_NICE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(WORKER_NICE_ENV, env)
+    assert worker_nice() == expected
+
+
+def test_a_decode_worker_runs_at_the_priority_asked_for(tmp_path, monkeypatch):
+    from torch.utils.data import DataLoader, Dataset
+
+    from tlcv.data.loading import lower_priority
+
+    class Nice(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return os.nice(0)
+
+    base = os.nice(0)
+    for env, want in (("0", base), ("4", min(19, base + 4))):
+        monkeypatch.setenv("TLCV_WORKER_NICE", env)
+        loader = DataLoader(Nice(), num_workers=1, worker_init_fn=lower_priority)
+        assert {int(x) for x in loader} == {want}

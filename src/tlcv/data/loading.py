@@ -78,13 +78,31 @@ def default_workers_for(n_items: int) -> int:
     return max(1, min(4, (os.cpu_count() or 1) - 1)) if (os.cpu_count() or 1) > 2 else 1
 
 
-def lower_priority(_worker_id: int) -> None:
-    """Decode workers yield the CPU to the network's threads: on small machines a worker that
-    preempts an OpenMP thread stalls the whole forward pass (measured in docs/benchmarks.md)."""
+WORKER_NICE_ENV = "TLCV_WORKER_NICE"
+# Workers keep normal priority. At nice 19 they gained nothing measurable on an idle 2-core
+# machine and starved beside any other busy process (CFS gives nice 19 ~1.5% of a core):
+# extraction 5.4x slower, a LeNet DANN epoch > 2x (benchmarks/bench_priority.py).
+DEFAULT_WORKER_NICE = 0
+
+
+def worker_nice() -> int:
+    """How much decode workers lower their priority (0-19); ``TLCV_WORKER_NICE`` overrides
+    (e.g. 5 on a machine whose other jobs matter more than this one)."""
+    raw = os.environ.get(WORKER_NICE_ENV, "").strip()
     try:
-        os.nice(19)
-    except OSError:
-        pass
+        return min(19, max(0, int(raw))) if raw else DEFAULT_WORKER_NICE
+    except ValueError:
+        return DEFAULT_WORKER_NICE
+
+
+def lower_priority(_worker_id: int) -> None:
+    """Lower a decode worker's priority when TLCV_WORKER_NICE asks for it (default: leave it)."""
+    nice = worker_nice()
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
 
 
 def image_loader(

@@ -188,3 +188,42 @@ def test_empty_target_is_refused(tmp_path):
     (tmp_path / "empty" / "0").mkdir(parents=True)
     with pytest.raises(TlcvError, match="no images"):
         adapt(source, tmp_path / "empty", tmp_path / "r", epochs=1, **LENET)
+
+
+def test_kill_9_and_resume_of_an_adaptation_gives_identical_weights(tmp_path):
+    """DANN with dropout in its bottleneck: a resumed run draws the same random numbers."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    from conftest import ROOT
+
+    source = link_subset(DIGITS / "mnist" / "train", tmp_path / "src", 12)
+    target = link_subset(DIGITS / "usps" / "train", tmp_path / "tgt", 12)
+    options = dict(LENET, batch_size=16, epochs=4, seed=2, augment="light", method="dann")
+    straight = adapt(source, target, tmp_path / "straight", **options)
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in options.items() if k != "plots"]
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "tlcv.cli", "adapt", "--source", str(source), "--target",
+           str(target), "--out", str(out), "--no-plots", *args]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        if (out / "checkpoints" / "last.ckpt").is_file():
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.json").exists()
+    tlcv("adapt", "--resume", out)
+    a, b = (
+        load_file(str(straight.path / "model.safetensors")),
+        load_file(str(out / "model.safetensors")),
+    )
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -166,10 +166,14 @@ class TransferModule(L.LightningModule):
         # Backbones are built in eval mode for inference; training needs BN/dropout active.
         self.train()
 
-    def on_train_epoch_start(self) -> None:
-        # Dropout & co draw from the global RNG: reseed per epoch so a resumed run matches.
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Dropout & co draw from the global RNG: reseed per batch from (epoch, batch, rank),
+        # so a resumed run draws what the uninterrupted one drew. Seeding per epoch was not
+        # enough: Lightning consumes the global RNG in a different order when it restarts an
+        # epoch loop (adaptation runs with dropout resumed to different weights).
         torch.manual_seed(
-            _seed_of(self.recipe.seed, self.current_epoch, self.global_rank) % (2**63)
+            _seed_of(self.recipe.seed, self.current_epoch, batch_idx, self.global_rank)
+            % (2**63)
         )
 
     def train(self, mode: bool = True):

@@ -15,10 +15,12 @@ MOBILENET_V2 = WEIGHTS / "mobilenet_v2-b0353104.pth"
 
 
 def pytest_collection_modifyitems(config, items):
+    """Without ../shared, only modules that declare ``NEEDS_SHARED = False`` run."""
     if not DATA.is_dir():
         skip = pytest.mark.skip(reason=f"shared data not found at {DATA}")
         for item in items:
-            item.add_marker(skip)
+            if getattr(item.module, "NEEDS_SHARED", True):
+                item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,7 @@ def collapsing_method():
             return {"collapse": 5.0 * F.cross_entropy(batch.logits_t, target)}
 
     yield "test-collapse"
-    METHODS.pop("test-collapse")
+    METHODS.remove("test-collapse")
 
 
 @pytest.fixture(scope="module")

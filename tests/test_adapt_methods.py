@@ -14,6 +14,8 @@ from tlcv.errors import TlcvError
 from tlcv.heads import BottleneckHead
 from tlcv.runs import ClassifierModel
 
+NEEDS_SHARED = False  # method maths on generated tensors
+
 
 def test_gradient_reversal_flips_the_sign_and_scales():
     x = torch.randn(5, 3, requires_grad=True)

@@ -63,7 +63,7 @@ def test_freeze_schedule_counts_groups():
     assert [FreezeSchedule(1, "all").trainable_groups(e, 4) for e in range(3)] == [0, 4, 4]
 
 
-def test_finetune_beats_chance_and_frozen_groups_do_not_change(office4, tmp_path):
+def test_finetune_beats_chance_and_frozen_groups_do_not_change(office4, tmp_path, monkeypatch):
     import lightning as L
 
     snapshots = {}
@@ -74,39 +74,33 @@ def test_finetune_beats_chance_and_frozen_groups_do_not_change(office4, tmp_path
                 k: v.detach().clone() for k, v in module.model.state_dict().items()
             }
 
-    import tlcv.engine.trainer as engine_trainer
+    import tlcv.engine.lifecycle as lifecycle
 
-    original = engine_trainer.build_trainer
+    original = lifecycle.build_trainer
 
     def with_snap(*a, callbacks, **k):
         return original(*a, callbacks=[*callbacks, Snap()], **k)
 
-    engine_trainer.build_trainer = with_snap
-    import tlcv.strategies.finetune as ft
+    monkeypatch.setattr(lifecycle, "build_trainer", with_snap)  # every strategy's trainer
+    import tlcv
 
-    ft.build_trainer = with_snap
-    try:
-        import tlcv
-
-        initial = create_backbone("mobilenet_v2", weights=str(MOBILENET_V2)).net.state_dict()
-        run = tlcv.train(
-            office4,
-            tmp_path / "ft",
-            strategy="finetune",
-            backbone="mobilenet_v2",
-            weights=str(MOBILENET_V2),
-            image_size=64,
-            epochs=3,
-            freeze_epochs=1,
-            unfreeze="gradual",
-            lr=3e-3,
-            batch_size=16,
-            patience=None,
-            test_fraction=0.25,
-            val_fraction=0.15,
-        )
-    finally:
-        ft.build_trainer = original
+    initial = create_backbone("mobilenet_v2", weights=str(MOBILENET_V2)).net.state_dict()
+    run = tlcv.train(
+        office4,
+        tmp_path / "ft",
+        strategy="finetune",
+        backbone="mobilenet_v2",
+        weights=str(MOBILENET_V2),
+        image_size=64,
+        epochs=3,
+        freeze_epochs=1,
+        unfreeze="gradual",
+        lr=3e-3,
+        batch_size=16,
+        patience=None,
+        test_fraction=0.25,
+        val_fraction=0.15,
+    )
     metrics = json.loads((run.path / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.6  # chance 0.25
     groups = run.load_model().backbone.layer_groups()

@@ -216,6 +216,12 @@ def extract(
         )
 
 
+def _task_names() -> list[str]:
+    from .tasks import TASKS  # torch-free: task modules import their models lazily
+
+    return TASKS.names()
+
+
 @app.command()
 def train(
     ctx: typer.Context,
@@ -223,6 +229,14 @@ def train(
     out: Annotated[str | None, typer.Option("--out", help="Run folder to write.")] = None,
     backbone: BackboneOpt = None,
     weights: WeightsOpt = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            help=f"What to predict: {', '.join(_task_names())} [default: from the data: clips "
+            "(video files, frame folders) or images].",
+        ),
+    ] = None,
     strategy: Annotated[
         str,
         typer.Option(
@@ -380,7 +394,7 @@ def train(
         run = train_api(data_path, out_path, progress=sys.stderr.isatty(), **v)
     if run is None:
         return
-    metrics = json.loads((run.path / "metrics.json").read_text())
+    metrics = run.metrics
     how = run.info.get("classifier") or run.info.get("strategy", "")
     table = Table(title=esc(f"{run.info['backbone']} + {how} -> {run.path}"))
     for col in ("split", "images", "accuracy", "balanced acc.", "macro-F1"):
@@ -396,9 +410,8 @@ def train(
                 f"{m['macro_f1']:.3f}",
             )
     console.print(table)
-    notes = (run.path / "notes.txt").read_text().strip()
-    if notes:
-        err.print(f"[yellow]notes:[/]\n{esc(notes)}")
+    if run.notes:
+        err.print("[yellow]notes:[/]\n" + esc("".join(f"- {n}\n" for n in run.notes).strip()))
 
 
 @app.command()

@@ -140,7 +140,7 @@ def adapt(
         run = adapt_api(v.pop("source"), v.pop("target"), v.pop("out"), progress=progress, **v)
     if run is None:
         return
-    metrics = json.loads((run.path / "metrics.json").read_text())
+    metrics = run.metrics
     if json_out:
         print(json.dumps(metrics))
         return
@@ -189,6 +189,5 @@ def adapt(
             f"[magenta]ORACLE[/] (epoch chosen on target labels, not honest): "
             f"{o['target_accuracy']:.3f} at epoch {o['best_epoch']}"
         )
-    notes = (run.path / "notes.txt").read_text().strip()
-    if notes:
-        err.print(f"[yellow]notes:[/]\n{esc(notes)}")
+    if run.notes:
+        err.print("[yellow]notes:[/]\n" + esc("".join(f"- {n}\n" for n in run.notes).strip()))

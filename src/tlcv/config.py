@@ -17,6 +17,8 @@ class TrainConfig:
     out: str
     backbone: str = DEFAULT_BACKBONE
     weights: str = "imagenet"  # "imagenet" (registry default source), "none", or a file path
+    # classification | clip-classification (tlcv.tasks); default: what the data holds
+    task: str | None = None
     strategy: str = "features"
     classifier: str = "logreg"
     image_size: int | None = None

@@ -253,6 +253,23 @@ class Run:
         return ClassifierModel(backbone, head_from_state(self.info["head"], head_state)).eval()
 
     @property
+    def metrics(self) -> dict:
+        """Scores the run wrote (metrics.json), read once; {} for a run written without."""
+        if "metrics" not in self.loaded:
+            file = self.path / "metrics.json"
+            self.loaded["metrics"] = _read_json(file, dict) if file.is_file() else {}
+        return self.loaded["metrics"]
+
+    @property
+    def notes(self) -> list[str]:
+        """What tlcv noticed while training (notes.txt), one entry per note."""
+        if "notes" not in self.loaded:
+            file = self.path / "notes.txt"
+            text = file.read_text(encoding="utf-8", errors="replace") if file.is_file() else ""
+            self.loaded["notes"] = [n[2:] for n in text.splitlines() if n.startswith("- ")]
+        return self.loaded["notes"]
+
+    @property
     def is_sequence(self) -> bool:
         return self.info.get("task") == "sequence"
 

@@ -8,9 +8,7 @@ target labels, when the target has them, are read once, for the final evaluation
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -20,16 +18,16 @@ from ..backbones import create_backbone, get_backbone_spec, state_fingerprint
 from ..config import require_choices
 from ..data import image_loader, normalize
 from ..data.splits import stratified_split
-from ..engine import Recipe, RunArtifacts, TransferModule, build_trainer
+from ..engine import Recipe, RunArtifacts, TransferModule
 from ..engine.data import LabelledImages, train_transform
-from ..engine.fit import fit, restore_best
+from ..engine.lifecycle import Outcome, RunLifecycle
 from ..errors import TlcvError
 from ..evaluation import classification_metrics, plot_confusion
 from ..features import extract_features
 from ..features.extract import resolve_device
 from ..heads import BottleneckHead
 from ..io import write_text
-from ..runs import ClassifierModel, Run, RunWriter, load_run, rows_to_csv
+from ..runs import ClassifierModel, Run, rows_to_csv
 from .analysis import plot_domains, proxy_a_distance
 from .config import MODES, SELECTIONS, AdaptConfig
 from .domains import Domains, read_domains
@@ -109,10 +107,7 @@ class _Features:
 
 def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
     check_options(cfg)
-    rank = int(os.environ.get("RANK", "0"))
-    run_dir = Path(cfg.out).expanduser()
-    if rank == 0 and not cfg.resume:
-        RunWriter.check_free(run_dir, cfg.overwrite)
+    life = RunLifecycle(cfg.out, overwrite=cfg.overwrite, resume=bool(cfg.resume))
     domains = read_domains(cfg.source, cfg.target, strict=cfg.strict)
     notes = list(domains.notes)
     weights = _weights_for(cfg, notes)
@@ -162,54 +157,50 @@ def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
         lookup,
         frozen,
     )
-    writer = RunWriter(run_dir, overwrite=True) if rank == 0 else None
-    if writer:
-        writer.config(
-            {
-                **cfg.to_dict(),
-                "resolved": {
-                    "strategy": "adapt",
-                    "methods": parse_methods(cfg.method),
-                    "weights": weights,
-                    "preprocessing": backbone.preprocessing.to_dict(),
-                    "weights_source": backbone.weights_source,
-                    "classes": classes,
-                    "n_source_train": len(train_items),
-                    "n_source_val": len(val_items),
-                    "n_target": len(domains.target),
-                },
-            }
-        )
+    life.begin(
+        cfg.to_dict(),
+        {
+            "strategy": "adapt",
+            "methods": parse_methods(cfg.method),
+            "weights": weights,
+            "preprocessing": backbone.preprocessing.to_dict(),
+            "weights_source": backbone.weights_source,
+            "classes": classes,
+            "n_source_train": len(train_items),
+            "n_source_val": len(val_items),
+            "n_target": len(domains.target),
+        },
+    )
     monitor, mode = MONITORS[cfg.select]
-    artifacts = RunArtifacts(run_dir, monitor=monitor, mode=mode)
-    trainer = build_trainer(
-        run_dir,
+    trained = life.train(
+        module,
+        train_loader,
+        val_loaders,
+        monitor=monitor,
+        mode=mode,
         epochs=cfg.epochs,
         device=cfg.device,
-        has_val=True,
         patience=None,
         progress=progress,
-        callbacks=[artifacts],
     )
-    fit(trainer, module, train_loader, val_loaders, run_dir, bool(cfg.resume))
-    if trainer.global_rank != 0:
+    if trained is None:
         return None
-    if monitor and restore_best(module, run_dir):
+    if trained.restored_best:
         notes.append(
-            f"weights of epoch {artifacts.best_epoch} (best {monitor}, no target labels used) "
-            "are the run's model"
+            f"weights of epoch {trained.artifacts.best_epoch} (best {monitor}, no target labels "
+            "used) are the run's model"
         )
     model.eval()
     if any(m.recalibrates_bn for m in methods):
         n_bn = _adabn(model, domains, cfg)
         notes.append(f"AdaBN: statistics of {n_bn} batch-norm layers re-estimated on the target")
     backbone.weights_id = state_fingerprint(backbone.net)
-    trained = _Trained(
-        model, (before_s, before_t), (src_kept, tgt_kept), artifacts, trainer.current_epoch, notes
-    )
+    result = _Trained(
+        model, (before_s, before_t), (src_kept, tgt_kept), trained.artifacts, trained.epochs_run,
+        notes,
+    )  # fmt: skip
     skipped = module.skipped + features.skipped + domains.skipped
-    return _finish(cfg, run_dir, writer, domains, features, (train_items, val_items), trained,
-                   skipped)  # fmt: skip
+    return _finish(cfg, life, domains, features, (train_items, val_items), result, skipped)
 
 
 @dataclass
@@ -247,7 +238,7 @@ def _head_outputs(head: BottleneckHead, feats: np.ndarray) -> tuple[np.ndarray, 
     return bottleneck.numpy(), head.classifier(bottleneck).numpy()
 
 
-def _finish(cfg, run_dir, writer, domains, features, source_split, trained, skipped) -> Run:
+def _finish(cfg, life, domains, features, source_split, trained, skipped) -> Run:
     model, before, artifacts, notes = (
         trained.model,
         trained.before,
@@ -255,6 +246,7 @@ def _finish(cfg, run_dir, writer, domains, features, source_split, trained, skip
         trained.notes,
     )
     train_items, val_items = source_split
+    run_dir = life.run_dir
     head = model.head.eval()
     model.backbone.cpu()
     classes = domains.classes
@@ -344,9 +336,6 @@ def _finish(cfg, run_dir, writer, domains, features, source_split, trained, skip
         }
     if skipped:
         notes.append("unreadable images were skipped; see skipped.csv")
-    writer.skipped(sorted(set(skipped)))
-    writer.notes(notes)
-    writer.metrics(metrics)
     head_spec = {
         "type": "bottleneck",
         "in_features": model.backbone.feature_dim,
@@ -355,13 +344,17 @@ def _finish(cfg, run_dir, writer, domains, features, source_split, trained, skip
         "dropout": cfg.dropout,
     }
     kept = "source-only (fallback)" if health.fallback is not None else cfg.method
-    writer.model(
-        model,
-        classes,
-        health.fallback.head_spec if health.fallback is not None else head_spec,
-        {"strategy": "adapt", "method": cfg.method, "mode": cfg.mode, "kept": kept},
+    return life.finish(
+        Outcome(
+            model,
+            classes,
+            health.fallback.head_spec if health.fallback is not None else head_spec,
+            {"strategy": "adapt", "method": cfg.method, "mode": cfg.mode, "kept": kept},
+            metrics,
+            notes,
+            sorted(set(skipped)),
+        )
     )
-    return load_run(run_dir)
 
 
 def _loaders(

@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import TlcvError
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -88,15 +89,15 @@ class BackboneSpec:
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
 
-_REGISTRY: dict[str, BackboneSpec] = {}
+BACKBONES: Registry[BackboneSpec] = Registry(
+    "backbone", hint="or any timm model as timm:<name> (see `tlcv models`)"
+)
 _DYNAMIC: list[tuple[str, Callable[[str], BackboneSpec]]] = []
 
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     for key in (spec.name, *spec.aliases):
-        if key in _REGISTRY:
-            raise ValueError(f"backbone {key!r} registered twice")
-        _REGISTRY[key] = spec
+        BACKBONES.add(key, spec)
     return spec
 
 
@@ -106,20 +107,15 @@ def register_prefix(prefix: str, factory: Callable[[str], BackboneSpec]) -> None
 
 
 def list_backbones() -> list[str]:
-    return sorted({spec.name for spec in _REGISTRY.values()})
+    """Registered names, aliases left out."""
+    return sorted({spec.name for _, spec in BACKBONES.items()})
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
-    if name in _REGISTRY:
-        return _REGISTRY[name]
     for prefix, factory in _DYNAMIC:
         if name.startswith(prefix):
             return factory(name[len(prefix) :])
-    raise TlcvError(
-        f"unknown backbone {name!r}",
-        hint=f"choose one of: {', '.join(list_backbones())}, or any timm model as timm:<name> "
-        "(see `tlcv models`)",
-    )
+    return BACKBONES.get(name)
 
 
 MIN_IMAGE_SIZE = 16

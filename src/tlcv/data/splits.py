@@ -20,6 +20,10 @@ class Splits:
     notes: list[str] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)  # unusable listed entries
 
+    def named(self) -> list[tuple[str, list[ImageItem]]]:
+        """(name, items) of each split, in the order metrics report them."""
+        return [("train", self.train), ("val", self.val), ("test", self.test)]
+
 
 def _by_class(items: list[ImageItem]) -> dict[str, list[ImageItem]]:
     groups: dict[str, list[ImageItem]] = defaultdict(list)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from ..data import eval_transform
 from ..video.sampling import sample_indices
 from .data import EpochSampler, _seed_of
 from .module import Objective
@@ -167,3 +168,70 @@ class _HeadOnly:
 
     def __init__(self, module):
         self.model = module.model.head
+
+
+@torch.no_grad()
+def clip_logits(
+    head: torch.nn.Module,
+    sequences: list[np.ndarray],
+    *,
+    frames: int,
+    prefix: int | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Clip logits with uniform sampling (optionally from the first ``prefix`` frames only)."""
+    head = head.eval()
+    ds = FeatureSequences(
+        sequences,
+        [0] * len(sequences),
+        frames=frames,
+        sampling="uniform",
+        stride=1,
+        seed=0,
+        prefix=prefix,
+    )
+    out = []
+    for start in range(0, len(ds), batch_size):
+        feats, lengths, _ = pad_batch(
+            [ds[i] for i in range(start, min(len(ds), start + batch_size))]
+        )
+        out.append(head(feats, lengths))
+    return torch.cat(out).numpy() if out else np.empty((0, 0))
+
+
+def feature_loaders(cfg, part):
+    """Batches of cached per-frame feature sequences (the frozen CNN never runs again)."""
+    ds_args = dict(frames=cfg.frames, stride=cfg.stride, seed=cfg.seed)
+
+    def make(items, sampling, shuffle):
+        seqs, ys = part(items)
+        ds = FeatureSequences(seqs, ys, sampling=sampling, **ds_args)
+        return sequence_loader(ds, batch_size=cfg.batch_size, shuffle=shuffle, seed=cfg.seed)
+
+    return make
+
+
+def frame_loaders(cfg, backbone, readable: set[str], lookup: dict[str, int]):
+    """Batches of decoded frames: the CNN trains, so clips are decoded every epoch."""
+
+    def make(items, sampling, shuffle):
+        kept = [it for it in items if it.identity in readable]
+        ds = ClipFrames(
+            kept,
+            [lookup[it.label] for it in kept],
+            eval_transform(backbone.preprocessing),
+            frames=cfg.frames,
+            sampling=sampling,
+            stride=cfg.stride,
+            seed=cfg.seed,
+            draft_size=backbone.preprocessing.resize_size,
+        )
+        return DataLoader(
+            ds,
+            batch_size=min(cfg.batch_size, max(1, len(ds))),
+            sampler=EpochSampler(len(ds), cfg.seed, shuffle),
+            collate_fn=pad_frames,
+            num_workers=cfg.num_workers or 0,
+        )
+
+    return make

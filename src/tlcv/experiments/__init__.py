@@ -5,28 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import TlcvError
+from ..registry import Registry, import_submodules
 
-EXPERIMENTS: dict[str, Callable] = {}
-
-
-def register_experiment(name: str):
-    def wrap(fn):
-        EXPERIMENTS[name] = fn
-        return fn
-
-    return wrap
-
-
-def get_experiment(name: str) -> Callable:
-    if name not in EXPERIMENTS:
-        raise TlcvError(
-            f"unknown experiment {name!r}", hint=f"choose one of: {', '.join(sorted(EXPERIMENTS))}"
-        )
-    return EXPERIMENTS[name]
-
-
-from . import convergence, data_efficiency, generalization  # noqa: E402,F401  (register)
+EXPERIMENTS: Registry[Callable] = Registry(
+    "experiment", load=import_submodules(__name__, __path__)  # one file per experiment
+)
+register_experiment = EXPERIMENTS.register
+get_experiment = EXPERIMENTS.get
 
 
 def experiment(name: str, data, out, *, echo=None, **options) -> dict:

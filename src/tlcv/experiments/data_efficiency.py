@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -95,13 +94,13 @@ def data_efficiency(
             overwrite=True,
             **train_options,
         )
-        metrics = json.loads((run.path / "metrics.json").read_text())
+        metrics = run.metrics
         if "test" not in metrics:
             raise TlcvError(
                 "the run has no test split to score",
                 hint="give data with a test/ folder, or leave --test-fraction above 0",
             )
-        notes = (run.path / "notes.txt").read_text().splitlines()
+        notes = run.notes
         return {
             "test_accuracy": metrics["test"]["accuracy"],
             "n_train": metrics["train"]["n"],

@@ -5,7 +5,6 @@ adaptation methods (which also see the other domain's unlabelled images)."""
 from __future__ import annotations
 
 import io
-import json
 import statistics
 from pathlib import Path
 
@@ -82,7 +81,7 @@ def generalization(
             overwrite=True,
             **train_options,
         )
-        metrics = json.loads((run.path / "metrics.json").read_text())
+        metrics = run.metrics
         scores = {spec["source"]: metrics["test"]["accuracy"]}
         for other in names:
             if other != spec["source"]:

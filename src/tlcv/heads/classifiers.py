@@ -22,26 +22,15 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch import nn
 
-from ..errors import TlcvError
+from ..registry import Registry
 from .modules import KNNHead, build_head
 
-CLASSIFIERS: dict[str, Callable[..., FeatureClassifier]] = {}
-
-
-def register_classifier(name: str):
-    def wrap(cls):
-        CLASSIFIERS[name] = cls
-        return cls
-
-    return wrap
+CLASSIFIERS: Registry[Callable[..., FeatureClassifier]] = Registry("classifier")
+register_classifier = CLASSIFIERS.register
 
 
 def get_classifier(name: str, **params) -> FeatureClassifier:
-    if name not in CLASSIFIERS:
-        raise TlcvError(
-            f"unknown classifier {name!r}", hint=f"choose one of: {', '.join(sorted(CLASSIFIERS))}"
-        )
-    return CLASSIFIERS[name](**params)
+    return CLASSIFIERS.get(name)(**params)
 
 
 def _cv(y: np.ndarray, max_folds: int, seed: int) -> StratifiedKFold | None:

@@ -1,28 +1,17 @@
-"""Transfer strategies, each registered by name: ``tlcv train --strategy NAME``."""
+"""Transfer strategies, registered by name per task: ``tlcv train --strategy NAME``.
+
+Each is a function (TrainConfig, progress) -> Run (None on torchrun ranks > 0) that supplies
+what differs (data, head, objective, scoring) and hands the rest to engine.lifecycle.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import TlcvError
+from ..registry import Registry, import_submodules
 
-STRATEGIES: dict[str, Callable] = {}
-
-
-def register_strategy(name: str):
-    def wrap(fn):
-        STRATEGIES[name] = fn
-        return fn
-
-    return wrap
-
-
-def get_strategy(name: str) -> Callable:
-    if name not in STRATEGIES:
-        raise TlcvError(
-            f"unknown strategy {name!r}", hint=f"choose one of: {', '.join(sorted(STRATEGIES))}"
-        )
-    return STRATEGIES[name]
-
-
-from . import classical, features, finetune  # noqa: E402,F401  (register the strategies)
+_load = import_submodules(__name__, __path__)  # one file per strategy (or family)
+STRATEGIES: Registry[Callable] = Registry("strategy", load=_load)  # images
+CLIP_STRATEGIES: Registry[Callable] = Registry("clip strategy", load=_load)  # video clips
+register_strategy = STRATEGIES.register
+get_strategy = STRATEGIES.get

@@ -10,13 +10,14 @@ import torch
 from ..backbones import create_backbone, get_backbone_spec
 from ..config import TrainConfig
 from ..data import ImageItem, discover, make_splits
-from ..distributed import init_from_env
+from ..engine.lifecycle import Outcome, RunLifecycle
 from ..errors import TlcvError
 from ..evaluation import classification_metrics
 from ..features import extract_features
 from ..heads import get_classifier
-from ..runs import ClassifierModel, Run, RunWriter, load_run
+from ..runs import ClassifierModel, Run
 from . import register_strategy
+from .common import resolved_config, split_options
 
 log = logging.getLogger("tlcv")
 
@@ -44,36 +45,12 @@ def train_features(cfg: TrainConfig, progress: bool = False) -> Run | None:
 
 def fit_on_features(cfg: TrainConfig, progress: bool, strategy: str) -> Run | None:
     """Features of a fixed extractor (pretrained CNN or hand-crafted) -> a scikit-learn head."""
-    info = init_from_env()
     get_backbone_spec(cfg.backbone)  # fail on a typo before scanning thousands of files
     get_classifier(cfg.classifier)
-    if info.is_main:
-        RunWriter.check_free(cfg.out, cfg.overwrite)
-    source = discover(cfg.data, strict=cfg.strict)
-    splits = make_splits(
-        source,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        per_class=cfg.per_class,
-        seed=cfg.seed,
-        split_seed=cfg.split_seed,
-    )
+    life = RunLifecycle(cfg.out, overwrite=cfg.overwrite)
+    splits = make_splits(discover(cfg.data, strict=cfg.strict), **split_options(cfg))
     backbone = create_backbone(cfg.backbone, cfg.weights, cfg.image_size, seed=cfg.seed)
-    writer = RunWriter(cfg.out, overwrite=cfg.overwrite) if info.is_main else None
-    if writer:
-        writer.config(
-            {
-                **cfg.to_dict(),
-                "resolved": {
-                    "preprocessing": backbone.preprocessing.to_dict(),
-                    "weights_source": backbone.weights_source,
-                    "weights_id": backbone.weights_id,
-                    "n_train": len(splits.train),
-                    "n_val": len(splits.val),
-                    "n_test": len(splits.test),
-                },
-            }
-        )
+    life.begin(cfg.to_dict(), resolved_config(backbone, splits, strategy))
     everything = splits.train + splits.val + splits.test
     fs = extract_features(
         everything,
@@ -84,9 +61,9 @@ def fit_on_features(cfg: TrainConfig, progress: bool, strategy: str) -> Run | No
         device=cfg.device,
         strict=cfg.strict,
         progress=progress,
-        dist_info=info,
+        dist_info=life.join_group(),
     )
-    if not info.is_main:
+    if not life.is_main:
         return None
     notes = list(splits.notes)
     if fs.skipped:
@@ -106,7 +83,7 @@ def fit_on_features(cfg: TrainConfig, progress: bool, strategy: str) -> Run | No
     clf = get_classifier(cfg.classifier, seed=cfg.seed).fit(X_train, y_train)
     head = clf.to_head()
     metrics: dict[str, dict] = {}
-    for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+    for name, part in splits.named():
         X, picked = _select(fs.features, fs.items, [it for it in part if it.label in classes])
         if picked:
             metrics[name] = score(head, X, [it.label for it in picked], classes)
@@ -118,14 +95,14 @@ def fit_on_features(cfg: TrainConfig, progress: bool, strategy: str) -> Run | No
         if clf.cv_score_ is not None
         else "default (too few images for CV)",
     }
-    model = ClassifierModel(backbone, head)
-    writer.skipped(splits.missing + fs.skipped)
-    writer.notes(notes)
-    writer.metrics(metrics)
-    writer.model(
-        model,
-        [str(c) for c in classes],
-        clf.head_spec(),
-        {"strategy": strategy, "classifier": cfg.classifier},
+    return life.finish(
+        Outcome(
+            ClassifierModel(backbone, head),
+            [str(c) for c in classes],
+            clf.head_spec(),
+            {"strategy": strategy, "classifier": cfg.classifier},
+            metrics,
+            notes,
+            splits.missing + fs.skipped,
+        )
     )
-    return load_run(writer.path)

@@ -3,33 +3,25 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 from torch import nn
 
-from ..backbones import create_backbone, get_backbone_spec
+from ..backbones import create_backbone, get_backbone_spec, state_fingerprint
 from ..config import TrainConfig, require_choices
 from ..data import discover, make_splits
-from ..engine import (
-    AUGMENTS,
-    FreezeSchedule,
-    Recipe,
-    RunArtifacts,
-    TransferModule,
-    build_trainer,
-    labelled_loader,
-)
+from ..engine import AUGMENTS, Recipe, TransferModule, labelled_loader
 from ..engine.callbacks import BN_MODES, UNFREEZE_MODES
-from ..engine.fit import fit, restore_best
+from ..engine.lifecycle import Outcome, RunLifecycle
 from ..errors import TlcvError
 from ..evaluation import classification_metrics
-from ..runs import ClassifierModel, Run, RunWriter, load_run
+from ..features.extract import resolve_device
+from ..runs import ClassifierModel, Run
 from . import register_strategy
+from .common import engine_options, resolved_config, split_options
 
 
 def _check(cfg: TrainConfig) -> None:
@@ -62,8 +54,7 @@ def predict_logits(model: nn.Module, loader, device: torch.device) -> tuple[np.n
 
 def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
     _check(cfg)
-    rank = int(os.environ.get("RANK", "0"))
-    run_dir = Path(cfg.out).expanduser()
+    strategy = "scratch" if scratch else "finetune"
     notes: list[str] = []
     if scratch:
         if cfg.weights != "none" or cfg.backbone_lr_ratio != 1.0 or cfg.freeze_epochs:
@@ -72,17 +63,8 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
                 "no frozen epochs (nothing is pretrained)"
             )
         cfg = replace(cfg, weights="none", backbone_lr_ratio=1.0, freeze_epochs=0)
-    if not cfg.resume and rank == 0:
-        RunWriter.check_free(run_dir, cfg.overwrite)
-    source = discover(cfg.data, strict=cfg.strict)
-    splits = make_splits(
-        source,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        per_class=cfg.per_class,
-        seed=cfg.seed,
-        split_seed=cfg.split_seed,
-    )
+    life = RunLifecycle(cfg.out, overwrite=cfg.overwrite, resume=bool(cfg.resume))
+    splits = make_splits(discover(cfg.data, strict=cfg.strict), **split_options(cfg))
     notes = list(splits.notes) + notes
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = create_backbone(cfg.backbone, cfg.weights, cfg.image_size, seed=cfg.seed)
@@ -95,83 +77,57 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
     module = TransferModule(model, len(classes), recipe)
     prep = backbone.preprocessing
     loader_args = dict(batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
-    train_loader = labelled_loader(
-        splits.train, classes, prep, augment=cfg.augment, shuffle=True, **loader_args
-    )
-    val_loader = (
-        labelled_loader(splits.val, classes, prep, augment="none", shuffle=False, **loader_args)
-        if splits.val
-        else None
-    )
-    writer = RunWriter(run_dir, overwrite=True) if rank == 0 else None
-    if writer:
-        writer.config(
-            {
-                **cfg.to_dict(),
-                "resolved": {
-                    "strategy": "scratch" if scratch else "finetune",
-                    "preprocessing": prep.to_dict(),
-                    "weights_source": backbone.weights_source,
-                    "weights_id": backbone.weights_id,
-                    "classes": classes,
-                    "n_train": len(splits.train),
-                    "n_val": len(splits.val),
-                    "n_test": len(splits.test),
-                },
-            }
-        )
-    artifacts = RunArtifacts(run_dir, monitor="val_acc" if val_loader else "train_acc")
-    trainer = build_trainer(
-        run_dir,
-        epochs=cfg.epochs,
-        device=cfg.device,
-        grad_clip=cfg.grad_clip,
-        accumulate=cfg.accumulate,
-        patience=cfg.patience,
-        has_val=val_loader is not None,
-        progress=progress,
-        deterministic=cfg.deterministic,
-        callbacks=[FreezeSchedule(cfg.freeze_epochs, cfg.unfreeze, cfg.bn), artifacts],
-    )
-    if cfg.lr_find and not cfg.resume:
-        _find_lr(trainer, module, train_loader, val_loader, recipe, run_dir, notes)
-    fit(trainer, module, train_loader, val_loader, run_dir, bool(cfg.resume))
-    if trainer.global_rank != 0:
-        return None
-    if restore_best(module, run_dir):
-        notes.append(
-            f"weights of epoch {artifacts.best_epoch} (best {artifacts.monitor} on the "
-            "validation split) are the run's model"
-        )
-    from ..backbones import state_fingerprint
 
+    def loader(items, augment="none", shuffle=False):
+        return labelled_loader(
+            items, classes, prep, augment=augment, shuffle=shuffle, **loader_args
+        )
+
+    train_loader = loader(splits.train, cfg.augment, shuffle=True)
+    val_loader = loader(splits.val) if splits.val else None
+    life.begin(cfg.to_dict(), resolved_config(backbone, splits, strategy))
+    find_lr = None
+    if cfg.lr_find and not cfg.resume:
+
+        def find_lr(trainer):
+            _find_lr(trainer, module, train_loader, val_loader, recipe, life.run_dir, notes)
+
+    monitor = "val_acc" if val_loader else "train_acc"
+    trained = life.train(
+        module,
+        train_loader,
+        val_loader,
+        **engine_options(cfg, progress, monitor=monitor, before_fit=find_lr),
+    )
+    if trained is None:
+        return None
+    if trained.restored_best:
+        notes.append(
+            f"weights of epoch {trained.artifacts.best_epoch} (best {trained.artifacts.monitor} "
+            "on the validation split) are the run's model"
+        )
     model.backbone.weights_id = state_fingerprint(model.backbone.net)
-    device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
+    device = resolve_device(cfg.device)
     metrics: dict[str, dict] = {}
-    for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+    for name, part in splits.named():
         if part:
-            loader = labelled_loader(
-                part, classes, prep, augment="none", shuffle=False, **loader_args
-            )
-            logits, labels = predict_logits(model, loader, device)
+            logits, labels = predict_logits(model, loader(part), device)
             metrics[name] = classification_metrics(labels, logits.argmax(1), classes)
-    metrics["selection"] = {
-        "best_epoch": artifacts.best_epoch,
-        "monitor": artifacts.monitor,
-        "epochs_run": trainer.current_epoch,
-    }
+    metrics["selection"] = trained.selection()
     if module.skipped:
         notes.append(f"{len(set(module.skipped))} unreadable image(s) skipped; see skipped.csv")
-    writer.skipped(splits.missing + sorted(set(module.skipped)))
-    writer.notes(notes)
-    writer.metrics(metrics)
-    writer.model(
-        model.cpu(),
-        classes,
-        {"type": "linear", "in_features": backbone.feature_dim, "num_classes": len(classes)},
-        {"strategy": "scratch" if scratch else "finetune"},
+    head_spec = {"type": "linear", "in_features": backbone.feature_dim, "num_classes": len(classes)}
+    return life.finish(
+        Outcome(
+            model,
+            classes,
+            head_spec,
+            {"strategy": strategy},
+            metrics,
+            notes,
+            splits.missing + sorted(set(module.skipped)),
+        )
     )
-    return load_run(run_dir)
 
 
 def _find_lr(trainer, module, train_loader, val_loader, recipe, run_dir, notes) -> None:

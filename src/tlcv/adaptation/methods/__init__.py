@@ -7,14 +7,13 @@ named loss terms; the engine adds them to the source cross-entropy. Methods comp
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ...errors import TlcvError
+from ...registry import Registry, import_submodules
 
 
 @dataclass
@@ -43,38 +42,30 @@ class AdaptationMethod(nn.Module):
         return {}
 
 
-METHODS: dict[str, type[AdaptationMethod]] = {"source-only": AdaptationMethod}
+METHODS: Registry[type[AdaptationMethod]] = Registry(
+    "adaptation method",
+    load=import_submodules(__name__, __path__),  # one file per method
+    hint="combine with + (e.g. dann+mcc)",
+)
+METHODS.add("source-only", AdaptationMethod)
 
 
 def register_method(name: str):
     def wrap(cls: type[AdaptationMethod]) -> type[AdaptationMethod]:
-        if name in METHODS:
-            raise ValueError(f"adaptation method {name!r} registered twice")
         cls.name = name
-        METHODS[name] = cls
-        return cls
+        return METHODS.add(name, cls)
 
     return wrap
 
 
-def _load_all() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
-
-
 def parse_methods(spec: str) -> list[str]:
     """``dann+mcc`` -> ["dann", "mcc"]; ``cdan+e`` stays one method (entropy-weighted CDAN)."""
-    _load_all()
     names: list[str] = []
     for token in (t.strip().lower() for t in spec.split("+")):
         if token == "e" and names and names[-1] == "cdan":
             names[-1] = "cdan+e"
             continue
-        if token not in METHODS:
-            raise TlcvError(
-                f"unknown adaptation method {token!r} in {spec!r}",
-                hint=f"choose from: {', '.join(sorted(METHODS))}; combine with + (e.g. dann+mcc)",
-            )
+        METHODS.get(token)  # one line listing the registered methods if unknown
         names.append(token)
     if len(names) > 1 and "source-only" in names:
         raise TlcvError("source-only cannot be combined with other methods")
@@ -87,12 +78,11 @@ def build_methods(
     spec: str, width: int, num_classes: int, trade_off: float = 1.0
 ) -> list[AdaptationMethod]:
     return [
-        METHODS[name](width, num_classes, trade_off)
+        METHODS.get(name)(width, num_classes, trade_off)
         for name in parse_methods(spec)
         if name != "source-only"
     ]
 
 
 def available_methods() -> list[str]:
-    _load_all()
-    return sorted(METHODS)
+    return METHODS.names()

@@ -1,0 +1,85 @@
+"""`tlcv evaluate`: score every labelled input of a folder with a saved run, write the files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TlcvError
+from ..io import write_json, write_text
+from ..runs import Run, rows_to_csv
+
+
+def evaluate(
+    run: Run,
+    data: str | Path,
+    *,
+    out: str | Path | None = None,
+    strict: bool = False,
+    prefix: int | None = None,
+    engine: str = "torch",
+    **extract,
+) -> dict:
+    """Metrics over all splits of ``data``; writes metrics.json, per_class.csv,
+    predictions.csv and confusion.png to ``out`` (default RUN/eval/<data folder name>)."""
+    from ..evaluation import classification_metrics, plot_confusion
+    from ..tasks import task_of_run
+
+    task = task_of_run(run)
+    source = task.discover(data, strict)
+    items = source.all_items()
+    known = set(run.classes)
+    unknown = sorted({it.label for it in items} - known)
+    if unknown and strict:
+        raise TlcvError(
+            f"classes the model never saw: {', '.join(unknown)}",
+            hint="evaluate on data with the run's classes: " + ", ".join(run.classes),
+        )
+    scored = [it for it in items if it.label in known]
+    if not scored:
+        raise TlcvError(
+            f"no image under {data} belongs to the model's classes",
+            hint="the run knows: " + ", ".join(run.classes[:20]),
+        )
+    result = task.score(run, scored, engine=engine, prefix=prefix, strict=strict, **extract)
+    probs = result.probs
+    lookup = {c: i for i, c in enumerate(run.classes)}
+    y_true = np.array([lookup[it.label] for it in result.items], dtype=int)
+    y_pred = probs.argmax(1) if len(probs) else np.array([], dtype=int)
+    metrics = classification_metrics(y_true, y_pred, run.classes)
+    metrics.update(
+        {
+            "skipped": len(result.skipped),
+            "skipped_files": [{"path": p, "reason": r} for p, r in result.skipped],
+            "unknown_classes": {c: sum(it.label == c for it in items) for c in unknown},
+            "data": str(data),
+            "run": str(run.path),
+            "notes": source.notes,
+            "prefix": prefix,
+        }
+    )
+    out_dir = Path(out) if out else run.path / "eval" / Path(str(data)).resolve().name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics["confusion_png"] = str(
+        plot_confusion(
+            metrics["confusion"],
+            run.classes,
+            out_dir / "confusion.png",
+            title=f"{Path(str(data)).name}: accuracy {metrics['accuracy']:.3f}",
+        )
+    )
+    write_json(out_dir / "metrics.json", metrics)
+    write_text(out_dir / "per_class.csv", rows_to_csv(metrics["per_class"]))
+    rows = [
+        {
+            "path": it.path,
+            "label": it.label,
+            "predicted": run.classes[int(p)],
+            "score": f"{float(probs[i, p]):.4f}",
+        }
+        for i, (it, p) in enumerate(zip(result.items, y_pred, strict=True))
+    ]
+    write_text(out_dir / "predictions.csv", rows_to_csv(rows))
+    metrics["output_dir"] = str(out_dir)
+    return metrics

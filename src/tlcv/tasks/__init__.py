@@ -1,0 +1,74 @@
+"""Tasks: what a run predicts. The axis beside the strategy (how it transfers).
+
+A task supplies what differs between, say, classifying images and classifying clips (and,
+later, segmenting pixels or detecting boxes); the run lifecycle (engine/lifecycle.py), the
+API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per task:
+
+  name, description       shown by `tlcv train --help` and in errors
+  strategies              a Registry of trainers for this task: (TrainConfig, progress) -> Run
+  claims(data)            True when ``data`` is this task's kind (auto-detection when --task
+                          is not given; classification, the default, is asked last)
+  discover(data, strict)  labelled examples found on disk -> data.Source (items per split)
+  collect(paths)          unlabelled inputs for predict (files and folders as given)
+  score(run, items, ...)  class probabilities of the readable inputs (inference.Scored)
+  run_tags                the ``task`` values a run folder's model.json may hold for it
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from ..registry import Registry, import_submodules
+
+if TYPE_CHECKING:
+    from ..data import ImageItem, Source
+    from ..inference import Scored
+    from ..runs import Run
+
+
+class Task:
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    run_tags: ClassVar[tuple[str, ...]] = ()
+    strategies: ClassVar[Registry]
+
+    def claims(self, data: str | Path) -> bool:
+        return False
+
+    def discover(self, data: str | Path, strict: bool) -> Source:
+        raise NotImplementedError
+
+    def collect(self, paths: list[str | Path]) -> list[ImageItem]:
+        raise NotImplementedError
+
+    def score(self, run: Run, items: list[ImageItem], **options) -> Scored:
+        raise NotImplementedError
+
+
+TASKS: Registry[type[Task]] = Registry("task", load=import_submodules(__name__, __path__))
+DEFAULT_TASK = "classification"  # what plain image folders are; asked last when detecting
+
+
+def get_task(name: str) -> Task:
+    return TASKS.get(name)()
+
+
+def task_for_data(data: str | Path, requested: str | None = None) -> Task:
+    """The task asked for, or the one that claims ``data`` (the default task last)."""
+    if requested:
+        return get_task(requested)
+    for name in [n for n in TASKS.names() if n != DEFAULT_TASK]:
+        task = get_task(name)
+        if task.claims(data):
+            return task
+    return get_task(DEFAULT_TASK)
+
+
+def task_of_run(run: Run) -> Task:
+    """The task a run folder was trained for (runs from before tasks existed: by their tag)."""
+    tag = run.info.get("task", "classification")
+    for name, cls in TASKS.items():
+        if tag == name or tag in cls.run_tags:
+            return cls()
+    return get_task(DEFAULT_TASK)

@@ -51,3 +51,74 @@ def test_registries_load_their_modules_on_first_use():
     assert {"data-efficiency", "convergence", "generalization"} <= set(EXPERIMENTS.names())
     assert {"dann", "cdan", "dan", "mcc", "source-only"} <= set(METHODS.names())
     assert "mobilenet_v2" in list_backbones()
+
+
+def _top_level_imports(path, module: str) -> set[str]:
+    """tlcv modules a module imports when it is imported (not inside functions or
+    TYPE_CHECKING blocks), as dotted names."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        for sub in ast.walk(node) if not isinstance(node, ast.FunctionDef | ast.ClassDef) else ():
+            if isinstance(sub, ast.ImportFrom) and sub.level:
+                base = package.rsplit(".", sub.level - 1)[0] if sub.level > 1 else package
+                target = f"{base}.{sub.module}" if sub.module else base
+                found.add(target)
+                found.update(f"{target}.{a.name}" for a in sub.names)
+            elif isinstance(sub, ast.Import):
+                found.update(a.name for a in sub.names if a.name.startswith("tlcv"))
+    return found
+
+
+def test_no_import_cycles_between_modules():
+    """A module never imports (at import time) one that imports it back, except a package's
+    own submodules importing the package (the registration pattern)."""
+    from pathlib import Path
+
+    import tlcv
+
+    root = Path(tlcv.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root.parent).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        modules[name] = path
+    graph = {
+        name: {m for m in _top_level_imports(path, name) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    # a submodule importing its own package is how registries fill: not a cycle
+    graph = {n: {m for m in deps if not n.startswith(m + ".")} for n, deps in graph.items()}
+    seen, stack, cycles = set(), [], []
+
+    def visit(node):
+        if node in stack:
+            cycles.append(stack[stack.index(node):] + [node])
+            return
+        if node in seen:
+            return
+        seen.add(node)
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            visit(dep)
+        stack.pop()
+
+    for name in sorted(graph):
+        visit(name)
+    assert not cycles, cycles[:3]
+
+
+def test_the_version_is_declared_once():
+    from pathlib import Path
+
+    import tomllib
+
+    from tlcv._version import __version__
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["version"] == __version__

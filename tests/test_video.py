@@ -255,7 +255,7 @@ def test_end_to_end_finetuning_of_the_frame_cnn(tracks, tmp_path):
         backbone="mobilenet_v2",
         weights=str(MOBILENET_V2),
         image_size=32,
-        epochs=2,
+        epochs=3,
         lr=3e-3,
         batch_size=8,
         patience=None,

@@ -30,6 +30,7 @@ def train(data: str | Path, out: str | Path, *, progress: bool = False, **option
             f"unknown option(s): {', '.join(unknown)}", hint=f"valid: {', '.join(sorted(valid))}"
         )
     cfg = TrainConfig(data=str(data), out=str(out), **options)
+    cfg.validate()
     return _dispatch(cfg, progress)
 
 
@@ -114,6 +115,7 @@ def adapt(
     cfg = AdaptConfig(
         source=str(source), target=str(target), out=str(out), method=method, **options
     )
+    cfg.validate()
     return run_adapt(cfg, progress)
 
 

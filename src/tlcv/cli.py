@@ -35,6 +35,8 @@ from .cli_common import (
 )
 from .cli_experiment import experiment as experiment_command
 from .cli_experiment import report as report_command
+from .cli_options import config_command, keyword
+from .config import TrainConfig
 from .errors import TlcvError
 
 app = typer.Typer(
@@ -49,7 +51,7 @@ app.add_typer(weights_app, name="weights")
 
 def _print_version(value: bool) -> None:
     if value:
-        from . import __version__
+        from ._version import __version__
 
         print(f"tlcv {__version__}")
         raise typer.Exit()
@@ -216,154 +218,9 @@ def extract(
         )
 
 
-def _task_names() -> list[str]:
-    from .tasks import TASKS  # torch-free: task modules import their models lazily
-
-    return TASKS.names()
-
-
-@app.command()
-def train(
-    ctx: typer.Context,
-    data: DataOpt = None,
-    out: Annotated[str | None, typer.Option("--out", help="Run folder to write.")] = None,
-    backbone: BackboneOpt = None,
-    weights: WeightsOpt = None,
-    task: Annotated[
-        str | None,
-        typer.Option(
-            "--task",
-            help=f"What to predict: {', '.join(_task_names())} [default: from the data: clips "
-            "(video files, frame folders) or images].",
-        ),
-    ] = None,
-    strategy: Annotated[
-        str,
-        typer.Option(
-            "--strategy",
-            help="features (frozen backbone + new classifier), finetune (whole network, "
-            "reduced lr for the pretrained part), scratch (random init, same recipe) or "
-            "classical (HOG + colour histograms + linear SVM/logreg; --backbone hog, "
-            "hog_color or hog_color_lbp).",
-        ),
-    ] = "features",
-    classifier: Annotated[
-        str, typer.Option("--classifier", help="For --strategy features: logreg, svm, knn or mlp.")
-    ] = "logreg",
-    image_size: ImageSizeOpt = None,
-    per_class: Annotated[
-        int | None,
-        typer.Option("--per-class", help="Use at most K training images per class (few-shot)."),
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for splits, subsets, training.")] = 0,
-    split_seed: Annotated[
-        int | None,
-        typer.Option(
-            "--split-seed", help="Seed of the train/val/test split only [default: --seed]."
-        ),
-    ] = None,
-    val_fraction: Annotated[
-        float,
-        typer.Option("--val-fraction", help="Validation share when the data has no val/ folder."),
-    ] = 0.15,
-    test_fraction: Annotated[
-        float,
-        typer.Option("--test-fraction", help="Test share when the data has no split folders."),
-    ] = 0.2,
-    batch_size: BatchOpt = 64,
-    num_workers: WorkersOpt = None,
-    cache: CacheOpt = None,
-    device: DeviceOpt = "auto",
-    strict: StrictOpt = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing run in --out.")
-    ] = False,
-    epochs: Annotated[
-        int, typer.Option("--epochs", help="Training epochs (finetune/scratch).")
-    ] = 10,
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate of the new head.")] = 1e-3,
-    backbone_lr_ratio: Annotated[
-        float,
-        typer.Option(
-            "--backbone-lr-ratio", help="Pretrained layers learn at this fraction of --lr."
-        ),
-    ] = 0.1,
-    layer_decay: Annotated[
-        float,
-        typer.Option(
-            "--layer-decay", help="Extra lr factor per layer group below the top (1: none)."
-        ),
-    ] = 1.0,
-    freeze_epochs: Annotated[
-        int, typer.Option("--freeze-epochs", help="Train only the head for N epochs first.")
-    ] = 0,
-    unfreeze: Annotated[
-        str,
-        typer.Option("--unfreeze", help="all (at once, fastai) or gradual (one group per epoch)."),
-    ] = "all",
-    bn: Annotated[
-        str, typer.Option("--bn", help="Batch-norm statistics: train or frozen.")
-    ] = "train",
-    optimizer: Annotated[
-        str, typer.Option("--optimizer", help="adamw or sgd (momentum).")
-    ] = "adamw",
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.01,
-    warmup_epochs: Annotated[
-        float, typer.Option("--warmup-epochs", help="Linear warm-up, then cosine decay.")
-    ] = 1.0,
-    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
-    augment: Annotated[
-        str, typer.Option("--augment", help="none, light (crop + flip), strong (+TrivialAugment).")
-    ] = "light",
-    grad_clip: Annotated[
-        float | None, typer.Option("--grad-clip", help="Clip the gradient norm.")
-    ] = None,
-    accumulate: Annotated[
-        int, typer.Option("--accumulate", help="Accumulate gradients over N batches.")
-    ] = 1,
-    patience: Annotated[
-        int | None,
-        typer.Option("--patience", help="Early stopping on validation loss (epochs; 0: off)."),
-    ] = 5,
-    lr_find: Annotated[
-        bool, typer.Option("--lr-find", help="Pick --lr with the learning-rate finder first.")
-    ] = False,
-    deterministic: Annotated[
-        bool,
-        typer.Option("--deterministic", help="Force torch's deterministic kernels (slower)."),
-    ] = False,
-    resume: Annotated[
-        str | None,
-        typer.Option("--resume", help="Continue an interrupted run from its last finished epoch."),
-    ] = None,
-    temporal: Annotated[
-        str | None,
-        typer.Option(
-            "--temporal",
-            help="Clips: lstm, gru, bilstm, bigru, mean or frame (single-frame baseline). "
-            "[default for video data: lstm]",
-        ),
-    ] = None,
-    frames: Annotated[int, typer.Option("--frames", help="Clips: frames per clip (T).")] = 16,
-    sampling: Annotated[
-        str,
-        typer.Option(
-            "--sampling",
-            help="Clips, training: random (a window of T consecutive frames, moved each epoch), "
-            "uniform (T frames spread over the clip) or stride. Evaluation spreads T frames.",
-        ),
-    ] = "random",
-    stride: Annotated[int, typer.Option("--stride", help="Clips: step for --sampling stride.")] = 1,
-    hidden: Annotated[int, typer.Option("--hidden", help="Clips: RNN hidden size.")] = 256,
-    rnn_layers: Annotated[int, typer.Option("--rnn-layers", help="Clips: RNN layers.")] = 1,
-    dropout: Annotated[
-        float, typer.Option("--dropout", help="Clips: dropout before the output.")
-    ] = 0.2,
-    frame_pick: Annotated[
-        str, typer.Option("--frame-pick", help="Clips, --temporal frame: middle or first frame.")
-    ] = "middle",
-    config: ConfigOpt = None,
-) -> None:
+@app.command("train")
+@config_command(TrainConfig, extra=[keyword("config", ConfigOpt)])
+def train(ctx: typer.Context, given: dict, config: Path | None = None) -> None:
     """Train a classifier on an image folder and write a self-contained run folder.
 
     Examples:
@@ -372,10 +229,10 @@ def train(
       tlcv train --resume runs/ft
       tlcv train --data clips/ --out runs/clips --temporal bilstm --frames 16
     """
-    given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "resume")}
     from .api import resume as resume_api
     from .api import train as train_api
 
+    resume = given.pop("resume")
     if resume:
         typed = {
             k: val
@@ -386,10 +243,6 @@ def train(
     else:
         v = _merge(ctx, config, given)
         _need(v, "data", "out")
-        from .catalog import DEFAULT_BACKBONE
-
-        v["backbone"] = v["backbone"] or DEFAULT_BACKBONE
-        v["weights"] = v["weights"] or "imagenet"
         data_path, out_path = v.pop("data"), v.pop("out")
         run = train_api(data_path, out_path, progress=sys.stderr.isatty(), **v)
     if run is None:

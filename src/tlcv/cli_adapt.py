@@ -10,110 +10,26 @@ import typer
 from rich.table import Table
 
 from .cli_common import (
-    BackboneOpt,
-    CacheOpt,
     ConfigOpt,
-    DeviceOpt,
-    ImageSizeOpt,
-    StrictOpt,
-    WeightsOpt,
-    WorkersOpt,
     _merge,
     _need,
     console,
     err,
     esc,
 )
+from .cli_options import config_command, keyword
+from .config import AdaptConfig
 
 
-def adapt(
-    ctx: typer.Context,
-    source: Annotated[
-        str | None, typer.Option("--source", help="Labelled source images (CLASS/ folders).")
-    ] = None,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            "--target",
-            help="Target images. Class folders optional; their labels are read only for the "
-            "final evaluation.",
-        ),
-    ] = None,
-    method: Annotated[
-        str,
-        typer.Option(
-            "--method",
-            help="source-only, dann, cdan, cdan+e, dan, coral, mcc, adabn, self-training; "
-            "combine with + (dann+mcc).",
-        ),
-    ] = "source-only",
-    backbone: BackboneOpt = None,
-    weights: WeightsOpt = None,
-    mode: Annotated[
-        str,
-        typer.Option(
-            "--mode",
-            help="frozen (bottleneck + classifier on cached features, fast) or full (backbone "
-            "trained too, at the reduced fine-tuning lr).",
-        ),
-    ] = "frozen",
-    out: Annotated[str | None, typer.Option("--out", help="Run folder to write.")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    epochs: Annotated[int, typer.Option("--epochs")] = 20,
-    lr: Annotated[float, typer.Option("--lr", help="Head and discriminator lr.")] = 1e-3,
-    backbone_lr_ratio: Annotated[
-        float, typer.Option("--backbone-lr-ratio", help="Full mode: backbone lr / --lr.")
-    ] = 0.1,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Images per domain per step.")
-    ] = 32,
-    bottleneck: Annotated[int, typer.Option("--bottleneck", help="Bottleneck width.")] = 256,
-    trade_off: Annotated[
-        float, typer.Option("--trade-off", help="Weight of the adaptation terms.")
-    ] = 1.0,
-    select: Annotated[
-        str,
-        typer.Option(
-            "--select",
-            help="Checkpoint choice without target labels: source-val (held-out source), "
-            "entropy (target prediction entropy) or last.",
-        ),
-    ] = "source-val",
-    oracle: Annotated[
-        bool,
-        typer.Option(
-            "--oracle",
-            help="Also report the best epoch on target labels, labelled ORACLE (not honest).",
-        ),
-    ] = False,
-    fallback: Annotated[
-        str,
-        typer.Option(
-            "--fallback",
-            help="none (warn only) or source-only (keep the source-only model) when the "
-            "label-free check says the adaptation probably hurt (collapsed or drifted target "
-            "predictions).",
-        ),
-    ] = "none",
-    optimizer: Annotated[
-        str, typer.Option("--optimizer", help="adamw, or sgd (momentum 0.9; digits: --lr 0.01).")
-    ] = "adamw",
-    augment: Annotated[
-        str, typer.Option("--augment", help="Full mode: none, light or strong.")
-    ] = "light",
-    image_size: ImageSizeOpt = None,
-    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="t-SNE picture.")] = True,
-    num_workers: WorkersOpt = None,
-    cache: CacheOpt = None,
-    device: DeviceOpt = "auto",
-    strict: StrictOpt = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
-    resume: Annotated[
-        str | None, typer.Option("--resume", help="Continue an interrupted adapt run.")
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
-    config: ConfigOpt = None,
-) -> None:
+@config_command(
+    AdaptConfig,
+    extra=[
+        keyword("json_out", Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")],
+                False),
+        keyword("config", ConfigOpt),
+    ],
+)  # fmt: skip
+def adapt(ctx: typer.Context, given: dict, json_out: bool = False, config=None) -> None:
     """Adapt a model from a labelled source to an unlabelled target domain.
 
     Examples:
@@ -123,7 +39,7 @@ def adapt(
           --backbone lenet --mode full --augment none --optimizer sgd --lr 0.01 --out runs/u2m
       tlcv evaluate runs/a2w --data office31/webcam --json
     """
-    given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "resume", "json_out")}
+    resume = given.pop("resume")
     from .api import adapt as adapt_api
     from .api import resume_adapt
 
@@ -133,10 +49,6 @@ def adapt(
     else:
         v = _merge(ctx, config, given)
         _need(v, "source", "target", "out")
-        from .backbones import DEFAULT_BACKBONE
-
-        v["backbone"] = v["backbone"] or DEFAULT_BACKBONE
-        v["weights"] = v["weights"] or "imagenet"
         run = adapt_api(v.pop("source"), v.pop("target"), v.pop("out"), progress=progress, **v)
     if run is None:
         return

@@ -1,72 +1,238 @@
-"""Typed run configuration. YAML keys match the CLI flags (``image-size`` or ``image_size``)."""
+"""Typed run configuration, declared once: each option's default, help and choices live on its
+dataclass field; the CLI builds its flags from these fields (cli_options.py) and ``validate``
+checks the choices, so no default or list of choices is written twice. YAML config files use
+the same keys (``image-size`` or ``image_size``). Torch-free: the CLI imports it for --help.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from .catalog import DEFAULT_BACKBONE
 from .errors import TlcvError
 
+# Choices of the options that take one of a fixed set (the modules that act on them import
+# these names from here).
+AUGMENTS = ("none", "light", "strong")
+UNFREEZE_MODES = ("all", "gradual")
+BN_MODES = ("train", "frozen")
+OPTIMIZERS = ("adamw", "sgd")
+TEMPORAL_HEADS = ("lstm", "gru", "bilstm", "bigru", "mean", "frame")
+SAMPLINGS = ("uniform", "random", "stride")
+FRAME_PICKS = ("middle", "first")
+ADAPT_MODES = ("frozen", "full")
+SELECTIONS = ("source-val", "entropy", "last")
+FALLBACKS = ("none", "source-only")
+
+
+def option(
+    default: Any = MISSING,
+    help: str = "",  # noqa: A002 - the word typer and click use
+    *,
+    choices: tuple[str, ...] | Callable[[], list[str]] | None = None,
+    flag: str | None = None,
+    cli: bool = True,
+) -> Any:
+    """A config field with what the CLI and validation need: ``choices`` is a tuple or a
+    function returning a registry's names; ``flag`` overrides the flag spelling (e.g.
+    "--plots/--no-plots"); ``cli=False`` keeps a field out of the command line."""
+    metadata = {"help": help, "choices": choices, "flag": flag, "cli": cli}
+    return field(default=default, metadata=metadata)
+
+
+def choices_of(f: Field) -> list[str] | None:
+    found = f.metadata.get("choices")
+    if found is None:
+        return None
+    return list(found()) if callable(found) else list(found)
+
+
+def _task_names() -> list[str]:
+    from .tasks import TASKS
+
+    return TASKS.names()
+
+
+class _Validated:
+    """``validate()``: every field with choices holds one of them (None: not chosen)."""
+
+    def validate(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            allowed = choices_of(f)
+            value = getattr(self, f.name)
+            if allowed is not None and value is not None and value not in allowed:
+                flag = "--" + f.name.replace("_", "-")
+                raise TlcvError(
+                    f"unknown {flag} {value!r}", hint=f"choose one of: {', '.join(allowed)}"
+                )
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
 
 @dataclass
-class TrainConfig:
-    data: str
-    out: str
+class TrainConfig(_Validated):
+    data: str = option(
+        help="Image folder (CLASS/*.jpg, optional train/ val/ test/), CSV manifest, .npz, or "
+        "clips (video files / frame folders per class)."
+    )
+    out: str = option(help="Run folder to write.")
+    backbone: str = option(DEFAULT_BACKBONE, "Registry name (see `tlcv models`) or timm:<model>.")
+    weights: str = option(
+        "imagenet", "'imagenet' (default source), 'none' (random) or a .pth/.pt/.safetensors file."
+    )
+    task: str | None = option(
+        None, "What to predict [default: from the data: clips or images].", choices=_task_names
+    )
+    strategy: str = option(
+        "features",
+        "features (frozen backbone + new classifier), finetune (whole network, reduced lr for "
+        "the pretrained part), scratch (random init, same recipe) or classical (HOG + colour "
+        "histograms + linear SVM/logreg; --backbone hog, hog_color or hog_color_lbp).",
+    )
+    classifier: str = option("logreg", "For --strategy features: logreg, svm, knn or mlp.")
+    image_size: int | None = option(None, "Input size in pixels (default: the backbone's own).")
+    per_class: int | None = option(None, "Use at most K training images per class (few-shot).")
+    seed: int = option(0, "Seed for splits, subsets, training.")
+    split_seed: int | None = option(
+        None, "Seed of the train/val/test split only [default: --seed]."
+    )
+    val_fraction: float = option(0.15, "Validation share when the data has no val/ folder.")
+    test_fraction: float = option(0.2, "Test share when the data has no split folders.")
+    batch_size: int = option(64, "Images per batch.")
+    num_workers: int | None = option(None, "Decoding processes [default: by CPU count].")
+    cache: str | None = option(
+        None, "Feature cache folder [default: $TLCV_CACHE or ~/.cache/tlcv/features]."
+    )
+    device: str = option("auto", "auto, cpu, cuda or cuda:N.")
+    strict: bool = option(False, "Stop at the first unreadable image instead of skipping it.")
+    overwrite: bool = option(False, "Replace an existing run in --out.")
+    # --- training engine (finetune / scratch / clips; ignored by --strategy features) ---
+    epochs: int = option(10, "Training epochs (finetune/scratch/clips).")
+    lr: float = option(1e-3, "Learning rate of the new head.")
+    backbone_lr_ratio: float = option(0.1, "Pretrained layers learn at this fraction of --lr.")
+    layer_decay: float = option(1.0, "Extra lr factor per layer group below the top (1: none).")
+    freeze_epochs: int = option(0, "Train only the head for N epochs first.")
+    unfreeze: str = option(
+        "all", "all (at once, fastai) or gradual (one group per epoch).", choices=UNFREEZE_MODES
+    )
+    bn: str = option("train", "Batch-norm statistics: train or frozen.", choices=BN_MODES)
+    optimizer: str = option("adamw", "adamw or sgd (momentum 0.9).", choices=OPTIMIZERS)
+    weight_decay: float = option(0.01, "Weight decay (not on norms and biases).")
+    warmup_epochs: float = option(1.0, "Linear warm-up, then cosine decay.")
+    label_smoothing: float = option(0.1, "Label smoothing of the cross-entropy.")
+    augment: str = option(
+        "light", "none, light (crop + flip), strong (+TrivialAugment).", choices=AUGMENTS
+    )
+    grad_clip: float | None = option(None, "Clip the gradient norm.")
+    accumulate: int = option(1, "Accumulate gradients over N batches.")
+    patience: int | None = option(5, "Early stopping on validation loss (epochs; 0: off).")
+    lr_find: bool = option(False, "Pick --lr with the learning-rate finder first.")
+    deterministic: bool = option(False, "Force torch's deterministic kernels (slower).")
+    resume: str | None = option(None, "Continue an interrupted run from its last finished epoch.")
+    # --- clips (video files or frame folders) ---
+    temporal: str | None = option(
+        None,
+        "Clips: lstm, gru, bilstm, bigru, mean or frame (single-frame baseline). "
+        "[default for video data: lstm]",
+        choices=TEMPORAL_HEADS,
+    )
+    frames: int = option(16, "Clips: frames per clip (T).")
+    # Training windows: random (T consecutive frames at a new place each epoch; measured better
+    # on whole tracks and prefixes, docs/benchmarks.md) | uniform | stride. Evaluation always
+    # spreads T frames uniformly.
+    sampling: str = option(
+        "random",
+        "Clips, training: random (a window of T consecutive frames, moved each epoch), "
+        "uniform (T frames spread over the clip) or stride. Evaluation spreads T frames.",
+        choices=SAMPLINGS,
+    )
+    stride: int = option(1, "Clips: step for --sampling stride.")
+    hidden: int = option(256, "Clips: RNN hidden size.")
+    rnn_layers: int = option(1, "Clips: RNN layers.")
+    dropout: float = option(0.2, "Dropout before the new head's output layer.")
+    frame_pick: str = option(
+        "middle", "Clips, --temporal frame: middle or first frame.", choices=FRAME_PICKS
+    )
+
+
+@dataclass
+class AdaptConfig(_Validated):
+    source: str = option(help="Labelled source images (CLASS/ folders).")
+    target: str = option(
+        help="Target images. Class folders optional; their labels are read only for the "
+        "final evaluation."
+    )
+    out: str = option(help="Run folder to write.")
+    method: str = option(
+        "source-only",
+        "source-only, dann, cdan, cdan+e, dan, coral, mcc, adabn, self-training; combine "
+        "with + (dann+mcc).",
+    )
     backbone: str = DEFAULT_BACKBONE
-    weights: str = "imagenet"  # "imagenet" (registry default source), "none", or a file path
-    # classification | clip-classification (tlcv.tasks); default: what the data holds
-    task: str | None = None
-    strategy: str = "features"
-    classifier: str = "logreg"
+    weights: str = "imagenet"
+    mode: str = option(
+        "frozen",
+        "frozen (bottleneck + classifier on cached features, fast) or full (backbone trained "
+        "too, at the reduced fine-tuning lr).",
+        choices=ADAPT_MODES,
+    )
     image_size: int | None = None
-    per_class: int | None = None
     seed: int = 0
-    split_seed: int | None = None  # seed of the train/val/test split (default: --seed)
-    val_fraction: float = 0.15
-    test_fraction: float = 0.2
-    batch_size: int = 64
+    epochs: int = option(20, "Training epochs.")
+    lr: float = option(1e-3, "Head and discriminator lr.")
+    backbone_lr_ratio: float = option(0.1, "Full mode: backbone lr / --lr.")
+    batch_size: int = option(32, "Images per domain per step.")
+    bottleneck: int = option(256, "Bottleneck width.")
+    dropout: float = option(0.5, "Dropout before the new head's output layer.")
+    trade_off: float = option(1.0, "Weight of the adaptation terms.")
+    select: str = option(
+        "source-val",
+        "Checkpoint choice without target labels: source-val (held-out source), entropy "
+        "(target prediction entropy) or last.",
+        choices=SELECTIONS,
+    )
+    oracle: bool = option(
+        False, "Also report the best epoch on target labels, labelled ORACLE (not honest)."
+    )
+    val_fraction: float = option(0.1, "Held-out source share for model selection.")
+    label_smoothing: float = option(0.1, "Label smoothing of the source cross-entropy.")
+    weight_decay: float = option(1e-3, "Weight decay (not on norms and biases).")
+    optimizer: str = option(
+        "adamw", "adamw, or sgd (momentum 0.9; digits: --lr 0.01).", choices=OPTIMIZERS
+    )
+    augment: str = option("light", "Full mode: none, light or strong.", choices=AUGMENTS)
+    warmup_epochs: float = option(1.0, "Linear warm-up, then cosine decay.")
+    fallback: str = option(
+        "none",
+        "none (warn only) or source-only (keep the source-only model) when the label-free "
+        "check says the adaptation probably hurt (collapsed or drifted target predictions).",
+        choices=FALLBACKS,
+    )
+    plots: bool = option(True, "t-SNE picture.", flag="--plots/--no-plots")
     num_workers: int | None = None
     cache: str | None = None
     device: str = "auto"
     strict: bool = False
     overwrite: bool = False
-    # --- training engine (finetune / scratch; ignored by --strategy features) ---
-    epochs: int = 10
-    lr: float = 1e-3
-    backbone_lr_ratio: float = 0.1
-    layer_decay: float = 1.0
-    freeze_epochs: int = 0
-    unfreeze: str = "all"  # all (fastai fine_tune) | gradual (one layer group per epoch)
-    bn: str = "train"  # train | frozen (batch-norm statistics)
-    optimizer: str = "adamw"
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    augment: str = "light"
-    grad_clip: float | None = None
-    accumulate: int = 1
-    patience: int | None = 5
-    lr_find: bool = False
-    deterministic: bool = False
-    resume: str | None = None
-    # --- sequences (video clips or frame folders) ---
-    temporal: str | None = None  # lstm | gru | bilstm | bigru | mean | frame
-    frames: int = 16
-    # Training windows: random (T consecutive frames at a new place each epoch; measured better
-    # on whole tracks and prefixes, docs/benchmarks.md) | uniform (T spread over the clip) | stride.
-    # Evaluation always spreads T frames uniformly.
-    sampling: str = "random"
-    stride: int = 1
-    hidden: int = 256
-    rnn_layers: int = 1
-    dropout: float = 0.2
-    frame_pick: str = "middle"  # frame head: middle | first
+    resume: str | None = option(None, "Continue an interrupted adapt run.")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+def _inherit_shared_options() -> None:
+    """Options both commands share (backbone, weights, seed, cache, ...) mean one thing:
+    AdaptConfig takes their help from TrainConfig, so nothing is written twice."""
+    train = {f.name: f for f in fields(TrainConfig)}
+    for f in fields(AdaptConfig):
+        if not f.metadata.get("help") and f.name in train:
+            f.metadata = train[f.name].metadata  # type: ignore[misc]
+
+
+_inherit_shared_options()
 
 
 def read_config_file(path: str | Path, allowed: set[str]) -> dict:
@@ -92,12 +258,5 @@ def read_config_file(path: str | Path, allowed: set[str]) -> dict:
 
 
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
+ADAPT_KEYS = {f.name for f in fields(AdaptConfig)}
 
-
-def require_choices(*checks: tuple[object, tuple[str, ...], str]) -> None:
-    """Each (value, allowed, flag): a clear error naming the flag and the valid choices."""
-    for value, allowed, flag in checks:
-        if value not in allowed:
-            raise TlcvError(
-                f"unknown {flag} {value!r}", hint=f"choose one of: {', '.join(allowed)}"
-            )

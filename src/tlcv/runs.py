@@ -67,7 +67,7 @@ def environment() -> dict:
     import timm
     import torchvision
 
-    from . import __version__
+    from ._version import __version__
 
     return {
         "tlcv": __version__,

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from ..backbones import create_backbone, get_backbone_spec, state_fingerprint
-from ..config import require_choices
 from ..data import image_loader, normalize
 from ..data.splits import stratified_split
 from ..engine import Recipe, RunArtifacts, TransferModule
@@ -29,9 +28,9 @@ from ..heads import BottleneckHead
 from ..io import write_text
 from ..runs import ClassifierModel, Run, rows_to_csv
 from .analysis import plot_domains, proxy_a_distance
-from .config import MODES, SELECTIONS, AdaptConfig
+from .config import AdaptConfig
 from .domains import Domains, read_domains
-from .guard import FALLBACKS, assess
+from .guard import assess
 from .methods import build_methods, parse_methods
 from .methods.adabn import recalibrate_batchnorm
 from .objective import AdaptObjective, FeatureRows, eval_loader, paired_loader
@@ -46,12 +45,7 @@ MONITORS = {
 def check_options(cfg: AdaptConfig) -> None:
     get_backbone_spec(cfg.backbone)
     parse_methods(cfg.method)
-    require_choices(
-        (cfg.mode, MODES, "--mode"),
-        (cfg.select, SELECTIONS, "--select"),
-        (cfg.optimizer, ("adamw", "sgd"), "--optimizer"),
-        (cfg.fallback, FALLBACKS, "--fallback"),
-    )
+    cfg.validate()  # the choices declared on AdaptConfig's fields
     if cfg.epochs < 1 or cfg.lr <= 0 or cfg.batch_size < 2:
         raise TlcvError("--epochs and --lr must be positive and --batch-size at least 2")
     if not 0 < cfg.val_fraction < 1 and cfg.select == "source-val":

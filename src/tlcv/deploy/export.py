@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 from ..errors import TlcvError
 from ..io import sha256_file, write_json
 from ..runs import MODEL_FILE, Run, load_run

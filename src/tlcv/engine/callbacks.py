@@ -9,11 +9,9 @@ from pathlib import Path
 import lightning as L
 from torch import nn
 
+from ..config import BN_MODES, UNFREEZE_MODES  # noqa: F401 - declared with the options
 from ..io import save_tensors, write_text
 from ..runs import rows_to_csv
-
-UNFREEZE_MODES = ("all", "gradual")
-BN_MODES = ("train", "frozen")
 
 
 class FreezeSchedule(L.Callback):

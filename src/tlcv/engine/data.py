@@ -11,11 +11,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import InterpolationMode, v2
 
 from ..backbones.registry import Preprocessing
+from ..config import AUGMENTS  # noqa: F401 - declared with the options
 from ..data import ImageItem, eval_transform, open_rgb
 from ..data.loading import default_workers_for, lower_priority
 from ..errors import BadImageError, TlcvError
-
-AUGMENTS = ("none", "light", "strong")
 
 
 def train_transform(prep: Preprocessing, augment: str) -> v2.Compose:

@@ -49,7 +49,7 @@ def _hub_files(backbone: str) -> list[str]:
 def memo_key(
     backbone: str, weights: str, image_size: int | None, device: str, engine: str = "torch"
 ) -> str:
-    from .. import __version__
+    from .._version import __version__
 
     weights = str(weights)
     if weights not in ("imagenet", "none") and Path(weights).expanduser().exists():

@@ -11,10 +11,9 @@ import torch
 from torch import nn
 
 from ..backbones import create_backbone, get_backbone_spec, state_fingerprint
-from ..config import TrainConfig, require_choices
+from ..config import TrainConfig
 from ..data import discover, make_splits
-from ..engine import AUGMENTS, Recipe, TransferModule, labelled_loader
-from ..engine.callbacks import BN_MODES, UNFREEZE_MODES
+from ..engine import Recipe, TransferModule, labelled_loader
 from ..engine.lifecycle import Outcome, RunLifecycle
 from ..errors import TlcvError
 from ..evaluation import classification_metrics
@@ -25,13 +24,7 @@ from .common import engine_options, resolved_config, split_options
 
 
 def _check(cfg: TrainConfig) -> None:
-    get_backbone_spec(cfg.backbone)
-    require_choices(
-        (cfg.augment, AUGMENTS, "--augment"),
-        (cfg.unfreeze, UNFREEZE_MODES, "--unfreeze"),
-        (cfg.bn, BN_MODES, "--bn"),
-        (cfg.optimizer, ("adamw", "sgd"), "--optimizer"),
-    )
+    get_backbone_spec(cfg.backbone)  # choices were validated with the config (TrainConfig)
     if cfg.epochs < 1 or cfg.lr <= 0 or cfg.batch_size < 1:
         raise TlcvError("--epochs, --lr and --batch-size must be positive")
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..backbones import create_backbone, get_backbone_spec, state_fingerprint
-from ..config import TrainConfig, require_choices
+from ..config import TrainConfig
 from ..data import make_splits
 from ..engine import Recipe, TransferModule
 from ..engine.lifecycle import Outcome, RunLifecycle
@@ -21,20 +21,15 @@ from ..engine.sequences import (
 from ..errors import TlcvError
 from ..evaluation import classification_metrics
 from ..features.clips import extract_clip_features
-from ..heads import FRAME_PICKS, TEMPORAL_HEADS, TemporalHead
+from ..heads import TemporalHead
 from ..runs import Run, SequenceModel
-from ..video import SAMPLINGS, discover_clips
+from ..video import discover_clips
 from . import CLIP_STRATEGIES
 from .common import engine_options, resolved_config, split_options
 
 
 def check_sequence_options(cfg: TrainConfig) -> None:
-    get_backbone_spec(cfg.backbone)
-    require_choices(
-        (cfg.temporal, TEMPORAL_HEADS, "--temporal"),
-        (cfg.sampling, SAMPLINGS, "--sampling"),
-        (cfg.frame_pick, FRAME_PICKS, "--frame-pick"),
-    )
+    get_backbone_spec(cfg.backbone)  # choices were validated with the config (TrainConfig)
     if cfg.frames < 1:
         raise TlcvError("--frames must be at least 1")
 

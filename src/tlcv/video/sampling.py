@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLINGS = ("uniform", "random", "stride")
+from ..config import SAMPLINGS  # noqa: F401 - declared with the options
 
 
 def sample_indices(

@@ -1,0 +1,82 @@
+"""Command-line flags built from the config dataclasses (tlcv/config.py), so an option's
+default, help and choices are written once, on its field, and a command hands the API one
+config object instead of its ``locals()``."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from typing import Annotated, Any
+
+import typer
+
+from .config import choices_of
+
+
+def config_parameters(config_cls: type, skip: set[str] = frozenset()) -> list[inspect.Parameter]:
+    """One keyword parameter per field: ``Annotated[type, typer.Option(...)] = default``.
+
+    Required fields (``--data``) default to None here: they may come from --config or, for
+    --resume, from the saved run; the command checks they are there.
+    """
+    hints = typing.get_type_hints(config_cls)
+    params = []
+    for f in fields(config_cls):
+        if f.name in skip or not f.metadata.get("cli", True):
+            continue
+        kind = hints[f.name]
+        default = None if f.default is MISSING else f.default
+        if f.default is MISSING or default is None:
+            kind = kind | None if kind is not type(None) else kind
+        help_text = f.metadata.get("help", "")
+        allowed = choices_of(f)
+        if allowed and not all(c in help_text for c in allowed):
+            help_text += f" Choices: {', '.join(allowed)}."
+        help_text = help_text.replace("[", "\\[")  # rich would read "[default: x]" as markup
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        annotation = Annotated[kind, typer.Option(flag, help=help_text, show_default=True)]
+        params.append(
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+            )  # fmt: skip
+        )
+    return params
+
+
+def config_command(
+    config_cls: type,
+    *,
+    extra: list[inspect.Parameter] = (),
+    skip: set[str] = frozenset(),
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Turn ``body(ctx, options: dict, **extra)`` into a typer command with a flag for every
+    field of ``config_cls`` (besides ``extra`` parameters such as --config or --json); register
+    the result with ``app.command(NAME)``. ``options`` holds every field's value, as typed or
+    defaulted, keyed by field name."""
+    option_params = config_parameters(config_cls, skip)
+    option_names = {p.name for p in option_params}
+    ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                  annotation=typer.Context)  # fmt: skip
+
+    def build(body: Callable[..., None]) -> Callable[..., None]:
+        def command(ctx: typer.Context, **values: Any) -> None:
+            options = {k: v for k, v in values.items() if k in option_names}
+            others = {k: v for k, v in values.items() if k not in option_names}
+            body(ctx, options, **others)
+
+        params = [ctx_param, *extra, *option_params]
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        command.__doc__ = body.__doc__
+        command.__name__ = command.__qualname__ = body.__name__
+        return command
+
+    return build
+
+
+def keyword(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
+    """An extra command parameter beside the config's fields (``--config``, ``--json``)."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=annotation)  # fmt: skip

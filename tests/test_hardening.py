@@ -311,3 +311,14 @@ def test_a_decode_worker_runs_at_the_priority_asked_for(tmp_path, monkeypatch):
         monkeypatch.setenv("TLCV_WORKER_NICE", env)
         loader = DataLoader(Nice(), num_workers=1, worker_init_fn=lower_priority)
         assert {int(x) for x in loader} == {want}
+
+
+@pytest.mark.parametrize("command", ["train", "adapt"])
+def test_resuming_a_run_whose_config_was_tampered_with_is_one_line(command, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("!!python/object/apply:os.system ['touch PWNED']\n")
+    resume = api.resume if command == "train" else api.resume_adapt
+    with pytest.raises(TlcvError, match="config.yaml .*not a plain YAML mapping"):
+        resume(run)
+    assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()

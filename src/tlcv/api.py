@@ -46,21 +46,15 @@ def _dispatch(cfg: TrainConfig, progress: bool) -> Run | None:
     return task.strategies.get(cfg.strategy)(cfg, progress=progress)
 
 
-def resume(run: str | Path, *, progress: bool = False, **changed) -> Run | None:
-    """Continue an interrupted run from its last finished epoch, with its saved configuration.
+def _interrupted_config(run_dir: Path, command: str) -> dict:
+    """The saved configuration of a run that has not finished (a damaged file: one line)."""
+    from .runs import read_run_config
 
-    Any option in ``changed`` that differs from the saved one is refused (a resumed run must be
-    the run it claims to be); pass only what you typed again.
-    """
-    import yaml
-
-    run_dir = Path(run).expanduser()
-    config_file = run_dir / "config.yaml"
-    if not config_file.is_file():
+    if not (run_dir / "config.yaml").is_file():
         raise TlcvError(
             f"{run_dir} is not a tlcv run folder (no config.yaml)",
             path=str(run_dir),
-            hint="give the --out folder of the interrupted `tlcv train`",
+            hint=f"give the --out folder of the interrupted `{command}`",
         )
     if (run_dir / "model.json").is_file():
         raise TlcvError(
@@ -68,7 +62,17 @@ def resume(run: str | Path, *, progress: bool = False, **changed) -> Run | None:
             path=str(run_dir),
             hint="evaluate or predict with it; nothing to resume",
         )
-    saved = yaml.safe_load(config_file.read_text()) or {}
+    return read_run_config(run_dir / "config.yaml")
+
+
+def resume(run: str | Path, *, progress: bool = False, **changed) -> Run | None:
+    """Continue an interrupted run from its last finished epoch, with its saved configuration.
+
+    Any option in ``changed`` that differs from the saved one is refused (a resumed run must be
+    the run it claims to be); pass only what you typed again.
+    """
+    run_dir = Path(run).expanduser()
+    saved = _interrupted_config(run_dir, "tlcv train")
     saved.pop("resolved", None)
     valid = {f.name for f in fields(TrainConfig)}
     differ = sorted(
@@ -121,19 +125,12 @@ def adapt(
 
 def resume_adapt(run: str | Path, *, progress: bool = False) -> Run | None:
     """Continue an interrupted ``adapt`` run from its last finished epoch, as configured."""
-    import yaml
-
     from .adaptation import AdaptConfig
     from .adaptation import adapt as run_adapt
     from .adaptation.config import ADAPT_KEYS
 
     run_dir = Path(run).expanduser()
-    config_file = run_dir / "config.yaml"
-    if not config_file.is_file():
-        raise TlcvError(f"{run_dir} is not a tlcv run folder (no config.yaml)", path=str(run_dir))
-    if (run_dir / "model.json").is_file():
-        raise TlcvError(f"{run_dir} already finished", path=str(run_dir))
-    saved = yaml.safe_load(config_file.read_text()) or {}
+    saved = _interrupted_config(run_dir, "tlcv adapt")
     cfg = AdaptConfig(**{k: v for k, v in saved.items() if k in ADAPT_KEYS})
     cfg.out, cfg.resume = str(run_dir), str(run_dir)  # the folder pointed at, not the saved one
     return run_adapt(cfg, progress)

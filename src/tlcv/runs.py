@@ -301,7 +301,7 @@ def load_run(path: str | Path) -> Run:
             path / "classes.json",
             f"holds {len(classes)} entries for a model of {info['num_classes']} classes",
         )
-    return Run(path, info, classes, _read_config(path / "config.yaml"))
+    return Run(path, info, classes, read_run_config(path / "config.yaml"))
 
 
 def _damaged(file: Path, what: str) -> TlcvError:
@@ -322,7 +322,7 @@ def _read_json(file: Path, kind: type):
     return value
 
 
-def _read_config(file: Path) -> dict:
+def read_run_config(file: Path) -> dict:
     if not file.exists():
         return {}
     try:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .catalog import DEFAULT_BACKBONE
 from .config import TrainConfig
-from .errors import TlcvError
 
 # torch, scikit-learn, Lightning and the models load inside the functions that use them, so
 # `import tlcv` and the CLI's help stay fast (tests/test_startup.py).
@@ -23,15 +21,7 @@ def train(data: str | Path, out: str | Path, *, progress: bool = False, **option
     Options are TrainConfig's fields (``strategy="features"``, ``backbone=...``, ...).
     Returns the loaded run (None on non-zero torchrun ranks).
     """
-    valid = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        raise TlcvError(
-            f"unknown option(s): {', '.join(unknown)}", hint=f"valid: {', '.join(sorted(valid))}"
-        )
-    cfg = TrainConfig(data=str(data), out=str(out), **options)
-    cfg.validate()
-    return _dispatch(cfg, progress)
+    return _dispatch(TrainConfig.from_options(data=str(data), out=str(out), **options), progress)
 
 
 def _dispatch(cfg: TrainConfig, progress: bool) -> Run | None:
@@ -46,50 +36,17 @@ def _dispatch(cfg: TrainConfig, progress: bool) -> Run | None:
     return task.strategies.get(cfg.strategy)(cfg, progress=progress)
 
 
-def _interrupted_config(run_dir: Path, command: str) -> dict:
-    """The saved configuration of a run that has not finished (a damaged file: one line)."""
-    from .runs import read_run_config
-
-    if not (run_dir / "config.yaml").is_file():
-        raise TlcvError(
-            f"{run_dir} is not a tlcv run folder (no config.yaml)",
-            path=str(run_dir),
-            hint=f"give the --out folder of the interrupted `{command}`",
-        )
-    if (run_dir / "model.json").is_file():
-        raise TlcvError(
-            f"{run_dir} already finished",
-            path=str(run_dir),
-            hint="evaluate or predict with it; nothing to resume",
-        )
-    return read_run_config(run_dir / "config.yaml")
-
-
 def resume(run: str | Path, *, progress: bool = False, **changed) -> Run | None:
     """Continue an interrupted run from its last finished epoch, with its saved configuration.
 
     Any option in ``changed`` that differs from the saved one is refused (a resumed run must be
     the run it claims to be); pass only what you typed again.
     """
+    from .runs import interrupted_run_config
+
     run_dir = Path(run).expanduser()
-    saved = _interrupted_config(run_dir, "tlcv train")
-    saved.pop("resolved", None)
-    valid = {f.name for f in fields(TrainConfig)}
-    differ = sorted(
-        k
-        for k, v in changed.items()
-        if k in valid and k not in ("resume", "progress") and saved.get(k) != v
-    )
-    if differ:
-        detail = ", ".join(f"{k}: saved {saved.get(k)!r}, now {changed[k]!r}" for k in differ)
-        raise TlcvError(
-            f"refusing to resume with a changed configuration ({detail})",
-            hint="drop those flags to resume as saved, or start a new run",
-        )
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in valid})
-    # Resume writes where it is pointed: a copied run folder never rewrites its original.
-    cfg.out, cfg.resume = str(run_dir), str(run_dir)
-    return _dispatch(cfg, progress)
+    saved = interrupted_run_config(run_dir, "tlcv train")
+    return _dispatch(TrainConfig.resumed(run_dir, saved, changed), progress)
 
 
 def adapt(
@@ -106,34 +63,24 @@ def adapt(
     Options are AdaptConfig's fields (``mode="frozen"``, ``backbone=...``, ``select=...``).
     Target labels, if the target folder has class folders, are read only for the final score.
     """
-    from .adaptation import AdaptConfig
     from .adaptation import adapt as run_adapt
-    from .adaptation.config import ADAPT_KEYS
+    from .config import AdaptConfig
 
-    unknown = sorted(set(options) - ADAPT_KEYS)
-    if unknown:
-        raise TlcvError(
-            f"unknown option(s): {', '.join(unknown)}",
-            hint=f"valid: {', '.join(sorted(ADAPT_KEYS))}",
-        )
-    cfg = AdaptConfig(
+    cfg = AdaptConfig.from_options(
         source=str(source), target=str(target), out=str(out), method=method, **options
     )
-    cfg.validate()
     return run_adapt(cfg, progress)
 
 
 def resume_adapt(run: str | Path, *, progress: bool = False) -> Run | None:
     """Continue an interrupted ``adapt`` run from its last finished epoch, as configured."""
-    from .adaptation import AdaptConfig
     from .adaptation import adapt as run_adapt
-    from .adaptation.config import ADAPT_KEYS
+    from .config import AdaptConfig
+    from .runs import interrupted_run_config
 
     run_dir = Path(run).expanduser()
-    saved = _interrupted_config(run_dir, "tlcv adapt")
-    cfg = AdaptConfig(**{k: v for k, v in saved.items() if k in ADAPT_KEYS})
-    cfg.out, cfg.resume = str(run_dir), str(run_dir)  # the folder pointed at, not the saved one
-    return run_adapt(cfg, progress)
+    saved = interrupted_run_config(run_dir, "tlcv adapt")
+    return run_adapt(AdaptConfig.resumed(run_dir, saved), progress)
 
 
 def extract(
@@ -156,56 +103,13 @@ def extract(
     its features are cached apart from torch's). A re-run whose images are all cached is
     answered without importing torch (features.memo).
     """
-    from .deploy.engine import check_engine
-    from .features.memo import cached_features, memo_key, remember
+    from .features.folder import extract_folder
 
-    check_engine(engine)
-    if engine == "onnxruntime-int8":
-        raise TlcvError(
-            "extract runs a bare backbone: int8 graphs exist for exported runs only",
-            hint="use --engine onnxruntime (fp32) here",
-        )
-    hit = cached_features(
-        data,
-        backbone,
-        weights=weights,
-        image_size=image_size,
-        cache_dir=cache,
-        device=device,
-        strict=strict,
-        engine=engine,
-    )
-    if hit is not None:
-        return hit
-    from .backbones import create_backbone
-    from .data import discover
-    from .features import cache_for, extract_features, resolve_device
-
-    source = discover(data, strict=strict)
-    net = create_backbone(backbone, weights, image_size)
-    encoder = net
-    if engine == "onnxruntime":
-        from .deploy import backbone_encoder
-
-        encoder = backbone_encoder(net, cache)
-    fs = extract_features(
-        source.all_items(),
-        encoder,
-        cache_dir=cache,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        strict=strict,
-        progress=progress,
-    )
-    remember(
-        memo_key(backbone, weights, image_size, device, engine),
-        cache_for(encoder, cache, resolve_device(device)),
-        net.feature_dim,
-        net.weights_source,
-        cache,
-    )
-    return fs
+    return extract_folder(
+        data, backbone, weights=weights, image_size=image_size, cache=cache,
+        batch_size=batch_size, num_workers=num_workers, device=device, strict=strict,
+        progress=progress, engine=engine,
+    )  # fmt: skip
 
 
 def _run(run: str | Path | Run) -> Run:

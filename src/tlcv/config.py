@@ -74,6 +74,38 @@ class _Validated:
     def to_dict(self) -> dict:
         return asdict(self)  # type: ignore[call-overload]
 
+    @classmethod
+    def from_options(cls, **values: Any):
+        """A validated config from keyword options; unknown names are one clear error."""
+        valid = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - valid)
+        if unknown:
+            raise TlcvError(
+                f"unknown option(s): {', '.join(unknown)}",
+                hint=f"valid: {', '.join(sorted(valid))}",
+            )
+        config = cls(**values)
+        config.validate()
+        return config
+
+    @classmethod
+    def resumed(cls, run_dir: Path, saved: dict, changed: dict | None = None):
+        """The saved config of an interrupted run, writing where it is pointed (``run_dir``:
+        a copied run folder never rewrites its original). An option in ``changed`` that
+        differs from the saved value is refused: a resumed run must be the run it claims."""
+        valid = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        changed = {k: v for k, v in (changed or {}).items() if k in valid and k != "resume"}
+        differ = sorted(k for k, v in changed.items() if saved.get(k) != v)
+        if differ:
+            detail = ", ".join(f"{k}: saved {saved.get(k)!r}, now {changed[k]!r}" for k in differ)
+            raise TlcvError(
+                f"refusing to resume with a changed configuration ({detail})",
+                hint="drop those flags to resume as saved, or start a new run",
+            )
+        config = cls(**{k: v for k, v in saved.items() if k in valid})
+        config.out = config.resume = str(run_dir)  # type: ignore[attr-defined]
+        return config
+
 
 @dataclass
 class TrainConfig(_Validated):

@@ -304,6 +304,23 @@ def load_run(path: str | Path) -> Run:
     return Run(path, info, classes, read_run_config(path / "config.yaml"))
 
 
+def interrupted_run_config(run_dir: Path, command: str) -> dict:
+    """The saved configuration of a run that has not finished (a damaged file: one line)."""
+    if not (run_dir / "config.yaml").is_file():
+        raise TlcvError(
+            f"{run_dir} is not a tlcv run folder (no config.yaml)",
+            path=str(run_dir),
+            hint=f"give the --out folder of the interrupted `{command}`",
+        )
+    if (run_dir / "model.json").is_file():
+        raise TlcvError(
+            f"{run_dir} already finished",
+            path=str(run_dir),
+            hint="evaluate or predict with it; nothing to resume",
+        )
+    return read_run_config(run_dir / "config.yaml")
+
+
 def _damaged(file: Path, what: str) -> TlcvError:
     return TlcvError(
         f"{file.name} in {file.parent} is damaged: {what}",

@@ -192,6 +192,11 @@ class TrainConfig(_Validated):
         "middle", "Clips, --temporal frame: middle or first frame.", choices=FRAME_PICKS
     )
 
+    def validate(self) -> None:
+        super().validate()
+        if self.frames < 1:
+            raise TlcvError("--frames must be at least 1")
+
 
 @dataclass
 class AdaptConfig(_Validated):

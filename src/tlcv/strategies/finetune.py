@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import lightning as L
-import numpy as np
 import torch
 from torch import nn
 
@@ -15,6 +14,7 @@ from ..config import TrainConfig
 from ..data import discover, make_splits
 from ..engine import Recipe, TransferModule, labelled_loader
 from ..engine.lifecycle import Outcome, RunLifecycle
+from ..engine.tuning import predict_logits
 from ..errors import TlcvError
 from ..evaluation import classification_metrics
 from ..features.extract import resolve_device
@@ -27,22 +27,6 @@ def _check(cfg: TrainConfig) -> None:
     get_backbone_spec(cfg.backbone)  # choices were validated with the config (TrainConfig)
     if cfg.epochs < 1 or cfg.lr <= 0 or cfg.batch_size < 1:
         raise TlcvError("--epochs, --lr and --batch-size must be positive")
-
-
-@torch.inference_mode()
-def predict_logits(model: nn.Module, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    from ..data import normalize
-
-    model = model.to(device).eval()
-    logits, labels = [], []
-    for x, y, _ in loader:
-        if len(x):
-            x = normalize(x, model.backbone.preprocessing, device, channels_last=True)
-            logits.append(model(x).float().cpu())
-            labels.append(y)
-    if not logits:
-        return np.empty((0, 0)), np.empty(0, dtype=int)
-    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
 def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
@@ -83,7 +67,7 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
     if cfg.lr_find and not cfg.resume:
 
         def find_lr(trainer):
-            _find_lr(trainer, module, train_loader, val_loader, recipe, life.run_dir, notes)
+            find_lr(trainer, module, train_loader, val_loader, recipe, life.run_dir, notes)
 
     monitor = "val_acc" if val_loader else "train_acc"
     trained = life.train(
@@ -121,26 +105,6 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
             splits.missing + sorted(set(module.skipped)),
         )
     )
-
-
-def _find_lr(trainer, module, train_loader, val_loader, recipe, run_dir, notes) -> None:
-    from lightning.pytorch.tuner import Tuner
-
-    finder = Tuner(trainer).lr_find(
-        module,
-        train_loader,
-        val_loader,
-        min_lr=1e-6,
-        max_lr=1.0,
-        num_training=min(60, len(train_loader) * 3),
-        update_attr=False,
-    )
-    suggestion = finder.suggestion() if finder is not None else None
-    if suggestion:
-        recipe.lr = float(suggestion)
-        notes.append(f"learning-rate finder chose --lr {recipe.lr:.2e} (plot: lr_find.png)")
-        fig = finder.plot(suggest=True)
-        fig.savefig(run_dir / "lr_find.png")
 
 
 @register_strategy("finetune")

@@ -28,18 +28,12 @@ from . import CLIP_STRATEGIES
 from .common import engine_options, resolved_config, split_options
 
 
-def check_sequence_options(cfg: TrainConfig) -> None:
-    get_backbone_spec(cfg.backbone)  # choices were validated with the config (TrainConfig)
-    if cfg.frames < 1:
-        raise TlcvError("--frames must be at least 1")
-
-
 @CLIP_STRATEGIES.register("features")
 @CLIP_STRATEGIES.register("finetune")
 def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
     """features: frozen per-frame CNN (features cached) + a trained temporal head;
     finetune: the CNN trains too, on clips decoded every epoch."""
-    check_sequence_options(cfg)
+    get_backbone_spec(cfg.backbone)  # before decoding any clip; the rest: TrainConfig.validate
     life = RunLifecycle(cfg.out, overwrite=cfg.overwrite, resume=bool(cfg.resume))
     splits = make_splits(discover_clips(cfg.data, strict=cfg.strict), **split_options(cfg))
     backbone = create_backbone(cfg.backbone, cfg.weights, cfg.image_size, seed=cfg.seed)

@@ -104,7 +104,8 @@ def test_the_lifecycle_refuses_a_finished_folder_and_keeps_it(toy_task, toy_data
 def test_unknown_tasks_and_strategies_list_the_registered_ones(toy_data, tmp_path):
     from tlcv.errors import TlcvError
 
-    with pytest.raises(TlcvError, match="(?s)unknown --task 'segmentatoin'.*classification"):
+    listed = "(?s)unknown task 'segmentatoin'.*classification, clip-classification"
+    with pytest.raises(TlcvError, match=listed):
         tlcv.train(toy_data, tmp_path / "x", task="segmentatoin")
     with pytest.raises(TlcvError, match="(?s)unknown clip strategy 'scratch'.*features, finetune"):
         tlcv.train(toy_data, tmp_path / "x", task="clip-classification", strategy="scratch")

@@ -53,31 +53,33 @@ def test_registries_load_their_modules_on_first_use():
     assert "mobilenet_v2" in list_backbones()
 
 
-def _top_level_imports(path, module: str) -> set[str]:
-    """tlcv modules a module imports when it is imported (not inside functions or
-    TYPE_CHECKING blocks), as dotted names."""
+def _imports(path, module: str) -> set[str]:
+    """tlcv modules a module imports anywhere (top level, inside functions, under
+    TYPE_CHECKING), as dotted names: the layers import downwards only, lazily or not."""
     import ast
 
     tree = ast.parse(path.read_text())
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     found = set()
-    for node in tree.body:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue
-        for sub in ast.walk(node) if not isinstance(node, ast.FunctionDef | ast.ClassDef) else ():
-            if isinstance(sub, ast.ImportFrom) and sub.level:
-                base = package.rsplit(".", sub.level - 1)[0] if sub.level > 1 else package
-                target = f"{base}.{sub.module}" if sub.module else base
-                found.add(target)
-                found.update(f"{target}.{a.name}" for a in sub.names)
-            elif isinstance(sub, ast.Import):
-                found.update(a.name for a in sub.names if a.name.startswith("tlcv"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            elif node.module and node.module.startswith("tlcv"):
+                target = node.module
+            else:
+                continue
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("tlcv"))
     return found
 
 
 def test_no_import_cycles_between_modules():
-    """A module never imports (at import time) one that imports it back, except a package's
-    own submodules importing the package (the registration pattern)."""
+    """No module imports (at any depth) one that imports it back, except a package's own
+    submodules importing the package (the registration pattern)."""
     from pathlib import Path
 
     import tlcv
@@ -89,7 +91,7 @@ def test_no_import_cycles_between_modules():
         name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
         modules[name] = path
     graph = {
-        name: {m for m in _top_level_imports(path, name) if m in modules and m != name}
+        name: {m for m in _imports(path, name) if m in modules and m != name}
         for name, path in modules.items()
     }
     # a submodule importing its own package is how registries fill: not a cycle

@@ -218,8 +218,14 @@ def extract(
         )
 
 
+def _task_names() -> list[str]:
+    from .tasks import TASKS  # torch-free: task modules import their models lazily
+
+    return TASKS.names()
+
+
 @app.command("train")
-@config_command(TrainConfig, extra=[keyword("config", ConfigOpt)])
+@config_command(TrainConfig, extra=[keyword("config", ConfigOpt)], names={"task": _task_names})
 def train(ctx: typer.Context, given: dict, config: Path | None = None) -> None:
     """Train a classifier on an image folder and write a self-contained run folder.
 

@@ -15,8 +15,15 @@ import typer
 from .config import choices_of
 
 
-def config_parameters(config_cls: type, skip: set[str] = frozenset()) -> list[inspect.Parameter]:
+def config_parameters(
+    config_cls: type,
+    skip: set[str] = frozenset(),
+    names: dict[str, Callable[[], list[str]]] | None = None,
+) -> list[inspect.Parameter]:
     """One keyword parameter per field: ``Annotated[type, typer.Option(...)] = default``.
+
+    ``names``: for fields whose values are a registry's names (``task``), where the help
+    lists them from; the registry itself refuses an unknown one.
 
     Required fields (``--data``) default to None here: they may come from --config or, for
     --resume, from the saved run; the command checks they are there.
@@ -31,7 +38,7 @@ def config_parameters(config_cls: type, skip: set[str] = frozenset()) -> list[in
         if f.default is MISSING or default is None:
             kind = kind | None if kind is not type(None) else kind
         help_text = f.metadata.get("help", "")
-        allowed = choices_of(f)
+        allowed = choices_of(f) or (names[f.name]() if names and f.name in names else None)
         if allowed and not all(c in help_text for c in allowed):
             help_text += f" Choices: {', '.join(allowed)}."
         help_text = help_text.replace("[", "\\[")  # rich would read "[default: x]" as markup
@@ -50,12 +57,13 @@ def config_command(
     *,
     extra: list[inspect.Parameter] = (),
     skip: set[str] = frozenset(),
+    names: dict[str, Callable[[], list[str]]] | None = None,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Turn ``body(ctx, options: dict, **extra)`` into a typer command with a flag for every
     field of ``config_cls`` (besides ``extra`` parameters such as --config or --json); register
     the result with ``app.command(NAME)``. ``options`` holds every field's value, as typed or
     defaulted, keyed by field name."""
-    option_params = config_parameters(config_cls, skip)
+    option_params = config_parameters(config_cls, skip, names)
     option_names = {p.name for p in option_params}
     ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                   annotation=typer.Context)  # fmt: skip

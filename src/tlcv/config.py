@@ -6,7 +6,6 @@ the same keys (``image-size`` or ``image_size``). Torch-free: the CLI imports it
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,12 @@ def option(
     default: Any = MISSING,
     help: str = "",  # noqa: A002 - the word typer and click use
     *,
-    choices: tuple[str, ...] | Callable[[], list[str]] | None = None,
+    choices: tuple[str, ...] | None = None,
     flag: str | None = None,
     cli: bool = True,
 ) -> Any:
-    """A config field with what the CLI and validation need: ``choices`` is a tuple or a
-    function returning a registry's names; ``flag`` overrides the flag spelling (e.g.
+    """A config field with what the CLI and validation need: ``choices`` the allowed values;
+    ``flag`` overrides the flag spelling (e.g.
     "--plots/--no-plots"); ``cli=False`` keeps a field out of the command line."""
     metadata = {"help": help, "choices": choices, "flag": flag, "cli": cli}
     return field(default=default, metadata=metadata)
@@ -47,15 +46,7 @@ def option(
 
 def choices_of(f: Field) -> list[str] | None:
     found = f.metadata.get("choices")
-    if found is None:
-        return None
-    return list(found()) if callable(found) else list(found)
-
-
-def _task_names() -> list[str]:
-    from .tasks import TASKS
-
-    return TASKS.names()
+    return None if found is None else list(found)
 
 
 class _Validated:
@@ -118,9 +109,9 @@ class TrainConfig(_Validated):
     weights: str = option(
         "imagenet", "'imagenet' (default source), 'none' (random) or a .pth/.pt/.safetensors file."
     )
-    task: str | None = option(
-        None, "What to predict [default: from the data: clips or images].", choices=_task_names
-    )
+    # tasks (tlcv.tasks) are a registry above this layer: the CLI lists their names in the
+    # help, and an unknown name is refused by the registry with the names it knows
+    task: str | None = option(None, "What to predict [default: from the data: clips or images].")
     strategy: str = option(
         "features",
         "features (frozen backbone + new classifier), finetune (whole network, reduced lr for "

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from ..backbones import create_backbone
-from ..config import FALLBACKS  # noqa: F401 - declared with the options
 from ..evaluation import classification_metrics
 from ..heads import get_classifier
 from ..runs import ClassifierModel

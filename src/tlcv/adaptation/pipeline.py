@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..backbones import create_backbone, get_backbone_spec, state_fingerprint
+from ..config import AdaptConfig
 from ..data import image_loader, normalize
 from ..data.splits import stratified_split
 from ..engine import Recipe, RunArtifacts, TransferModule
@@ -28,7 +29,6 @@ from ..heads import BottleneckHead
 from ..io import write_text
 from ..runs import ClassifierModel, Run, rows_to_csv
 from .analysis import plot_domains, proxy_a_distance
-from .config import AdaptConfig
 from .domains import Domains, read_domains
 from .guard import assess
 from .methods import build_methods, parse_methods

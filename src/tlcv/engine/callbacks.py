@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 from torch import nn
 
-from ..config import BN_MODES, UNFREEZE_MODES  # noqa: F401 - declared with the options
+from ..config import BN_MODES, UNFREEZE_MODES  # declared with the options
 from ..io import save_tensors, write_text
 from ..runs import rows_to_csv
 

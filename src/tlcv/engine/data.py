@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import InterpolationMode, v2
 
 from ..backbones.registry import Preprocessing
-from ..config import AUGMENTS  # noqa: F401 - declared with the options
+from ..config import AUGMENTS  # declared with the options
 from ..data import ImageItem, eval_transform, open_rgb
 from ..data.loading import default_workers_for, lower_priority
 from ..errors import BadImageError, TlcvError

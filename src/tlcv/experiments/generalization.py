@@ -47,9 +47,9 @@ def generalization(
     echo=print,
     **train_options,
 ) -> dict:
-    from ..adaptation.config import ADAPT_KEYS
     from ..adaptation.methods import parse_methods
     from ..api import adapt, evaluate, train
+    from ..config import ADAPT_KEYS
 
     data, out = Path(data).expanduser(), Path(out).expanduser()
     names = find_domains(data, domains)

@@ -286,6 +286,15 @@ def _link_subset(src: Path, dst: Path, per_class: int, classes: list[str] | None
     return dst
 
 
+def _small_finetune(data: Path, *, image_size: int, epochs: int, batch_size: int) -> list[str]:
+    """`tlcv train` arguments of a small from-scratch fine-tuning run (no --out)."""
+    return [
+        "train", "--data", str(data), "--strategy", "finetune", "--backbone",
+        "mobilenet_v3_small", "--weights", "none", "--image-size", str(image_size),
+        "--epochs", str(epochs), "--batch-size", str(batch_size), "--num-workers", "0",
+    ]  # fmt: skip
+
+
 def _jobs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
     """name -> (command without --out, resume command prefix)."""
     office = _link_subset(
@@ -293,29 +302,8 @@ def _jobs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
     )
     mnist = _link_subset(DIGITS / "mnist" / "train", tmp / "mnist", 40)
     usps = _link_subset(DIGITS / "usps" / "train", tmp / "usps", 40)
-    finetune = [
-        "train",
-        "--data",
-        str(office),
-        "--strategy",
-        "finetune",
-        "--backbone",
-        "mobilenet_v3_small",
-        "--weights",
-        "none",
-        "--image-size",
-        "64",
-        "--epochs",
-        "6",
-        "--batch-size",
-        "8",
-        "--num-workers",
-        "0",
-        "--patience",
-        "0",
-        "--seed",
-        "5",
-    ]
+    finetune = _small_finetune(office, image_size=64, epochs=6, batch_size=8)
+    finetune += ["--patience", "0", "--seed", "5"]
     dann = [
         "adapt",
         "--source",
@@ -504,29 +492,8 @@ BEFORE = {
 def part_folders(tmp: Path) -> None:
     office = _link_subset(OFFICE / "amazon", tmp / "office2", 6, ["back_pack", "bike"])
     base = tmp / "finished"
-    done = _run(
-        [
-            "train",
-            "--data",
-            str(office),
-            "--strategy",
-            "finetune",
-            "--backbone",
-            "mobilenet_v3_small",
-            "--weights",
-            "none",
-            "--image-size",
-            "32",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--num-workers",
-            "0",
-            "--out",
-            str(base),
-        ]
-    )
+    finetune = _small_finetune(office, image_size=32, epochs=1, batch_size=4)
+    done = _run([*finetune, "--out", str(base)])
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
     image = str(sorted((office / "bike").iterdir())[0])

@@ -98,6 +98,29 @@ class _Validated:
         return config
 
 
+# Options `train` and `adapt` share mean one thing: declared here once, used by both.
+_SHARED: dict[str, tuple[Any, str]] = {
+    "backbone": (DEFAULT_BACKBONE, "Registry name (see `tlcv models`) or timm:<model>."),
+    "weights": (
+        "imagenet",
+        "'imagenet' (default source), 'none' (random) or a .pth/.pt/.safetensors file.",
+    ),
+    "image_size": (None, "Input size in pixels (default: the backbone's own)."),
+    "seed": (0, "Seed for splits, subsets, training."),
+    "num_workers": (None, "Decoding processes [default: by CPU count]."),
+    "cache": (None, "Feature cache folder [default: $TLCV_CACHE or ~/.cache/tlcv/features]."),
+    "device": ("auto", "auto, cpu, cuda or cuda:N."),
+    "strict": (False, "Stop at the first unreadable image instead of skipping it."),
+    "overwrite": (False, "Replace an existing run in --out."),
+}
+
+
+def shared(name: str) -> Any:
+    """The field of an option both commands take."""
+    default, help_text = _SHARED[name]
+    return option(default, help_text)
+
+
 @dataclass
 class TrainConfig(_Validated):
     data: str = option(
@@ -105,10 +128,8 @@ class TrainConfig(_Validated):
         "clips (video files / frame folders per class)."
     )
     out: str = option(help="Run folder to write.")
-    backbone: str = option(DEFAULT_BACKBONE, "Registry name (see `tlcv models`) or timm:<model>.")
-    weights: str = option(
-        "imagenet", "'imagenet' (default source), 'none' (random) or a .pth/.pt/.safetensors file."
-    )
+    backbone: str = shared("backbone")
+    weights: str = shared("weights")
     # tasks (tlcv.tasks) are a registry above this layer: the CLI lists their names in the
     # help, and an unknown name is refused by the registry with the names it knows
     task: str | None = option(None, "What to predict [default: from the data: clips or images].")
@@ -119,22 +140,20 @@ class TrainConfig(_Validated):
         "histograms + linear SVM/logreg; --backbone hog, hog_color or hog_color_lbp).",
     )
     classifier: str = option("logreg", "For --strategy features: logreg, svm, knn or mlp.")
-    image_size: int | None = option(None, "Input size in pixels (default: the backbone's own).")
+    image_size: int | None = shared("image_size")
     per_class: int | None = option(None, "Use at most K training images per class (few-shot).")
-    seed: int = option(0, "Seed for splits, subsets, training.")
+    seed: int = shared("seed")
     split_seed: int | None = option(
         None, "Seed of the train/val/test split only [default: --seed]."
     )
     val_fraction: float = option(0.15, "Validation share when the data has no val/ folder.")
     test_fraction: float = option(0.2, "Test share when the data has no split folders.")
     batch_size: int = option(64, "Images per batch.")
-    num_workers: int | None = option(None, "Decoding processes [default: by CPU count].")
-    cache: str | None = option(
-        None, "Feature cache folder [default: $TLCV_CACHE or ~/.cache/tlcv/features]."
-    )
-    device: str = option("auto", "auto, cpu, cuda or cuda:N.")
-    strict: bool = option(False, "Stop at the first unreadable image instead of skipping it.")
-    overwrite: bool = option(False, "Replace an existing run in --out.")
+    num_workers: int | None = shared("num_workers")
+    cache: str | None = shared("cache")
+    device: str = shared("device")
+    strict: bool = shared("strict")
+    overwrite: bool = shared("overwrite")
     # --- training engine (finetune / scratch / clips; ignored by --strategy features) ---
     epochs: int = option(10, "Training epochs (finetune/scratch/clips).")
     lr: float = option(1e-3, "Learning rate of the new head.")
@@ -202,16 +221,16 @@ class AdaptConfig(_Validated):
         "source-only, dann, cdan, cdan+e, dan, coral, mcc, adabn, self-training; combine "
         "with + (dann+mcc).",
     )
-    backbone: str = DEFAULT_BACKBONE
-    weights: str = "imagenet"
+    backbone: str = shared("backbone")
+    weights: str = shared("weights")
     mode: str = option(
         "frozen",
         "frozen (bottleneck + classifier on cached features, fast) or full (backbone trained "
         "too, at the reduced fine-tuning lr).",
         choices=ADAPT_MODES,
     )
-    image_size: int | None = None
-    seed: int = 0
+    image_size: int | None = shared("image_size")
+    seed: int = shared("seed")
     epochs: int = option(20, "Training epochs.")
     lr: float = option(1e-3, "Head and discriminator lr.")
     backbone_lr_ratio: float = option(0.1, "Full mode: backbone lr / --lr.")
@@ -243,24 +262,12 @@ class AdaptConfig(_Validated):
         choices=FALLBACKS,
     )
     plots: bool = option(True, "t-SNE picture.", flag="--plots/--no-plots")
-    num_workers: int | None = None
-    cache: str | None = None
-    device: str = "auto"
-    strict: bool = False
-    overwrite: bool = False
+    num_workers: int | None = shared("num_workers")
+    cache: str | None = shared("cache")
+    device: str = shared("device")
+    strict: bool = shared("strict")
+    overwrite: bool = shared("overwrite")
     resume: str | None = option(None, "Continue an interrupted adapt run.")
-
-
-def _inherit_shared_options() -> None:
-    """Options both commands share (backbone, weights, seed, cache, ...) mean one thing:
-    AdaptConfig takes their help from TrainConfig, so nothing is written twice."""
-    train = {f.name: f for f in fields(TrainConfig)}
-    for f in fields(AdaptConfig):
-        if not f.metadata.get("help") and f.name in train:
-            f.metadata = train[f.name].metadata  # type: ignore[misc]
-
-
-_inherit_shared_options()
 
 
 def read_config_file(path: str | Path, allowed: set[str]) -> dict:
@@ -287,4 +294,3 @@ def read_config_file(path: str | Path, allowed: set[str]) -> dict:
 
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 ADAPT_KEYS = {f.name for f in fields(AdaptConfig)}
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..backbones import Backbone
 from ..config import TrainConfig
 from ..data import Splits
+from ..engine import FreezeSchedule
 
 
 def split_options(cfg: TrainConfig) -> dict:
@@ -35,8 +36,6 @@ def resolved_config(backbone: Backbone, splits: Splits, strategy: str, **extra) 
 
 def engine_options(cfg: TrainConfig, progress: bool, **override) -> dict:
     """The training engine's options as `tlcv train` flags set them (RunLifecycle.train)."""
-    from ..engine import FreezeSchedule
-
     options = dict(
         monitor="val_acc",
         callbacks=[FreezeSchedule(cfg.freeze_epochs, cfg.unfreeze, cfg.bn)],

@@ -131,6 +131,7 @@ def evaluate(
     progress: bool = False,
     prefix: int | None = None,
     engine: str = "torch",
+    **task_options,
 ) -> dict:
     """Score every labelled image (or clip) under ``data`` (all splits) with a saved run.
 
@@ -138,13 +139,16 @@ def evaluate(
     "onnxruntime" (the run's exported graph, exported into RUN/export/ on first use) or
     "onnxruntime-int8" (the quantized graph `tlcv export --int8` kept).
     Writes metrics.json, per_class.csv, predictions.csv and confusion.png to ``out``
-    (default: RUN/eval/<data folder name>).
+    (default: RUN/eval/<data folder name>). Segmentation runs: mIoU, per-class IoU, overlay
+    panels; ``window=N`` predicts large images in overlapping N-pixel squares.
     """
-    from .inference import evaluate as run_evaluate
+    from .tasks import task_of_run
 
-    return run_evaluate(
-        _run(run), data, out=out, cache=cache, batch_size=batch_size, num_workers=num_workers,
+    loaded = _run(run)
+    return task_of_run(loaded).evaluate(
+        loaded, data, out=out, cache=cache, batch_size=batch_size, num_workers=num_workers,
         device=device, strict=strict, progress=progress, prefix=prefix, engine=engine,
+        **task_options,
     )  # fmt: skip
 
 
@@ -160,18 +164,22 @@ def predict(
     strict: bool = False,
     prefix: int | None = None,
     engine: str = "torch",
+    **task_options,
 ) -> list[dict]:
     """Top-k classes for each image or clip; unreadable inputs get an ``error`` instead.
+    Segmentation runs: a mask and an overlay PNG per image (``out=FOLDER``, default
+    RUN/predictions) and the class fractions.
 
     Features stay in memory (a shard written and fsynced per call costs more than the
     features of a few images) unless ``cache`` names a folder. Clip runs add ``steps``.
     """
-    from .inference import predict as run_predict
+    from .tasks import task_of_run
 
-    return run_predict(
-        _run(run), paths, top_k=top_k, cache=False if cache is None else cache,
+    loaded = _run(run)
+    return task_of_run(loaded).predict(
+        loaded, paths, top_k=top_k, cache=False if cache is None else cache,
         batch_size=batch_size, num_workers=num_workers, device=device, strict=strict,
-        prefix=prefix, engine=engine,
+        prefix=prefix, engine=engine, **task_options,
     )  # fmt: skip
 
 

@@ -253,6 +253,12 @@ def train(ctx: typer.Context, given: dict, config: Path | None = None) -> None:
         run = train_api(data_path, out_path, progress=sys.stderr.isatty(), **v)
     if run is None:
         return
+    if run.info.get("task") == "segmentation":
+        from .cli_segmentation import print_trained
+
+        print_trained(run)
+        _print_notes(run.notes)
+        return
     metrics = run.metrics
     how = run.info.get("classifier") or run.info.get("strategy", "")
     table = Table(title=esc(f"{run.info['backbone']} + {how} -> {run.path}"))
@@ -269,8 +275,20 @@ def train(ctx: typer.Context, given: dict, config: Path | None = None) -> None:
                 f"{m['macro_f1']:.3f}",
             )
     console.print(table)
-    if run.notes:
-        err.print("[yellow]notes:[/]\n" + esc("".join(f"- {n}\n" for n in run.notes).strip()))
+    _print_notes(run.notes)
+
+
+def _print_notes(notes: list[str]) -> None:
+    if notes:
+        err.print("[yellow]notes:[/]\n" + esc("".join(f"- {n}\n" for n in notes).strip()))
+
+
+WindowOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--window", help="Segmentation: predict large images in overlapping N-px squares."
+    ),
+]
 
 
 @app.command()
@@ -292,10 +310,12 @@ def evaluate(
         int | None, typer.Option("--prefix", help="Clip runs: use only the first K frames.")
     ] = None,
     engine: EngineOpt = "torch",
+    window: WindowOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Score every labelled image under --data: accuracy, balanced accuracy, macro-F1,
-    per-class table and a confusion-matrix PNG.
+    per-class table and a confusion-matrix PNG (segmentation runs: mIoU, IoU per class,
+    pixel accuracy, confusion matrix and image | truth | prediction overlays).
 
     Example: tlcv evaluate runs/photos --data new_photos/ --json
     """
@@ -316,11 +336,18 @@ def evaluate(
         ),
     )
     _need(v, "data")
+    extra = {"window": window} if window else {}
     m = evaluate_api(
-        run, v.pop("data"), progress=sys.stderr.isatty() and not json_out, prefix=prefix, **v
-    )
+        run, v.pop("data"), progress=sys.stderr.isatty() and not json_out, prefix=prefix,
+        **extra, **v,
+    )  # fmt: skip
     if json_out:
         print(json.dumps({k: val for k, val in m.items() if k not in ("confusion",)}))
+        return
+    if m.get("task") == "segmentation":
+        from .cli_segmentation import print_evaluation
+
+        print_evaluation(m)
         return
     console.print(
         f"accuracy {m['accuracy']:.4f}   balanced accuracy {m['balanced_accuracy']:.4f}   "
@@ -368,8 +395,17 @@ def predict(
         int | None, typer.Option("--prefix", help="Clip runs: use only the first K frames.")
     ] = None,
     engine: EngineOpt = "torch",
+    window: WindowOpt = None,
+    masks: Annotated[
+        Path | None,
+        typer.Option(
+            "--masks",
+            help="Segmentation: folder for mask + overlay PNGs [default: RUN/predictions].",
+        ),
+    ] = None,
 ) -> None:
-    """Top-k classes for new images, or for clips with per-step scores (clip runs).
+    """Top-k classes for new images, or for clips with per-step scores (clip runs); for
+    segmentation runs a mask and an overlay PNG per image and its class fractions.
 
     Examples:
       tlcv predict runs/photos img1.jpg more_images/ --top-k 3 --format json
@@ -390,9 +426,19 @@ def predict(
         strict=strict,
         prefix=prefix,
         engine=engine,
+        **({"window": window} if window else {}),
+        **({"out": str(masks)} if masks else {}),
     )
     if fmt == "json":
         text = json.dumps(results, indent=2) + "\n"
+    elif results and any("fractions" in r for r in results):
+        import io
+
+        from .cli_segmentation import prediction_rows
+
+        buf = io.StringIO()
+        csv.writer(buf).writerows(prediction_rows(results))
+        text = buf.getvalue()
     else:
         import io
 

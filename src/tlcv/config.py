@@ -27,6 +27,8 @@ FRAME_PICKS = ("middle", "first")
 ADAPT_MODES = ("frozen", "full")
 SELECTIONS = ("source-val", "entropy", "last")
 FALLBACKS = ("none", "source-only")
+DECODERS = ("unet", "fpn", "lraspp")  # segmentation/model.py registers one builder each
+CLASS_WEIGHTINGS = ("none", "median-frequency")
 
 
 def option(
@@ -201,11 +203,32 @@ class TrainConfig(_Validated):
     frame_pick: str = option(
         "middle", "Clips, --temporal frame: middle or first frame.", choices=FRAME_PICKS
     )
+    # --- segmentation (images/ + masks/ folders, or an image,mask CSV) ---
+    decoder: str = option(
+        "fpn",
+        "Segmentation: unet, fpn (smp) or lraspp (torchvision) decoder on the backbone's "
+        "pyramid. --image-size is the short side images are seen at [default 256].",
+        choices=DECODERS,
+    )
+    ignore_index: int = option(
+        255, "Segmentation: mask value of void pixels (ignored), besides rows named void."
+    )
+    class_weighting: str = option(
+        "none",
+        "Segmentation: none or median-frequency (SegNet's class-balanced cross-entropy).",
+        choices=CLASS_WEIGHTINGS,
+    )
+    dice: bool = option(False, "Segmentation: add a Dice loss to the cross-entropy.")
+    max_images: int | None = option(
+        None, "Segmentation: use at most N training images (the few-shot budget)."
+    )
 
     def validate(self) -> None:
         super().validate()
         if self.frames < 1:
             raise TlcvError("--frames must be at least 1")
+        if self.max_images is not None and self.max_images < 1:
+            raise TlcvError("--max-images must be at least 1")
 
 
 @dataclass

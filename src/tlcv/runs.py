@@ -237,6 +237,10 @@ class Run:
         )
         backbone.weights_id = state_fingerprint(backbone.net)
         head_state = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
+        if self.info.get("task") == "segmentation":
+            from .segmentation.model import rebuild_model
+
+            return rebuild_model(backbone, self.info["head"], head_state)
         if self.is_sequence:
             from .heads import TemporalHead
 

@@ -48,6 +48,8 @@ class Objective:
         # Trainable parts of the method itself (e.g. a domain discriminator): optimised at the
         # head's learning rate, checkpointed for resume, not part of the saved model.
         self.parts: nn.ModuleDict = nn.ModuleDict()
+        # torchmetrics the objective logs (moved to the device with the module, not trained).
+        self.metrics: nn.ModuleDict = nn.ModuleDict()
 
     def forward(self, module: TransferModule, batch):
         """(logits, labels) for a batch, or (None, None) when it held no readable sample."""
@@ -96,14 +98,17 @@ class TransferModule(L.LightningModule):
         num_classes: int,
         recipe: Recipe,
         objective: Objective | None = None,
+        ignore_index: int | None = None,
     ):
+        """``ignore_index``: a label value left out of the accuracies (void pixels)."""
         super().__init__()
         self.model = model
         self.recipe = recipe
         self.objective = objective or Objective(recipe.label_smoothing)
         self.objective_parts = self.objective.parts
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.objective_metrics = self.objective.metrics
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore_index)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore_index)
         self.skipped: list[tuple[str, str]] = []
         self.frozen_modules: list[nn.Module] = []  # kept in eval mode (BN statistics fixed)
 
@@ -172,8 +177,7 @@ class TransferModule(L.LightningModule):
         # enough: Lightning consumes the global RNG in a different order when it restarts an
         # epoch loop (adaptation runs with dropout resumed to different weights).
         torch.manual_seed(
-            _seed_of(self.recipe.seed, self.current_epoch, batch_idx, self.global_rank)
-            % (2**63)
+            _seed_of(self.recipe.seed, self.current_epoch, batch_idx, self.global_rank) % (2**63)
         )
 
     def train(self, mode: bool = True):

@@ -51,7 +51,9 @@ class ResumeCheckpoint(ModelCheckpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.fast_dev_run:
             return
-        trainer.save_checkpoint(Path(self.dirpath) / "last.ckpt")
+        # the full training state (optimizer, loops) for resume; said explicitly, Lightning
+        # otherwise logs "weights_only was not set" on every save
+        trainer.save_checkpoint(Path(self.dirpath) / "last.ckpt", weights_only=False)
 
 
 def world_size() -> int:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from ..registry import Registry, import_submodules
 
 EXPERIMENTS: Registry[Callable] = Registry(
-    "experiment", load=import_submodules(__name__, __path__)  # one file per experiment
+    "experiment",
+    load=import_submodules(__name__, __path__),  # one file per experiment
 )
 register_experiment = EXPERIMENTS.register
 get_experiment = EXPERIMENTS.get

@@ -44,9 +44,7 @@ def predict(
         top = np.argsort(-row)[:k]
         answer = {
             "path": it.path,
-            "top": [
-                {"label": run.classes[int(c)], "score": round(float(row[c]), 6)} for c in top
-            ],
+            "top": [{"label": run.classes[int(c)], "score": round(float(row[c]), 6)} for c in top],
         }
         if result.steps is not None:
             idx, step = result.steps[by_path[it.path]]

@@ -11,6 +11,8 @@ API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per 
   discover(data, strict)  labelled examples found on disk -> data.Source (items per split)
   collect(paths)          unlabelled inputs for predict (files and folders as given)
   score(run, items, ...)  class probabilities of the readable inputs (inference.Scored)
+  evaluate(run, data)     `tlcv evaluate`: metrics + files (default: per-item classes)
+  predict(run, paths)     `tlcv predict`: one answer per input (default: top-k classes)
   run_tags                the ``task`` values a run folder's model.json may hold for it
 """
 
@@ -44,6 +46,16 @@ class Task:
 
     def score(self, run: Run, items: list[ImageItem], **options) -> Scored:
         raise NotImplementedError
+
+    def evaluate(self, run: Run, data: str | Path, **options) -> dict:
+        from ..inference import evaluate
+
+        return evaluate(run, data, **options)
+
+    def predict(self, run: Run, paths: list[str | Path], **options) -> list[dict]:
+        from ..inference import predict
+
+        return predict(run, paths, **options)
 
 
 TASKS: Registry[type[Task]] = Registry("task", load=import_submodules(__name__, __path__))

@@ -1,0 +1,134 @@
+"""Masks for whole images at their own size: resize to the trained scale, predict (optionally in
+overlapping windows), resize the class scores back, then score or draw them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import normalize, open_rgb
+from ..errors import BadImageError
+from .loading import MULTIPLE, pad_batch
+
+PALETTE_SEED = 7
+
+
+def palette(num_classes: int, fmt: dict | None = None) -> np.ndarray:
+    """(K, 3) uint8 colours: the colour table of RGB-coded data, else a fixed distinct set."""
+    if fmt and fmt.get("kind") == "rgb":
+        colours = {v: int(k) for k, v in fmt["lut"].items() if v < num_classes}
+        return np.array(
+            [[(colours[i] >> s) & 255 for s in (16, 8, 0)] for i in range(num_classes)],
+            dtype=np.uint8,
+        )
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    return (np.array([cmap(i % 20)[:3] for i in range(num_classes)]) * 255).astype(np.uint8)
+
+
+def _resized(image: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = image.shape[-2:]
+    scale = size / min(h, w)
+    target = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return (
+        F.interpolate(
+            image[None].float(), size=target, mode="bilinear", antialias=True, align_corners=False
+        )[0]
+        .round()
+        .clamp(0, 255)
+        .to(torch.uint8)
+    )
+
+
+@torch.inference_mode()
+def class_scores(
+    model, image: torch.Tensor, size: int, device: torch.device, window: int | None = None
+) -> torch.Tensor:
+    """Softmax scores (K, H, W) at the image's own size for a uint8 (3, H, W) image."""
+    h, w = image.shape[-2:]
+    scaled = _resized(image, size)
+    if window is None or max(scaled.shape[-2:]) <= window:
+        x, _ = pad_batch([scaled], None)
+        logits = model(normalize(x, model.backbone.preprocessing, device))[0]
+        logits = logits[:, : scaled.shape[-2], : scaled.shape[-1]]
+    else:
+        logits = _windowed(model, scaled, window, device)
+    probs = F.interpolate(logits[None].float(), size=(h, w), mode="bilinear", align_corners=False)[
+        0
+    ]
+    return probs.softmax(0).cpu()
+
+
+def _windowed(model, image: torch.Tensor, window: int, device) -> torch.Tensor:
+    """Average the logits of overlapping ``window`` squares (stride 2/3 of it) over the image."""
+    window = max(MULTIPLE, window // MULTIPLE * MULTIPLE)
+    h, w = image.shape[-2:]
+    step = max(MULTIPLE, window * 2 // 3)
+    tops = sorted({*range(0, max(1, h - window + 1), step), max(0, h - window)})
+    lefts = sorted({*range(0, max(1, w - window + 1), step), max(0, w - window)})
+    total, count = None, torch.zeros(1, h, w)
+    for top in tops:
+        for left in lefts:
+            tile = image[:, top : top + window, left : left + window]
+            x, _ = pad_batch([tile], None)
+            out = model(normalize(x, model.backbone.preprocessing, device))[0].float().cpu()
+            out = out[:, : tile.shape[-2], : tile.shape[-1]]
+            if total is None:
+                total = torch.zeros(out.shape[0], h, w)
+            total[:, top : top + tile.shape[-2], left : left + tile.shape[-1]] += out
+            count[:, top : top + tile.shape[-2], left : left + tile.shape[-1]] += 1
+    return total / count
+
+
+def read_image(path: str) -> torch.Tensor:
+    return torch.from_numpy(np.array(open_rgb(path))).permute(2, 0, 1).contiguous()
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, colours: np.ndarray, alpha: float = 0.5):
+    """The image with each pixel tinted by its class colour (void pixels left as they are)."""
+    valid = mask < len(colours)
+    tinted = image.astype(np.float32)
+    tinted[valid] = (1 - alpha) * tinted[valid] + alpha * colours[mask[valid]]
+    return tinted.round().astype(np.uint8)
+
+
+def save_panel(
+    path: Path,
+    image: np.ndarray,
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    colours: np.ndarray,
+    title: str,
+) -> Path:
+    """image | truth | prediction, side by side, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, picture, name in zip(
+        axes,
+        (image, overlay(image, truth, colours), overlay(image, predicted, colours)),
+        ("image", "truth", "prediction"),
+        strict=True,
+    ):
+        ax.imshow(picture)
+        ax.set_title(name)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def safe_read(path: str) -> tuple[torch.Tensor | None, str | None]:
+    try:
+        return read_image(path), None
+    except BadImageError as exc:
+        return None, exc.message

@@ -1,0 +1,139 @@
+"""Segmentation by transfer, the three kinds on the one engine: ``finetune`` (pretrained encoder
+at the reduced learning rate, the freeze schedules), ``features`` (pretrained encoder frozen
+throughout, only the decoder learns) and ``scratch`` (the same network from random weights)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import lightning as L
+import torch
+
+from ..backbones import create_backbone, state_fingerprint
+from ..config import TrainConfig
+from ..engine import FreezeSchedule, Recipe, TransferModule
+from ..engine.lifecycle import Outcome, RunLifecycle
+from ..errors import TlcvError
+from ..features.extract import resolve_device
+from ..runs import Run
+from . import SEGMENTATION_STRATEGIES
+from .common import engine_options
+
+DEFAULT_SIZE = 256  # short side; CamVid frames are 360 px high
+
+
+def _pixel_counts(items, fmt, num_classes: int) -> torch.Tensor:
+    counts = torch.zeros(num_classes, dtype=torch.long)
+    for item in items:
+        mask = torch.from_numpy(fmt.decode(item.mask)).long().reshape(-1)
+        counts += torch.bincount(mask[mask < num_classes], minlength=num_classes)
+    return counts
+
+
+def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
+    from ..segmentation.data import IGNORE, discover_segmentation, split_pairs
+    from ..segmentation.evaluate import score_pairs
+    from ..segmentation.loading import pair_loader
+    from ..segmentation.model import build_model
+    from ..segmentation.objective import SegmentationObjective, median_frequency_weights
+
+    if cfg.epochs < 1 or cfg.lr <= 0 or cfg.batch_size < 1:
+        raise TlcvError("--epochs, --lr and --batch-size must be positive")
+    notes: list[str] = []
+    if kind == "scratch":
+        cfg = replace(cfg, weights="none", backbone_lr_ratio=1.0, freeze_epochs=0)
+        notes.append("scratch: random initialisation, one learning rate for every layer")
+    size = cfg.image_size or DEFAULT_SIZE
+    life = RunLifecycle(cfg.out, overwrite=cfg.overwrite, resume=bool(cfg.resume))
+    source = discover_segmentation(cfg.data, strict=cfg.strict, ignore_index=cfg.ignore_index)
+    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    parts, split_notes = split_pairs(
+        source,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=split_seed,
+        shots=cfg.max_images,
+        shots_seed=cfg.seed,
+    )
+    notes = source.notes + split_notes + notes
+    fmt, classes = source.format, source.classes
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    backbone = create_backbone(cfg.backbone, cfg.weights, None, seed=cfg.seed)
+    model, head_spec = build_model(backbone, cfg.decoder, len(classes), seed=cfg.seed)
+    weights = None
+    if cfg.class_weighting == "median-frequency":
+        weights = median_frequency_weights(_pixel_counts(parts["train"], fmt, len(classes)))
+    objective = SegmentationObjective(len(classes), weights, dice=cfg.dice)
+    module = TransferModule(
+        model, len(classes), Recipe.from_config(cfg), objective, ignore_index=IGNORE
+    )
+    batches = dict(batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
+    train_loader = pair_loader(parts["train"], fmt, size, augment=cfg.augment, **batches)
+    val_loader = (
+        pair_loader(parts["val"], fmt, size, augment=None, **batches) if parts["val"] else None
+    )
+    resolved = {
+        "strategy": kind,
+        "task": "segmentation",
+        "classes": classes,
+        "image_size": size,
+        "preprocessing": backbone.preprocessing.to_dict(),
+        "taps": head_spec["taps"],
+        "weights_source": backbone.weights_source,
+        "weights_id": backbone.weights_id,
+        **{f"n_{name}": len(items) for name, items in parts.items()},
+    }
+    life.begin(cfg.to_dict(), resolved)
+    # features: the pretrained encoder stays frozen (BN statistics too) for every epoch
+    freeze = cfg.epochs if kind == "features" else cfg.freeze_epochs
+    schedule = FreezeSchedule(freeze, cfg.unfreeze, cfg.bn)
+    trained = life.train(
+        module,
+        train_loader,
+        val_loader,
+        **engine_options(
+            cfg, progress, callbacks=[schedule], monitor="val_miou" if val_loader else "train_acc"
+        ),
+    )
+    if trained is None:
+        return None
+    if trained.restored_best:
+        notes.append(
+            f"weights of epoch {trained.artifacts.best_epoch} (best "
+            f"{trained.artifacts.monitor} on the validation split) are the run's model"
+        )
+    backbone.weights_id = state_fingerprint(backbone.net)
+    metrics: dict[str, dict] = {}
+    device = resolve_device(cfg.device)
+    for name in ("val", "test"):  # at each image's own size, as published figures are
+        if parts[name]:
+            result, _, bad = score_pairs(model, parts[name], fmt, size, device)
+            metrics[name] = {k: v for k, v in result.items() if k != "confusion"}
+            module.skipped.extend(bad)
+    metrics["selection"] = trained.selection()
+    info = {
+        "strategy": kind,
+        "task": "segmentation",
+        "decoder": cfg.decoder,
+        "image_size": size,
+        "mask_format": fmt.to_dict(),
+    }
+    skipped = source.missing + sorted(set(module.skipped))
+    if module.skipped:
+        notes.append(f"{len(set(module.skipped))} unreadable pair(s) skipped; see skipped.csv")
+    return life.finish(Outcome(model, classes, head_spec, info, metrics, notes, skipped))
+
+
+@SEGMENTATION_STRATEGIES.register("finetune")
+def segment_finetune(cfg: TrainConfig, progress: bool = False) -> Run | None:
+    return _train(cfg, progress, "finetune")
+
+
+@SEGMENTATION_STRATEGIES.register("features")
+def segment_features(cfg: TrainConfig, progress: bool = False) -> Run | None:
+    return _train(cfg, progress, "features")
+
+
+@SEGMENTATION_STRATEGIES.register("scratch")
+def segment_scratch(cfg: TrainConfig, progress: bool = False) -> Run | None:
+    return _train(cfg, progress, "scratch")

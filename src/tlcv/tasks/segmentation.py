@@ -1,0 +1,44 @@
+"""Semantic segmentation: a class per pixel, from images/ + masks/ folders or an image,mask CSV
+(an encoder from the backbone registry + a U-Net / FPN / LR-ASPP decoder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from ..registry import Registry
+from ..strategies import SEGMENTATION_STRATEGIES
+from . import TASKS, Task
+
+
+@TASKS.register("segmentation")
+class Segmentation(Task):
+    name = "segmentation"
+    description = "a class per pixel"
+    run_tags = ("segmentation",)
+    strategies: ClassVar[Registry] = SEGMENTATION_STRATEGIES
+
+    def claims(self, data: str | Path) -> bool:
+        from ..segmentation.data import is_segmentation_data
+
+        return is_segmentation_data(data)
+
+    def discover(self, data, strict):
+        from ..segmentation.data import discover_segmentation
+
+        return discover_segmentation(data, strict=strict)
+
+    def collect(self, paths):
+        from ..inference import collect_images
+
+        return collect_images(paths)
+
+    def evaluate(self, run, data, **options) -> dict:
+        from ..segmentation.evaluate import evaluate_segmentation
+
+        return evaluate_segmentation(run, data, **options)
+
+    def predict(self, run, paths, **options) -> list[dict]:
+        from ..segmentation.evaluate import predict_segmentation
+
+        return predict_segmentation(run, paths, **options)

@@ -53,12 +53,13 @@ def learning_curves(history: list[dict]) -> bytes:
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     epochs = [int(r["epoch"]) for r in history]
     for key, ax in (("train_loss", left), ("val_loss", left), ("train_acc", right),
-                    ("val_acc", right), ("oracle_target_acc", right)):  # fmt: skip
+                    ("val_acc", right), ("val_miou", right),
+                    ("oracle_target_acc", right)):  # fmt: skip
         values = [float(r[key]) if r.get(key) not in (None, "") else None for r in history]
         if any(v is not None for v in values):
             ax.plot(epochs, values, marker=".", label=key)
     left.set_title("loss")
-    right.set_title("accuracy")
+    right.set_title("accuracy / mIoU" if any(r.get("val_miou") for r in history) else "accuracy")
     for ax in (left, right):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -76,6 +77,36 @@ def per_class_bars(per_class: list[dict], title: str) -> bytes:
     ax.set_ylabel("accuracy (recall) %")
     ax.set_title(title)
     return _png(fig)
+
+
+def iou_bars(per_class: list[dict], title: str) -> bytes:
+    """Segmentation: IoU per class (classes that occur in what was scored)."""
+    plt = _plt()
+    rows = [r for r in per_class if r.get("iou") is not None]
+    fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(rows) + 2), 3.4))
+    ax.bar(range(len(rows)), [100 * r["iou"] for r in rows])
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r["class"] for r in rows], rotation=90, fontsize=7)
+    ax.set_ylabel("IoU %")
+    ax.set_title(title)
+    return _png(fig)
+
+
+def _segmentation_parts(path: Path, metrics: dict, section: Section) -> None:
+    """Scores, IoU bars and overlay panels of a segmentation run (and of its evaluations)."""
+    section.tables.append(("scores", [
+        {"split": split, "images": m["n"], "mIoU": round(m["miou"], 4),
+         "pixel accuracy": round(m["pixel_accuracy"], 4),
+         "mean class accuracy": round(m["mean_class_accuracy"], 4)}
+        for split, m in metrics.items() if isinstance(m, dict) and "miou" in m
+    ]))  # fmt: skip
+    scored = next((k for k in ("test", "val") if k in metrics), None)
+    if scored:
+        title = f"IoU per class ({scored})"
+        section.images.append((title, iou_bars(metrics[scored]["per_class"], title)))
+    panels = sorted(path.glob("overlays/*.png")) + sorted(path.glob("eval/*/overlays/*.png"))
+    for png in panels[:6]:
+        section.images.append((f"image | truth | prediction: {png.stem}", png.read_bytes()))
 
 
 def confusion_png(confusion: list[list[int]], classes: list[str], title: str) -> bytes:
@@ -100,13 +131,17 @@ def _run_section(path: Path) -> Section:
         ("method / classifier", str(what)),
         ("classes", str(len(classes))),
     ]
+    if info.get("task") == "segmentation":
+        section.facts.append(("decoder", str(info.get("decoder", ""))))
+        _segmentation_parts(path, metrics, section)
     rows = [
         {"split": split, "images": m["n"], "accuracy": round(m["accuracy"], 4),
          "balanced accuracy": round(m["balanced_accuracy"], 4), "macro-F1": round(m["macro_f1"], 4)}
         for split, m in metrics.items()
         if isinstance(m, dict) and "balanced_accuracy" in m and "n" in m
     ]  # fmt: skip
-    section.tables.append(("scores", rows))
+    if rows:
+        section.tables.append(("scores", rows))
     if "health" in metrics:
         section.tables.append(("target check (no labels)", _health_rows(metrics)))
         section.notes += [f"adaptation probably hurt: {r}" for r in metrics["health"]["reasons"]]

@@ -3,6 +3,7 @@ overlapping windows), resize the class scores back, then score or draw them."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 
 from ..data import normalize, open_rgb
 from ..errors import BadImageError
+from ..io import write_bytes
 from .loading import MULTIPLE, pad_batch
 
 PALETTE_SEED = 7
@@ -122,9 +124,10 @@ def save_panel(
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
-    return path
+    return write_bytes(path, buf.getvalue())  # atomic, like every file tlcv writes
 
 
 def safe_read(path: str) -> tuple[torch.Tensor | None, str | None]:

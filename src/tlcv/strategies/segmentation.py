@@ -32,7 +32,8 @@ def _pixel_counts(items, fmt, num_classes: int) -> torch.Tensor:
 
 def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     from ..segmentation.data import IGNORE, discover_segmentation, split_pairs
-    from ..segmentation.evaluate import score_pairs
+    from ..segmentation.evaluate import score_pairs, write_panels
+    from ..segmentation.inference import palette
     from ..segmentation.loading import pair_loader
     from ..segmentation.model import build_model
     from ..segmentation.objective import SegmentationObjective, median_frequency_weights
@@ -107,9 +108,11 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     device = resolve_device(cfg.device)
     for name in ("val", "test"):  # at each image's own size, as published figures are
         if parts[name]:
-            result, _, bad = score_pairs(model, parts[name], fmt, size, device)
+            result, kept, bad = score_pairs(model, parts[name], fmt, size, device, keep=4)
             metrics[name] = {k: v for k, v in result.items() if k != "confusion"}
             module.skipped.extend(bad)
+            if name == "val":  # a look at the chosen model: image | truth | prediction
+                write_panels(kept, palette(len(classes), fmt.to_dict()), life.run_dir / "overlays")
     metrics["selection"] = trained.selection()
     info = {
         "strategy": kind,

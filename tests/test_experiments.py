@@ -167,7 +167,7 @@ def test_convergence_compares_pretrained_and_scratch_curves(tmp_path):
         assert [c["epoch"] for c in curve] == [1, 2], name
         assert all(c["seconds_mean"] > 0 and 0 <= c["val_acc_mean"] <= 1 for c in curve)
     assert 0 < summary["target"] <= 1
-    assert all(0 <= row["test_acc"] <= 1 for row in summary["table"])  # best-val checkpoint
+    assert all(0 <= row["test_accuracy"] <= 1 for row in summary["table"])  # best-val checkpoint
     for row in summary["table"]:  # every run reaches the common level, so every row has a time
         assert 0 < row["common_level"] <= 1
         assert 1 <= row["epochs_to_common"] <= 2 and row["seconds_to_common"] > 0

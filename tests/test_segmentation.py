@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from test_cli import tlcv
 
-from conftest import DATA, MOBILENET_V2
+from conftest import DATA, MOBILENET_V2, ROOT
 from tlcv.errors import TlcvError
 from tlcv.segmentation.data import IGNORE, discover_segmentation, split_pairs
 from tlcv.segmentation.metrics import PixelMetrics
@@ -169,11 +175,22 @@ def test_every_strategy_learns_the_synthetic_scenes(tmp_path, index_data, strate
 
     assert strategy in SEGMENTATION_STRATEGIES.names()
     run = api.train(
-        index_data, tmp_path / strategy, task="segmentation", strategy=strategy,
-        backbone="mobilenet_v2", weights=str(MOBILENET_V2), image_size=64, epochs=6,
-        batch_size=4, lr=3e-3, warmup_epochs=0.5, decoder="fpn", val_fraction=0.25,
-        test_fraction=0.0, num_workers=0,
-    )  # fmt: skip
+        index_data,
+        tmp_path / strategy,
+        task="segmentation",
+        strategy=strategy,
+        backbone="mobilenet_v2",
+        weights=str(MOBILENET_V2),
+        image_size=64,
+        epochs=6,
+        batch_size=4,
+        lr=3e-3,
+        warmup_epochs=0.5,
+        decoder="fpn",
+        val_fraction=0.25,
+        test_fraction=0.0,
+        num_workers=0,
+    )
     assert run.info["task"] == "segmentation" and run.info["strategy"] == strategy
     if strategy == "features":  # the encoder never moved
         from tlcv.backbones import create_backbone, state_fingerprint
@@ -199,16 +216,37 @@ def camvid_small(tmp_path_factory):
 
 def test_cli_on_camvid_frames_train_evaluate_predict(tmp_path, camvid_small):
     run = tmp_path / "run"
-    refused = tlcv("train", "--data", camvid_small, "--out", run, "--task", "segmentation",
-                   check=False)  # fmt: skip
+    refused = tlcv(
+        "train", "--data", camvid_small, "--out", run, "--task", "segmentation", check=False
+    )
     assert refused.returncode != 0 and "--ignore-index 11" in refused.stderr
     assert "Traceback" not in refused.stderr
     done = tlcv(
-        "train", "--data", camvid_small, "--out", run, "--task", "segmentation",
-        "--backbone", "mobilenet_v2", "--weights", MOBILENET_V2, "--strategy", "finetune",
-        "--decoder", "unet", "--image-size", "96", "--epochs", "2", "--batch-size", "3",
-        "--ignore-index", "11", "--overwrite",
-    )  # fmt: skip
+        "train",
+        "--data",
+        camvid_small,
+        "--out",
+        run,
+        "--task",
+        "segmentation",
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        MOBILENET_V2,
+        "--strategy",
+        "finetune",
+        "--decoder",
+        "unet",
+        "--image-size",
+        "96",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "3",
+        "--ignore-index",
+        "11",
+        "--overwrite",
+    )
     assert "mIoU" in done.stdout
     for name in ("config.yaml", "model.safetensors", "history.csv", "metrics.json"):
         assert (run / name).is_file()
@@ -231,3 +269,124 @@ def test_cli_on_camvid_frames_train_evaluate_predict(tmp_path, camvid_small):
     assert sum(answer[0]["fractions"].values()) == pytest.approx(1.0, abs=1e-3)
     windowed = tlcv("predict", run, image, "--format", "json", "--masks", masks, "--window", "64")
     assert json.loads(windowed.stdout)[0]["fractions"]
+
+
+def test_experiments_and_report_take_segmentation_runs(tmp_path, index_data):
+    """--shots counts training images, the score is mIoU; the report shows IoU bars and panels."""
+    common = (
+        "--data",
+        index_data,
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        MOBILENET_V2,
+        "--image-size",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--seeds",
+        "1",
+    )
+    efficiency = tmp_path / "efficiency"
+    tlcv(
+        "experiment",
+        "data-efficiency",
+        *common,
+        "--strategies",
+        "finetune",
+        "--shots",
+        "4,all",
+        "--out",
+        efficiency,
+    )
+    rows = [json.loads(line) for line in (efficiency / "results.jsonl").read_text().splitlines()]
+    assert [r["n_train"] for r in rows] == [4, 11]  # 16 pairs: 3 test, 2 val, 11 train
+    assert all(r["metric"] == "test mIoU" and 0 <= r["score"] <= 1 for r in rows)
+    convergence = tmp_path / "convergence"
+    tlcv("experiment", "convergence", *common, "--out", convergence)
+    summary = json.loads((convergence / "summary.json").read_text())
+    assert summary["metric"] == "val_miou"
+    assert {row["strategy"] for row in summary["table"]} == {"finetune", "scratch"}
+    assert all("test_miou" in row for row in summary["table"])
+    run = next((efficiency / "runs").iterdir())
+    assert len(list((run / "overlays").glob("*.png"))) == 2  # the val split's 2 images
+    html = tmp_path / "report.html"
+    tlcv("report", run, efficiency, convergence, "--out", html)
+    text = html.read_text()
+    assert "IoU per class" in text and "image | truth | prediction" in text and "mIoU" in text
+
+
+def _train_args(data, out, epochs: int = 4) -> list:
+    return [
+        "train",
+        "--task",
+        "segmentation",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        MOBILENET_V2,
+        "--strategy",
+        "finetune",
+        "--image-size",
+        "64",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "4",
+        "--patience",
+        "0",
+        "--seed",
+        "3",
+        "--num-workers",
+        "0",
+    ]
+
+
+def test_kill_9_and_resume_gives_the_same_weights(tmp_path, index_data):
+    tlcv(*_train_args(index_data, tmp_path / "straight"))
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlcv.cli", *map(str, _train_args(index_data, out))],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoint, deadline = out / "checkpoints" / "last.ckpt", time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not checkpoint.is_file():
+        time.sleep(0.02)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.json").exists()
+    tlcv("train", "--resume", out)
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_torchrun_two_processes_train_segmentation(tmp_path, index_data):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29537",
+        "-m",
+        "tlcv.cli",
+        *map(str, _train_args(index_data, out, 2)),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["selection"]["epochs_run"] == 2 and 0 < metrics["val"]["miou"] <= 1

@@ -40,7 +40,12 @@ def experiment(
         typer.Option("--strategies", help="Comma-separated: features,finetune,scratch,classical."),
     ] = "features,classical",  # DEFAULT_STRATEGIES
     shots: Annotated[
-        str, typer.Option("--shots", help="Labelled images per class, e.g. 1,2,5,10,20,all.")
+        str,
+        typer.Option(
+            "--shots",
+            help="Labelled images per class, e.g. 1,2,5,10,20,all (segmentation: training "
+            "images, e.g. 25,50,100,all).",
+        ),
     ] = "1,2,5,10,20,all",
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds (few-shot draws) per point.")] = 3,
     target: Annotated[
@@ -62,6 +67,15 @@ def experiment(
     image_size: ImageSizeOpt = None,
     epochs: Annotated[int, typer.Option("--epochs", help="finetune / scratch epochs.")] = 10,
     classifier: Annotated[str, typer.Option("--classifier")] = "logreg",
+    task: Annotated[
+        str | None, typer.Option("--task", help="What to predict [default: from the data].")
+    ] = None,
+    decoder: Annotated[
+        str | None, typer.Option("--decoder", help="Segmentation: unet, fpn or lraspp.")
+    ] = None,
+    ignore_index: Annotated[
+        int | None, typer.Option("--ignore-index", help="Segmentation: mask value of void.")
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     num_workers: WorkersOpt = None,
     cache: CacheOpt = None,
@@ -83,7 +97,8 @@ def experiment(
     from .experiments import get_experiment
 
     get_experiment(name)  # an unknown name fails before anything else is read
-    passed = TRAIN_KEYS - CELL_KEYS - ({"per_class"} if name == "data-efficiency" else set())
+    budgets = {"per_class", "max_images"}  # what --shots sets, per task
+    passed = TRAIN_KEYS - CELL_KEYS - (budgets if name == "data-efficiency" else set())
     v = _merge(ctx, config, given, extra=passed)
     _need(v, "data", "out")
     fixed = ("data", "out", "strategies", "shots", "seeds", "target", "methods", "domains")
@@ -99,8 +114,11 @@ def experiment(
             v["strategies"] = "finetune,scratch"
 
     def echo(row: dict) -> None:
-        score = row.get("test_accuracy")
-        err.print(f"{esc(row['cell'])}: done" + (f", test accuracy {score:.3f}" if score else ""))
+        score, metric = (
+            row.get("score", row.get("test_accuracy")),
+            row.get("metric", "test accuracy"),
+        )
+        err.print(f"{esc(row['cell'])}: done" + (f", {metric} {score:.3f}" if score else ""))
 
     summary = run_experiment(
         name, v["data"], v["out"], strategies=v["strategies"], seeds=v["seeds"], echo=echo,

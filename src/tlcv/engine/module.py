@@ -71,7 +71,7 @@ class Objective:
         logits, y = self.forward(module, batch)
         if logits is None:
             return
-        module.val_acc(logits.argmax(1), y)
+        module.val_acc.update(logits.argmax(1), y)
         module.log(
             "val_loss",
             F.cross_entropy(logits, y),
@@ -128,7 +128,9 @@ class TransferModule(L.LightningModule):
                 "last finished epoch are kept in the run's checkpoints/ folder",
             )
         n = len(y)
-        self.train_acc(logits.argmax(1), y)
+        # update only: the epoch value is computed once at the end (calling the metric would
+        # also compute a per-batch value nobody reads, a full pass over every pixel)
+        self.train_acc.update(logits.argmax(1), y)
         self.log(
             "train_loss",
             loss,

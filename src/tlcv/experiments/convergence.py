@@ -28,10 +28,10 @@ def _history(run_dir: Path) -> list[dict]:
         ]
 
 
-def first_reaching(history: list[dict], target: float) -> dict | None:
-    """The first epoch whose validation accuracy reaches ``target`` (epochs are 1-based)."""
+def first_reaching(history: list[dict], target: float, key: str = "val_acc") -> dict | None:
+    """The first epoch whose validation score ``key`` reaches ``target`` (1-based epochs)."""
     for row in history:
-        if row.get("val_acc", -1.0) >= target:
+        if row.get(key, -1.0) >= target:
             return {"epochs": int(row["epoch"]) + 1, "seconds": row["seconds"]}
     return None
 
@@ -52,9 +52,11 @@ def convergence(
     ``target``: validation accuracy to reach (default: 90% of the best mean final accuracy).
     """
     from ..api import train
+    from ..tasks import task_for_data
 
     out = Path(out).expanduser()
-    names = parse_strategies(strategies)
+    task = task_for_data(data, train_options.get("task"))
+    names = parse_strategies(strategies, task.strategies)
     wrong = [n for n in names if n not in TRAINED]
     if wrong:
         raise TlcvError(
@@ -71,6 +73,8 @@ def convergence(
             "strategies": names,
             "seeds": seeds,
             "target": target,
+            "task": task.name,
+            "metric": task.history_metric,
             "train_options": train_options,
         },
     )
@@ -89,23 +93,28 @@ def convergence(
 
     cells = [(f"{n}/seed={s}", {"strategy": n, "seed": s}) for n in names for s in range(seeds)]
     skipped = log.run(cells, work, echo)
-    summary = summarise(log.rows, names, target)
+    summary = summarise(log.rows, names, target, task.history_metric, task)
     summary["resumed_cells"] = skipped
     write_json(out / "summary.json", summary)
     write_text(out / "summary.csv", rows_to_csv(summary["table"]))
-    plot(summary, out / "convergence.png")
+    plot(summary, out / "convergence.png", task.history_metric)
     return summary
 
 
-def _test_accuracy(row: dict) -> float | None:
-    """Test accuracy of the run's best-validation checkpoint, when its data had a test split."""
+def _test_score(row: dict, metric: str = "accuracy") -> float | None:
+    """Test score of the run's best-validation checkpoint, when its data had a test split."""
     metrics = Path(row.get("run", "")) / "metrics.json"
     if not row.get("run") or not metrics.is_file():
         return None
-    return json.loads(metrics.read_text()).get("test", {}).get("accuracy")
+    return json.loads(metrics.read_text()).get("test", {}).get(metric)
 
 
-def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
+def summarise(
+    rows: list[dict], names: list[str], target: float | None, key: str = "val_acc", task=None
+) -> dict:
+    """Curves of ``key`` (history.csv's validation score: val_acc, or val_miou for
+    segmentation) and loss, mean and spread over seeds; time to the target level."""
+    metric = task.score_metric if task is not None else "accuracy"
     curves = {}
     for name in names:
         runs = [r["history"] for r in rows if r["strategy"] == name]
@@ -114,31 +123,31 @@ def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
             {
                 "epoch": e + 1,
                 **{
-                    f"{key}_{stat}": fn([h[e].get(key, float("nan")) for h in runs])
-                    for key in ("val_acc", "val_loss", "seconds")
+                    f"{name_}_{stat}": fn([h[e].get(name_, float("nan")) for h in runs])
+                    for name_ in (key, "val_loss", "seconds")
                     for stat, fn in (("mean", statistics.mean), ("std", statistics.pstdev))
                 },
             }
             for e in range(epochs)
         ]
     if target is None:
-        best = max(c[-1]["val_acc_mean"] for c in curves.values())
+        best = max(c[-1][f"{key}_mean"] for c in curves.values())
         target = round(0.9 * best, 4)
     # The level every run reaches (the weakest run's best): time to it compares all strategies
     # even when one never gets near the target.
-    common = min(max(e.get("val_acc", 0.0) for e in r["history"]) for r in rows)  # unrounded
+    common = min(max(e.get(key, 0.0) for e in r["history"]) for r in rows)  # unrounded
     table = []
     for name in names:
         runs = [r["history"] for r in rows if r["strategy"] == name]
-        reached = [first_reaching(h, target) for h in runs]
+        reached = [first_reaching(h, target, key) for h in runs]
         hits = [r for r in reached if r]
-        level = [first_reaching(h, common) for h in runs]
-        tests = [a for a in (_test_accuracy(r) for r in rows if r["strategy"] == name) if a]
+        level = [first_reaching(h, common, key) for h in runs]
+        tests = [a for a in (_test_score(r, metric) for r in rows if r["strategy"] == name) if a]
         table.append(
             {
                 "strategy": name,
-                "final_val_acc": round(curves[name][-1]["val_acc_mean"], 4),
-                "final_val_acc_std": round(curves[name][-1]["val_acc_std"], 4),
+                f"final_{key}": round(curves[name][-1][f"{key}_mean"], 4),
+                f"final_{key}_std": round(curves[name][-1][f"{key}_std"], 4),
                 "target": target,
                 "seeds_reaching": f"{len(hits)}/{len(runs)}",
                 "epochs_to_target": round(statistics.mean(h["epochs"] for h in hits), 2)
@@ -150,13 +159,14 @@ def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
                 "common_level": round(common, 4),
                 "epochs_to_common": round(statistics.mean(h["epochs"] for h in level), 2),
                 "seconds_to_common": round(statistics.mean(h["seconds"] for h in level), 1),
-                "test_acc": round(statistics.mean(tests), 4) if tests else None,
-                "test_acc_std": round(statistics.pstdev(tests), 4) if tests else None,
+                f"test_{metric}": round(statistics.mean(tests), 4) if tests else None,
+                f"test_{metric}_std": round(statistics.pstdev(tests), 4) if tests else None,
             }
         )
     return {
         "experiment": "convergence",
         "target": target,
+        "metric": key,
         "common_level": round(common, 4),
         "table": table,
         "curves": curves,
@@ -164,23 +174,24 @@ def summarise(rows: list[dict], names: list[str], target: float | None) -> dict:
     }
 
 
-def plot(summary: dict, path: Path) -> Path:
+def plot(summary: dict, path: Path, key: str = "val_acc") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    label = "mIoU" if key == "val_miou" else "accuracy"
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for name, curve in summary["curves"].items():
         x = [c["epoch"] for c in curve]
         t = [c["seconds_mean"] for c in curve]
-        for ax, xs, key in (
-            (axes[0], x, "val_acc"),
-            (axes[1], t, "val_acc"),
+        for ax, xs, column in (
+            (axes[0], x, key),
+            (axes[1], t, key),
             (axes[2], x, "val_loss"),
         ):
-            mean = [c[f"{key}_mean"] for c in curve]
-            std = [c[f"{key}_std"] for c in curve]
+            mean = [c[f"{column}_mean"] for c in curve]
+            std = [c[f"{column}_std"] for c in curve]
             ax.plot(xs, mean, marker=".", label=name)
             ax.fill_between(
                 xs,
@@ -189,8 +200,8 @@ def plot(summary: dict, path: Path) -> Path:
                 alpha=0.2,
             )
     for ax, xlabel, ylabel in (
-        (axes[0], "epoch", "validation accuracy"),
-        (axes[1], "wall-clock seconds", "validation accuracy"),
+        (axes[0], "epoch", f"validation {label}"),
+        (axes[1], "wall-clock seconds", f"validation {label}"),
         (axes[2], "epoch", "validation loss"),
     ):
         ax.set_xlabel(xlabel)

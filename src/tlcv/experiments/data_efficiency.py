@@ -34,12 +34,13 @@ def parse_shots(text: str) -> list[int | None]:
     return sorted(set(shots), key=lambda k: float("inf") if k is None else k)
 
 
-def parse_strategies(text: str | list[str]) -> list[str]:
-    from ..strategies import get_strategy
+def parse_strategies(text: str | list[str], registry=None) -> list[str]:
+    """Names checked against ``registry`` (a task's strategies; default: classification's)."""
+    from ..strategies import STRATEGIES
 
     names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
     for name in names:
-        get_strategy(name)  # a clear error listing the valid ones
+        (registry or STRATEGIES).get(name)  # a clear error listing the valid ones
     if not names:
         raise TlcvError("--strategies is empty", hint="e.g. features,finetune,scratch,classical")
     return names
@@ -62,9 +63,11 @@ def data_efficiency(
 ) -> dict:
     """Run (or resume) the grid and write results.jsonl, summary.json/.csv and the plot."""
     from ..api import train
+    from ..tasks import task_for_data
 
     out = Path(out).expanduser()
-    names = parse_strategies(strategies)
+    task = task_for_data(data, train_options.get("task"))
+    names = parse_strategies(strategies, task.strategies)
     shot_list = parse_shots(shots)
     if seeds < 1:
         raise TlcvError("--seeds must be at least 1")
@@ -78,6 +81,8 @@ def data_efficiency(
             "shots": [_label(k) for k in shot_list],
             "seeds": seeds,
             "split_seed": SPLIT_SEED,
+            "task": task.name,
+            "budget": task.budget_option,
             "train_options": train_options,
         },
     )
@@ -88,23 +93,29 @@ def data_efficiency(
             data,
             out / "runs" / f"{spec['strategy']}-{spec['shots']}-seed{spec['seed']}",
             strategy=spec["strategy"],
-            per_class=None if spec["shots"] == "all" else int(spec["shots"]),
             seed=spec["seed"],
             split_seed=SPLIT_SEED,
             overwrite=True,
+            **{task.budget_option: None if spec["shots"] == "all" else int(spec["shots"])},
             **train_options,
         )
         metrics = run.metrics
-        if "test" not in metrics:
+        split = next((s for s in task.scored_splits if s in metrics), None)
+        if split is None:
             raise TlcvError(
                 "the run has no test split to score",
                 hint="give data with a test/ folder, or leave --test-fraction above 0",
             )
         notes = run.notes
+        score = metrics[split][task.score_metric]
         return {
-            "test_accuracy": metrics["test"]["accuracy"],
-            "n_train": metrics["train"]["n"],
-            "n_test": metrics["test"]["n"],
+            "score": score,
+            **({"test_accuracy": score} if task.score_metric == "accuracy" else {}),
+            "metric": f"{split} {task.score_label}",
+            "n_train": run.config.get("resolved", {}).get(
+                "n_train", metrics.get("train", {}).get("n")
+            ),
+            "n_test": metrics[split]["n"],
             "seconds": round(time.perf_counter() - started, 2),
             "short_classes": [n for n in notes if "has only" in n],
             "run": str(run.path),
@@ -121,7 +132,15 @@ def data_efficiency(
     ]
     skipped = log.run(cells, work, echo)
     summary = summarise(log.rows, names, [_label(k) for k in shot_list])
-    summary["resumed_cells"] = skipped
+    summary.update(
+        metric=log.rows[-1].get("metric", "test accuracy") if log.rows else "",
+        budget=task.budget_label,
+        resumed_cells=skipped,
+    )
+    if summary["metric"].startswith("val"):
+        summary["notes"].append(
+            "scored on the val split (the data has no test split; val also chose each run's epoch)"
+        )
     write_json(out / "summary.json", summary)
     write_text(out / "summary.csv", rows_to_csv(summary["table"]))
     plot_curves(summary, out / "data_efficiency.png", data=str(data))
@@ -132,7 +151,11 @@ def summarise(rows: list[dict], strategies: list[str], shots: list[str]) -> dict
     table = []
     for name in strategies:
         for k in shots:
-            values = [r["test_accuracy"] for r in rows if r["strategy"] == name and r["shots"] == k]
+            values = [
+                r.get("score", r.get("test_accuracy"))
+                for r in rows
+                if r["strategy"] == name and r["shots"] == k
+            ]
             if values:
                 stats = mean_spread(values)
                 table.append(
@@ -176,8 +199,8 @@ def plot_curves(summary: dict, path: Path, *, data: str = "") -> Path:
     ticks = sorted(where.values())
     ax.set_xticks(ticks)
     ax.set_xticklabels([k for k, _ in sorted(where.items(), key=lambda kv: kv[1])])
-    ax.set_xlabel("labelled training images per class")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_xlabel(summary.get("budget") or "labelled training images per class")
+    ax.set_ylabel(f"{summary.get('metric') or 'test accuracy'} (%)")
     ax.set_title(f"data efficiency{': ' + Path(data).name if data else ''}")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -164,7 +164,14 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def predict_segmentation(
-    run, paths, *, out=None, device: str = "auto", window: int | None = None, **_ignored
+    run,
+    paths,
+    *,
+    out=None,
+    device: str = "auto",
+    window: int | None = None,
+    strict: bool = False,
+    **_ignored,
 ) -> list[dict]:
     """An index-mask PNG and a colour overlay per image in ``out`` (default RUN/predictions),
     and each image's class fractions; unreadable inputs get an ``error``."""
@@ -179,15 +186,21 @@ def predict_segmentation(
     out_dir = Path(out) if out else run.path / "predictions"
     out_dir.mkdir(parents=True, exist_ok=True)
     model, dev = run.model(), resolve_device(device)
-    answers = []
+    answers, used = [], set()
     for item in items:
         image, error = safe_read(item.path)
         if image is None:
+            if strict:
+                raise TlcvError(f"{item.path}: {error}", path=item.path)
             answers.append({"path": item.path, "error": error})
             continue
         predicted = class_scores(model, image, run.info["image_size"], dev, window).argmax(0)
         mask = predicted.numpy().astype(np.uint8)
-        stem = Path(item.path).stem
+        stem, n = Path(item.path).stem, 1
+        while stem in used:  # two inputs with one name (a/x.jpg, b/x.jpg) keep both masks
+            n += 1
+            stem = f"{Path(item.path).stem}-{n}"
+        used.add(stem)
         mask_file = write_bytes(out_dir / f"{stem}_mask.png", _png(mask))
         tinted = overlay(image.permute(1, 2, 0).numpy(), mask, colours)
         overlay_file = write_bytes(out_dir / f"{stem}_overlay.png", _png(tinted))

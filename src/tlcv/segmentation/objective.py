@@ -60,12 +60,12 @@ class SegmentationObjective(Objective):
             add_dataloader_idx=False,
         )
         predicted = logits.argmax(1)
-        module.val_acc(predicted, y)
+        module.val_acc.update(predicted, y)
         module.log(
             "val_acc", module.val_acc, on_epoch=True, batch_size=len(y), add_dataloader_idx=False
         )
         miou = self.metrics["val_miou"]
-        miou(predicted, y)
+        miou.update(predicted, y)
         module.log(
             "val_miou",
             miou,

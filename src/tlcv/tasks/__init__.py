@@ -14,6 +14,10 @@ API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per 
   evaluate(run, data)     `tlcv evaluate`: metrics + files (default: per-item classes)
   predict(run, paths)     `tlcv predict`: one answer per input (default: top-k classes)
   run_tags                the ``task`` values a run folder's model.json may hold for it
+  budget_option, score_metric, history_metric, scored_splits
+                          what `tlcv experiment` varies (--shots sets this TrainConfig option)
+                          and compares (metrics.json key of the first split present; the
+                          history.csv column per epoch)
 """
 
 from __future__ import annotations
@@ -34,6 +38,12 @@ class Task:
     description: ClassVar[str] = ""
     run_tags: ClassVar[tuple[str, ...]] = ()
     strategies: ClassVar[Registry]
+    budget_option: ClassVar[str] = "per_class"
+    budget_label: ClassVar[str] = "labelled training images per class"
+    score_metric: ClassVar[str] = "accuracy"
+    score_label: ClassVar[str] = "accuracy"
+    history_metric: ClassVar[str] = "val_acc"
+    scored_splits: ClassVar[tuple[str, ...]] = ("test",)
 
     def claims(self, data: str | Path) -> bool:
         return False

@@ -17,6 +17,12 @@ class Segmentation(Task):
     description = "a class per pixel"
     run_tags = ("segmentation",)
     strategies: ClassVar[Registry] = SEGMENTATION_STRATEGIES
+    budget_option = "max_images"  # --shots counts images, not images per class
+    budget_label = "labelled training images"
+    score_metric = "miou"
+    score_label = "mIoU"
+    history_metric = "val_miou"
+    scored_splits = ("test", "val")  # CamVid-style data: val is the published evaluation split
 
     def claims(self, data: str | Path) -> bool:
         from ..segmentation.data import is_segmentation_data

@@ -183,6 +183,23 @@ def predict(
     )  # fmt: skip
 
 
+def explain(
+    run: str | Path | Run,
+    paths: list[str | Path],
+    out: str | Path,
+    *,
+    method: str = "gradcam",
+    target: str | None = None,
+    top_k: int = 3,
+) -> list[dict]:
+    """Class-activation maps of a classification run's images, saved as PNGs in ``out`` (one
+    per image, image | overlay, top-k classes in the title; a grid for several). ``target``:
+    the class the maps are for (default: each image's top class)."""
+    from .explain.pictures import explain_run
+
+    return explain_run(_run(run), paths, out, method=method, target=target, top_k=top_k)
+
+
 def export(
     run: str | Path,
     *,

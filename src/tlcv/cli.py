@@ -311,6 +311,10 @@ def evaluate(
     ] = None,
     engine: EngineOpt = "torch",
     window: WindowOpt = None,
+    explain: Annotated[
+        int,
+        typer.Option("--explain", help="Class-activation maps of the N most confident errors."),
+    ] = 0,
     config: ConfigOpt = None,
 ) -> None:
     """Score every labelled image under --data: accuracy, balanced accuracy, macro-F1,
@@ -337,10 +341,16 @@ def evaluate(
     )
     _need(v, "data")
     extra = {"window": window} if window else {}
+    if explain:
+        extra["explain"] = explain
     m = evaluate_api(
-        run, v.pop("data"), progress=sys.stderr.isatty() and not json_out, prefix=prefix,
-        **extra, **v,
-    )  # fmt: skip
+        run,
+        v.pop("data"),
+        progress=sys.stderr.isatty() and not json_out,
+        prefix=prefix,
+        **extra,
+        **v,
+    )
     if json_out:
         print(json.dumps({k: val for k, val in m.items() if k not in ("confusion",)}))
         return
@@ -371,6 +381,8 @@ def evaluate(
     console.print(
         f"confusion matrix: {esc(m['confusion_png'])}\nreport folder: {esc(m['output_dir'])}"
     )
+    if m.get("explained_errors"):
+        console.print(f"maps of the surest errors: {esc(Path(m['explained_errors'][0]).parent)}")
 
 
 @app.command()
@@ -458,6 +470,54 @@ def predict(
         err.print(f"wrote {len(results)} predictions to {esc(output)}")
     else:
         sys.stdout.write(text)
+
+
+@app.command()
+def explain(
+    run: Annotated[Path, typer.Argument(help="Run folder of an image classification run.")],
+    paths: Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the PNGs.")],
+    method: Annotated[
+        str,
+        typer.Option("--method", help="gradcam, guided-gradcam or integrated-gradients."),
+    ] = "gradcam",
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="Class the maps are for [default: each image's top class]."),
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes named in each title.")] = 3,
+) -> None:
+    """Where the model looks: class-activation maps over the images, one PNG each (image |
+    overlay, top classes in the title) and a grid; the layer comes from the backbone registry.
+
+    Example: tlcv explain runs/photos img1.jpg more/ --out maps/ --method gradcam
+    """
+    from .api import explain as explain_api
+    from .config import EXPLAIN_METHODS
+
+    if method not in EXPLAIN_METHODS:
+        raise TlcvError(f"unknown --method {method!r}", hint=f"choose one of {EXPLAIN_METHODS}")
+    answers = explain_api(
+        run, [str(p) for p in paths], out, method=method, target=target, top_k=top_k
+    )
+    table = Table()
+    for col in ("image", "map for", "top class", "file"):
+        table.add_column(col)
+    for a in answers:
+        if "error" in a:
+            table.add_row(esc(a["path"]), "", "", f"[red]{esc(a['error'])}[/]")
+        elif "path" in a:
+            top = a["top"][0]
+            table.add_row(
+                esc(Path(a["path"]).name),
+                esc(a["target"]),
+                esc(f"{top['label']} {top['score']:.3f}"),
+                esc(a["file"]),
+            )
+    console.print(table)
+    grid = next((a["grid"] for a in answers if "grid" in a), None)
+    if grid:
+        console.print(f"grid: {esc(grid)}")
 
 
 @app.command()

@@ -87,6 +87,10 @@ class BackboneSpec:
     family: str = "torchvision"
     description: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # The module whose activations class-activation maps are read from (the end of the last
+    # convolutional stage, before pooling): `tlcv explain` never guesses per call. Empty for
+    # backbones without one (hand-crafted features).
+    cam_layer: str = ""
 
 
 BACKBONES: Registry[BackboneSpec] = Registry(

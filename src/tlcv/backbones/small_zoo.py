@@ -57,5 +57,6 @@ register_backbone(
         ],
         family="small",
         description=CATALOG["lenet"].description,
+        cam_layer="features.6",  # the second conv block's ReLU, before pooling
     )
 )

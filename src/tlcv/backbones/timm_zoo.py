@@ -99,6 +99,7 @@ def timm_spec(
     name: str | None = None,
     weights: WeightsInfo | None = None,
     description: str = "",
+    cam_layer: str | None = None,
 ) -> BackboneSpec:
     if model_name not in timm.list_models(model_name):
         close = timm.list_models(f"*{model_name}*")[:8]
@@ -117,7 +118,23 @@ def timm_spec(
         layer_groups=_timm_groups,
         family="timm",
         description=description or f"timm model {model_name}",
+        cam_layer=_cam_layer(model_name) if cam_layer is None else cam_layer,
     )
+
+
+def _cam_layer(model_name: str) -> str:
+    """timm's own feature metadata: the module that ends the deepest stage."""
+    import torch
+
+    with torch.device("meta"):
+        model = timm.create_model(model_name, pretrained=False)
+    info = getattr(model, "feature_info", None)
+    if not info:
+        return ""
+    last = info[-1]["module"]
+    # timm names the last stage; its head convolution (conv_head + bn2) follows when present
+    names = dict(model.named_modules())
+    return "bn2" if "conv_head" in names and "bn2" in names else last
 
 
 register_backbone(
@@ -132,6 +149,7 @@ register_backbone(
             remap=remap_positional,
         ),
         description=CATALOG["efficientnet_lite0"].description,
+        cam_layer="bn2",  # conv_head + its BN/activation, before pooling
     )
 )
 register_prefix("timm:", timm_spec)

@@ -73,6 +73,7 @@ def _tv(
     *,
     head: str,
     groups: Callable[[nn.Module], list[LayerGroup]],
+    cam: str,
     build_kwargs: dict | None = None,
     strip: Callable[[nn.Module], nn.Module] | None = None,
 ) -> None:
@@ -94,6 +95,7 @@ def _tv(
             layer_groups=groups,
             family="torchvision",
             description=CATALOG[name].description,
+            cam_layer=cam,
         )
     )
 
@@ -101,6 +103,7 @@ def _tv(
 _tv(
     "alexnet",
     head="classifier.6",
+    cam="features.11",
     groups=lambda m: [
         LayerGroup("conv1", ("features.0",)),
         LayerGroup("conv2", ("features.3",)),
@@ -108,11 +111,12 @@ _tv(
         LayerGroup("fc6_fc7", ("classifier",)),
     ],
 )
-for _name in ("vgg11_bn", "vgg16"):
-    _tv(_name, head="classifier.6", groups=_vgg_groups)
+_tv("vgg11_bn", head="classifier.6", cam="features.27", groups=_vgg_groups)
+_tv("vgg16", head="classifier.6", cam="features.29", groups=_vgg_groups)
 _tv(
     "googlenet",
     head="fc",
+    cam="inception5b",
     strip=_strip_googlenet,
     # The ImageNet checkpoint holds the auxiliary heads and expects transform_input.
     build_kwargs={"aux_logits": True, "transform_input": True, "init_weights": True},
@@ -130,16 +134,19 @@ _RESNET_GROUPS = [
 _tv(
     "resnet18",
     head="fc",
+    cam="layer4",
     groups=lambda m: _RESNET_GROUPS,
 )
 _tv(
     "resnet50",
     head="fc",
+    cam="layer4",
     groups=lambda m: _RESNET_GROUPS,
 )
 _tv(
     "mobilenet_v2",
     head="classifier.1",
+    cam="features.18",
     groups=lambda m: sequential_groups(
         "features", [0, 2, 4, 7, 14, 19], ["stem", "stage2", "stage3", "stage4", "stage5"]
     ),
@@ -147,6 +154,7 @@ _tv(
 _tv(
     "mobilenet_v3_small",
     head="classifier.3",
+    cam="features.12",
     groups=lambda m: [
         *sequential_groups("features", [0, 2, 4, 9, 13], ["stem", "stage2", "stage3", "stage4"]),
         LayerGroup("pre_logits", ("classifier.0",)),
@@ -155,6 +163,7 @@ _tv(
 _tv(
     "mobilenet_v3_large",
     head="classifier.3",
+    cam="features.16",
     groups=lambda m: [
         *sequential_groups(
             "features", [0, 2, 4, 7, 13, 17], ["stem", "stage2", "stage3", "stage4", "stage5"]
@@ -165,6 +174,7 @@ _tv(
 _tv(
     "efficientnet_b0",
     head="classifier",
+    cam="features.8",
     groups=lambda m: sequential_groups(
         "features", [0, 2, 3, 4, 6, 9], ["stem", "stage2", "stage3", "stage4", "stage5"]
     ),

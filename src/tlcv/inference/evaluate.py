@@ -19,10 +19,12 @@ def evaluate(
     strict: bool = False,
     prefix: int | None = None,
     engine: str = "torch",
+    explain: int = 0,
     **extract,
 ) -> dict:
     """Metrics over all splits of ``data``; writes metrics.json, per_class.csv,
-    predictions.csv and confusion.png to ``out`` (default RUN/eval/<data folder name>)."""
+    predictions.csv and confusion.png to ``out`` (default RUN/eval/<data folder name>);
+    ``explain=N``: class-activation maps of the N most confident errors in explain/."""
     from ..evaluation import classification_metrics, plot_confusion
     from ..tasks import task_of_run
 
@@ -81,5 +83,25 @@ def evaluate(
         for i, (it, p) in enumerate(zip(result.items, y_pred, strict=True))
     ]
     write_text(out_dir / "predictions.csv", rows_to_csv(rows))
+    if explain > 0:
+        metrics["explained_errors"] = _explain_errors(
+            run, result.items, probs, y_true, y_pred, explain, out_dir / "explain"
+        )
     metrics["output_dir"] = str(out_dir)
     return metrics
+
+
+def _explain_errors(run, items, probs, y_true, y_pred, n: int, out: Path) -> list[str]:
+    """Maps of the ``n`` errors the model was surest of, for the class it wrongly chose."""
+    from ..explain.pictures import explain_files, save
+
+    wrong = [i for i in range(len(items)) if y_true[i] != y_pred[i]]
+    wrong.sort(key=lambda i: -float(probs[i, y_pred[i]]))
+    chosen = [items[i].path for i in wrong[:n]]
+    if not chosen:
+        return []
+    explanations, _ = explain_files(run, chosen)
+    truth = {it.path: it.label for it in items}
+    for e in explanations:
+        e.target = f"{e.target} (true: {truth[e.path]})"
+    return save(explanations, out, prefix="error-")

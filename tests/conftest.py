@@ -53,3 +53,24 @@ def office_small(tmp_path) -> Path:
         12,
         ["back_pack", "bike", "calculator", "keyboard"],
     )
+
+
+@pytest.fixture(scope="session")
+def office_run(tmp_path_factory):
+    """A MobileNetV2 features run on 4 Office-31 classes (bike, keyboard, mug, scissors): a
+    real image classifier for explanations and serving."""
+    from tlcv import api
+
+    base = tmp_path_factory.mktemp("office-run")
+    data = link_subset(
+        DATA / "office31" / "amazon", base / "data", 10, ["bike", "keyboard", "mug", "scissors"]
+    )
+    return api.train(
+        data,
+        base / "run",
+        strategy="features",
+        backbone="mobilenet_v2",
+        weights=str(MOBILENET_V2),
+        test_fraction=0.0,
+        val_fraction=0.2,
+    )

@@ -12,30 +12,12 @@ import torch
 from scipy.stats import spearmanr
 from test_cli import tlcv
 
-from conftest import DATA, MOBILENET_V2
+from conftest import DATA
 from tlcv.backbones.registry import BACKBONES
 from tlcv.explain import EXPLAINERS
 from tlcv.explain.pictures import explain_tensors
 
 OFFICE = DATA / "office31" / "amazon"
-
-
-@pytest.fixture(scope="module")
-def office_run(tmp_path_factory):
-    from conftest import link_subset
-    from tlcv import api
-
-    base = tmp_path_factory.mktemp("explain")
-    data = link_subset(OFFICE, base / "data", 10, ["bike", "keyboard", "mug", "scissors"])
-    return api.train(
-        data,
-        base / "run",
-        strategy="features",
-        backbone="mobilenet_v2",
-        weights=str(MOBILENET_V2),
-        test_fraction=0.0,
-        val_fraction=0.2,
-    )
 
 
 def _image(name: str, size: int = 224) -> torch.Tensor:

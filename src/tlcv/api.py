@@ -200,6 +200,24 @@ def explain(
     return explain_run(_run(run), paths, out, method=method, target=target, top_k=top_k)
 
 
+def serve(
+    run: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    engine: str = "torch",
+    max_upload_mb: float = 10,
+) -> None:
+    """Serve a run until interrupted: GET / (the page), POST /predict, POST /explain,
+    GET /healthz, GET /metadata, OpenAPI docs at /docs."""
+    import uvicorn
+
+    from .serve.app import create_app
+
+    app = create_app(run, engine=engine, max_upload_mb=max_upload_mb)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 def export(
     run: str | Path,
     *,

@@ -521,6 +521,47 @@ def explain(
 
 
 @app.command()
+def serve(
+    run: Annotated[Path, typer.Argument(help="Run folder (classification or segmentation).")],
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to bind; anything but 127.0.0.1 is reachable "
+            "from other machines (no authentication).",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    engine: EngineOpt = "torch",
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", help="Largest accepted upload.")
+    ] = 10,
+) -> None:
+    """A web page and HTTP API for a run: drop an image, see the top classes and where the
+    model looked (segmentation runs: the mask). API: POST /predict, POST /explain, GET
+    /metadata, GET /healthz; docs at /docs.
+
+    Example: tlcv serve runs/photos --port 8000   (then open http://127.0.0.1:8000)
+    """
+    from .api import serve as serve_api
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"[yellow]warning:[/] binding {esc(host)}: the model is reachable from other "
+            "machines, without authentication"
+        )
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise TlcvError(
+            "serving needs FastAPI and uvicorn", hint="pip install 'tlcv[serve]'"
+        ) from exc
+    console.print(f"serving {esc(run)} on http://{esc(host)}:{port} (Ctrl-C stops)")
+    serve_api(run, host=host, port=port, engine=engine, max_upload_mb=max_upload_mb)
+
+
+@app.command()
 def export(
     run: Annotated[Path, typer.Argument(help="Run folder written by `tlcv train`.")],
     fmt: Annotated[str, typer.Option("--format", help="onnx (the only format so far).")] = "onnx",

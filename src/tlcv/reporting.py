@@ -164,6 +164,8 @@ def _run_section(path: Path) -> Section:
         section.images.append(
             (f"per-class accuracy ({scored})", per_class_bars(m["per_class"], scored))
         )
+    for png in sorted(path.glob("eval/*/explain/*.png"))[:6]:  # evaluate --explain N
+        section.images.append((f"class-activation map: {png.stem}", png.read_bytes()))
     if (path / "tsne.png").is_file():
         section.images.append(
             ("t-SNE of source vs target features", (path / "tsne.png").read_bytes())

@@ -1,0 +1,175 @@
+"""`tlcv serve`: the HTTP API through FastAPI's TestClient (good images, every kind of bad
+upload, concurrent requests) and the page in a real headless Chromium."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import DATA, ROOT
+from tlcv.serve.app import create_app
+
+OFFICE = DATA / "office31" / "amazon"
+
+
+def _mug() -> Path:
+    return sorted((OFFICE / "mug").iterdir())[0]
+
+
+@pytest.fixture(scope="module")
+def client(office_run):
+    return TestClient(create_app(office_run.path, max_upload_mb=0.5))
+
+
+def _post(client, route: str, name: str, data: bytes, kind: str = "image/jpeg"):
+    return client.post(route, files={"file": (name, data, kind)})
+
+
+def test_metadata_health_and_a_page_without_external_resources(client, office_run):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    meta = client.get("/metadata").json()
+    assert meta["classes"] == office_run.classes and meta["fingerprint"]
+    assert meta["tlcv_version"] and meta["task"] == "classification"
+    page = client.get("/").text
+    assert "<script>" in page and "http://" not in page and "https://" not in page
+    assert client.get("/openapi.json").json()["paths"].keys() >= {"/predict", "/explain"}
+
+
+def test_predict_and_explain_a_real_image(client):
+    answer = _post(client, "/predict", "mug.jpg", _mug().read_bytes())
+    assert answer.status_code == 200
+    assert answer.json()["top"][0]["label"] == "mug"
+    picture = _post(client, "/explain", "mug.jpg", _mug().read_bytes())
+    assert picture.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(picture.content)).size[0] > 100
+
+
+def test_content_is_sniffed_not_trusted(client):
+    """A PNG sent as notes.txt with a text type is still read as the PNG it is."""
+    buf = io.BytesIO()
+    Image.open(_mug()).save(buf, format="PNG")
+    answer = _post(client, "/predict", "notes.txt", buf.getvalue(), "text/plain")
+    assert answer.status_code == 200
+
+
+def _bomb() -> bytes:
+    """A small PNG that declares 30000 x 30000 pixels."""
+    buf = io.BytesIO()
+    Image.new("1", (30000, 30000)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status"),
+    [
+        ("empty.jpg", b"", 400),
+        ("text.jpg", b"hello, not an image", 415),
+        ("truncated.jpg", _mug().read_bytes()[:300] if OFFICE.is_dir() else b"x", 415),
+        ("bomb.png", None, 413),
+        ("huge.jpg", b"\xff" * 600_000, 413),
+    ],
+)
+def test_bad_uploads_get_a_4xx_with_a_message(client, name, data, status):
+    answer = _post(client, "/predict", name, _bomb() if data is None else data)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["detail"]
+    assert client.get("/healthz").status_code == 200  # the server is still there
+
+
+def test_a_request_without_a_file_or_with_a_wrong_target(client):
+    assert client.post("/predict").status_code == 422
+    wrong = _post(client, "/explain?target=zebra", "mug.jpg", _mug().read_bytes())
+    assert wrong.status_code == 422 and "not one of the run's classes" in wrong.json()["detail"]
+
+
+def test_concurrent_requests(client):
+    data = _mug().read_bytes()
+
+    def one(i: int) -> int:
+        route = "/explain" if i % 4 == 0 else "/predict"
+        return _post(client, route, f"{i}.jpg", data if i % 5 else b"junk").status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(one, range(24)))
+    assert codes.count(415) == 5 and all(c in (200, 415) for c in codes)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _browser():
+    driver = shutil.which("chromedriver")
+    binary = next(
+        (shutil.which(b) for b in ("chromium", "chromium-browser") if shutil.which(b)), None
+    )
+    if not driver or not binary:
+        if os.environ.get("TLCV_REQUIRE_BROWSER"):
+            pytest.fail("chromium and chromedriver are required (.ci/run installs them)")
+        pytest.skip("no chromium/chromedriver on this machine")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    options.add_argument("--window-size=1100,800")
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_the_page_in_a_headless_browser(office_run, tmp_path):
+    """Upload a real image through the page: the top class shown and the overlay rendered."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = _browser()
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tlcv.cli", "serve", str(office_run.path), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(0.3)
+        browser.get(url)
+        browser.find_element(By.ID, "file").send_keys(str(_mug()))
+        wait = WebDriverWait(browser, 120)
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#bars .bar"))
+        first = browser.find_element(By.CSS_SELECTOR, "#bars .bar .label").text
+        assert first == "mug"
+        wait.until(
+            lambda b: b.execute_script(
+                "const i = document.getElementById('overlay'); return !i.hidden && i.complete && "
+                "i.naturalWidth > 0"
+            )
+        )
+        browser.save_screenshot(str(tmp_path / "page.png"))
+        assert Image.open(tmp_path / "page.png").size[0] > 500
+    finally:
+        browser.quit()
+        server.terminate()
+        server.wait(timeout=30)

@@ -274,3 +274,27 @@ def test_end_to_end_finetuning_of_the_frame_cnn(tracks, tmp_path):
     assert len(moved) > 50 and run.info["strategy"] == "finetune"
     m2 = tlcv.evaluate(run, tracks / "test")
     assert m2["accuracy"] == pytest.approx(m["test"]["accuracy"])
+
+
+def test_explain_a_clip_run_per_frame(tracks, tmp_path):
+    import tlcv
+
+    run = tlcv.train(
+        tracks,
+        tmp_path / "clip",
+        temporal="lstm",
+        frames=4,
+        backbone="mobilenet_v2",
+        weights=str(MOBILENET_V2),
+        image_size=64,
+        epochs=1,
+        batch_size=16,
+        hidden=32,
+        val_fraction=0.2,
+    )
+    clip = sorted((tracks / "test" / CLASSES[0]).iterdir())[0]
+    answers = tlcv.explain(run, [clip], tmp_path / "maps")
+    frames = [a for a in answers if "path" in a]
+    assert len(frames) == 4 and all("#frame" in a["path"] for a in frames)
+    assert len({a["target"] for a in frames}) == 1  # every frame explains the clip's class
+    assert (tmp_path / "maps" / "grid.png").is_file()

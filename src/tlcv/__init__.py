@@ -1,7 +1,7 @@
 """tlcv: transfer learning for computer vision.
 
-High-level API: ``train``, ``adapt``, ``extract``, ``evaluate``, ``predict``, ``load_run``,
-``experiment`` and ``report``.
+High-level API: ``train``, ``adapt``, ``extract``, ``evaluate``, ``predict``, ``explain``,
+``serve``, ``load_run``, ``experiment`` and ``report``.
 
 Importing ``tlcv`` is cheap: torch, scikit-learn, Lightning and the rest load on the first call
 of an API function, so the CLI answers ``--help`` at once and notebooks or other tools can import
@@ -18,12 +18,14 @@ from ._version import __version__
 _API = (
     "adapt",
     "evaluate",
+    "explain",
     "experiment",
     "export",
     "extract",
     "predict",
     "report",
     "resume",
+    "serve",
     "train",
 )
 _EXPORTS = {
@@ -38,6 +40,7 @@ __all__ = [
     "adapt",
     "create_backbone",
     "evaluate",
+    "explain",
     "experiment",
     "export",
     "extract",
@@ -46,12 +49,24 @@ __all__ = [
     "predict",
     "report",
     "resume",
+    "serve",
     "train",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 if TYPE_CHECKING:  # type checkers and IDEs see the real names
-    from .api import adapt, evaluate, export, extract, predict, report, resume, train
+    from .api import (
+        adapt,
+        evaluate,
+        explain,
+        export,
+        extract,
+        predict,
+        report,
+        resume,
+        serve,
+        train,
+    )
     from .backbones import create_backbone, list_backbones
     from .experiments import experiment
     from .runs import load_run

@@ -49,9 +49,9 @@ def explain_tensors(
     """(heat, target name, top-k) per uint8 (3, H, W) image already at the model's input size."""
     from ..data import normalize
 
-    if run.is_sequence or run.info.get("task") not in (None, "classification"):
+    if not run.is_sequence and run.info.get("task") not in (None, "classification"):
         raise TlcvError(
-            "class-activation maps are for image classification runs",
+            "class-activation maps are for classification runs (images or clips)",
             hint="this run is a " + str(run.info.get("task")) + " run",
         )
     explainer = EXPLAINERS.get(method)
@@ -63,6 +63,8 @@ def explain_tensors(
     model = run.model()
     layer = target_layer(model)
     x = normalize(torch.stack(images), model.backbone.preprocessing, torch.device("cpu"), False)
+    if run.is_sequence:  # the images are one clip's frames: every frame explains the clip's class
+        model = _ClipPerFrame(model)
     with torch.inference_mode():
         probs = model(x).softmax(1)
     k = max(1, min(top_k, len(run.classes)))
@@ -81,6 +83,40 @@ def explain_tensors(
         )
         for i in range(len(images))
     ]
+
+
+class _ClipPerFrame(torch.nn.Module):
+    """Frames (T, 3, H, W) of one clip -> the clip's logits, repeated for each frame, so a map
+    per frame answers: where in this frame is the evidence for the clip's class."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        feats = self.model.backbone(frames)[None]
+        logits = self.model.head(feats, torch.tensor([len(frames)]))
+        return logits.expand(len(frames), -1)
+
+
+def explain_clip(run, path: str, **options) -> list[Explanation]:
+    """One explanation per sampled frame of a clip (the frames the run's head reads)."""
+    from ..data import eval_transform
+    from ..video import sample_indices
+    from ..video.decode import read_frames
+
+    frames = read_frames(path, run.preprocessing.resize_size)
+    chosen = sample_indices(len(frames), int(run.info["frames"]), "uniform")
+    transform = eval_transform(run.preprocessing)
+    images = [transform(frames[i]) for i in chosen]
+    out = []
+    for i, image, (heat, name, top) in zip(
+        chosen, images, explain_tensors(run, images, **options), strict=True
+    ):
+        out.append(
+            Explanation(f"{path}#frame{i:04d}", image.permute(1, 2, 0).numpy(), heat, name, top)
+        )
+    return out
 
 
 def explain_files(run, paths: list[str], **options) -> tuple[list[Explanation], list[tuple]]:
@@ -109,12 +145,20 @@ def explain_files(run, paths: list[str], **options) -> tuple[list[Explanation], 
 def explain_run(run, paths: list, out: str | Path, **options) -> list[dict]:
     """`tlcv explain`: a PNG per image (+ a grid) in ``out``; per image its top classes, the
     class the map is for, and the file (or an ``error``)."""
-    from ..inference import collect_images
+    from ..inference import collect_clips, collect_images
 
-    items = collect_images(paths)
+    items = collect_clips(paths) if run.is_sequence else collect_images(paths)
     if not items:
-        raise TlcvError("no images found in the given paths")
-    explanations, bad = explain_files(run, [it.path for it in items], **options)
+        raise TlcvError("no images or clips found in the given paths")
+    if run.is_sequence:
+        explanations, bad = [], []
+        for item in items:
+            try:
+                explanations += explain_clip(run, item.path, **options)
+            except TlcvError as exc:
+                bad.append((item.path, exc.message))
+    else:
+        explanations, bad = explain_files(run, [it.path for it in items], **options)
     files = save(explanations, Path(out))
     answers = [
         {
@@ -139,7 +183,8 @@ def blend(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarra
 
 def _title(e: Explanation) -> str:
     top = ", ".join(f"{name} {p:.2f}" for name, p in e.top)
-    return f"{Path(e.path).name}\nmap for: {e.target}   top: {top}"
+    clip, _, frame = e.path.partition("#")
+    return f"{Path(clip).name} {frame}\nmap for: {e.target}   top: {top}"
 
 
 def picture(e: Explanation) -> bytes:
@@ -171,7 +216,8 @@ def save(explanations: list[Explanation], out: Path, prefix: str = "") -> list[s
     """One PNG per image (+ grid.png for more than one) in ``out``; the files written."""
     files, used = [], set()
     for i, e in enumerate(explanations):
-        stem = f"{prefix}{Path(e.path).stem}"
+        clip, _, frame = e.path.partition("#")
+        stem = f"{prefix}{Path(clip).stem}{'_' + frame if frame else ''}"
         if stem in used:
             stem = f"{stem}-{i}"
         used.add(stem)

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import DATA, ROOT
-from tlcv.serve.app import create_app
+from tlcv.serving.app import create_app
 
 OFFICE = DATA / "office31" / "amazon"
 

@@ -195,7 +195,7 @@ def explain(
     """Class-activation maps of a classification run's images, saved as PNGs in ``out`` (one
     per image, image | overlay, top-k classes in the title; a grid for several). ``target``:
     the class the maps are for (default: each image's top class)."""
-    from .explain.pictures import explain_run
+    from .interpret.pictures import explain_run
 
     return explain_run(_run(run), paths, out, method=method, target=target, top_k=top_k)
 
@@ -212,7 +212,7 @@ def serve(
     GET /healthz, GET /metadata, OpenAPI docs at /docs."""
     import uvicorn
 
-    from .serve.app import create_app
+    from .serving.app import create_app
 
     app = create_app(run, engine=engine, max_upload_mb=max_upload_mb)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -29,7 +29,7 @@ SELECTIONS = ("source-val", "entropy", "last")
 FALLBACKS = ("none", "source-only")
 DECODERS = ("unet", "fpn", "lraspp")  # segmentation/model.py registers one builder each
 CLASS_WEIGHTINGS = ("none", "median-frequency")
-EXPLAIN_METHODS = ("gradcam", "guided-gradcam", "integrated-gradients")  # explain/EXPLAINERS
+EXPLAIN_METHODS = ("gradcam", "guided-gradcam", "integrated-gradients")  # interpret/EXPLAINERS
 
 
 def option(

@@ -93,7 +93,7 @@ def evaluate(
 
 def _explain_errors(run, items, probs, y_true, y_pred, n: int, out: Path) -> list[str]:
     """Maps of the ``n`` errors the model was surest of, for the class it wrongly chose."""
-    from ..explain.pictures import explain_files, save
+    from ..interpret.pictures import explain_files, save
 
     wrong = [i for i in range(len(items)) if y_true[i] != y_pred[i]]
     wrong.sort(key=lambda i: -float(probs[i, y_pred[i]]))

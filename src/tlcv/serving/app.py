@@ -150,7 +150,7 @@ class Server:
         if self.task == "segmentation":
             return base64.b64decode(self._segment(image)["overlay_png"].split(",", 1)[1])
         from ..errors import TlcvError
-        from ..explain.pictures import Explanation, explain_tensors, picture
+        from ..interpret.pictures import Explanation, explain_tensors, picture
 
         x = self._input(image)
         with self.lock:

@@ -36,6 +36,9 @@ from tlcv.data import discover, make_splits, normalize  # noqa: E402
 from tlcv.engine import Recipe, TransferModule, labelled_loader  # noqa: E402
 from tlcv.runs import ClassifierModel  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from steady import StepTimer, plain_images_per_s  # noqa: E402
+
 
 def test_accuracy(run) -> float:
     return json.loads((run.path / "metrics.json").read_text())["test"]["accuracy"]
@@ -194,8 +197,6 @@ def engine_overhead(args, weights: str, tmp: Path, rounds: int = 2) -> dict:
     over the same model, data loader, optimiser groups and batch size. The two alternate
     ``rounds`` times (this machine drifts by 10-20% over minutes) and the medians are compared;
     epoch-end checkpoint writes are reported separately."""
-    import lightning as L
-
     from tlcv.engine import FreezeSchedule, RunArtifacts, build_trainer
 
     items = discover(args.shared / "data/office31/amazon").all_items()[::4][:512]
@@ -222,33 +223,19 @@ def engine_overhead(args, weights: str, tmp: Path, rounds: int = 2) -> dict:
         module, loader = parts()
         model = module.model.to(memory_format=torch.channels_last).train()
         opt = torch.optim.AdamW(module.param_groups(), lr=1e-3)
-        for epoch in range(2):
-            loader.sampler.set_epoch(epoch)
-            for i, (x, y, _) in enumerate(loader):
-                if epoch == 1 and i == skip:
-                    start, n = time.perf_counter(), 0
-                x = normalize(x, model.backbone.preprocessing, torch.device("cpu"), True)
-                loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if epoch == 1 and i >= skip:
-                    n += len(y)
-        return n / (time.perf_counter() - start)
 
-    class StepTimer(L.Callback):
-        def on_train_batch_start(self, trainer, module, batch, i):
-            if trainer.current_epoch == 1 and i == skip:
-                self.start, self.n = time.perf_counter(), 0
+        def step(x, y):
+            x = normalize(x, model.backbone.preprocessing, torch.device("cpu"), True)
+            loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
 
-        def on_train_batch_end(self, trainer, module, outputs, batch, i):
-            if trainer.current_epoch == 1 and i >= skip:
-                self.n += len(batch[1])
-                self.end = time.perf_counter()
+        return plain_images_per_s(loader, step, skip)
 
     def engine() -> tuple[float, float]:
         module, loader = parts()
-        timer, artifacts = StepTimer(), RunArtifacts(tmp / "overhead")
+        timer, artifacts = StepTimer(skip), RunArtifacts(tmp / "overhead")
         trainer = build_trainer(
             tmp / "overhead",
             epochs=2,
@@ -257,7 +244,7 @@ def engine_overhead(args, weights: str, tmp: Path, rounds: int = 2) -> dict:
         )
         trainer.fit(module, loader)
         t = [row["seconds"] for row in artifacts.history]
-        return timer.n / (timer.end - timer.start), len(items) / (t[1] - t[0])
+        return timer.images_per_s, len(items) / (t[1] - t[0])
 
     plains, engines, epochs = [], [], []
     for _ in range(rounds):

@@ -28,6 +28,9 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from steady import StepTimer, plain_images_per_s  # noqa: E402
+
 STRATEGIES = ("finetune", "features", "scratch")
 WEIGHTS = {
     "mobilenet_v2": "weights/mobilenet_v2-b0353104.pth",
@@ -102,8 +105,6 @@ def train_cell(args, backbone: str, strategy: str, seed: int, max_images: int | 
 
 def speed(args, tmp: Path, rounds: int = 2) -> dict:
     """Steady-state training images/s (second epoch, first batches untimed): engine vs plain."""
-    import lightning as L
-
     from tlcv.backbones import create_backbone
     from tlcv.data import normalize
     from tlcv.engine import FreezeSchedule, Recipe, RunArtifacts, TransferModule, build_trainer
@@ -141,33 +142,19 @@ def speed(args, tmp: Path, rounds: int = 2) -> dict:
         module, loader = parts()
         model = module.model.to(memory_format=torch.channels_last).train()
         opt = torch.optim.AdamW(module.param_groups(), lr=1e-3)
-        for epoch in range(2):
-            loader.sampler.set_epoch(epoch)
-            for i, (x, y, _) in enumerate(loader):
-                if epoch == 1 and i == skip:
-                    start, n = time.perf_counter(), 0
-                x = normalize(x, model.backbone.preprocessing, torch.device("cpu"), True)
-                loss = F.cross_entropy(model(x), y, ignore_index=IGNORE)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if epoch == 1 and i >= skip:
-                    n += len(y)
-        return n / (time.perf_counter() - start)
 
-    class StepTimer(L.Callback):
-        def on_train_batch_start(self, trainer, module, batch, i):
-            if trainer.current_epoch == 1 and i == skip:
-                self.start, self.n = time.perf_counter(), 0
+        def step(x, y):
+            x = normalize(x, model.backbone.preprocessing, torch.device("cpu"), True)
+            loss = F.cross_entropy(model(x), y, ignore_index=IGNORE)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
 
-        def on_train_batch_end(self, trainer, module, outputs, batch, i):
-            if trainer.current_epoch == 1 and i >= skip:
-                self.n += len(batch[1])
-                self.end = time.perf_counter()
+        return plain_images_per_s(loader, step, skip)
 
     def engine() -> float:
         module, loader = parts()
-        timer = StepTimer()
+        timer = StepTimer(skip)
         trainer = build_trainer(
             tmp / "speed",
             epochs=2,
@@ -175,7 +162,7 @@ def speed(args, tmp: Path, rounds: int = 2) -> dict:
             callbacks=[FreezeSchedule(), RunArtifacts(tmp / "speed"), timer],
         )
         trainer.fit(module, loader)
-        return timer.n / (timer.end - timer.start)
+        return timer.images_per_s
 
     plains, engines = [], []
     for _ in range(rounds):

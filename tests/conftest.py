@@ -74,3 +74,27 @@ def office_run(tmp_path_factory):
         test_fraction=0.0,
         val_fraction=0.2,
     )
+
+
+def kill_after_first_checkpoint(command: list, out: Path) -> None:
+    """Start ``command`` (a `tlcv train` writing ``out``), kill -9 it as soon as its first
+    resume checkpoint exists (a finished epoch), and check it died before finishing."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlcv.cli", *map(str, command)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoint, deadline = out / "checkpoints" / "last.ckpt", time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not checkpoint.is_file():
+        time.sleep(0.02)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.json").exists()

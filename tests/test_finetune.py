@@ -3,16 +3,14 @@
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import DATA, MOBILENET_V2, ROOT, link_subset
+from conftest import DATA, MOBILENET_V2, ROOT, kill_after_first_checkpoint, link_subset
 from tlcv.backbones import create_backbone
 from tlcv.engine import FreezeSchedule, Recipe, TransferModule
 from tlcv.errors import TlcvError
@@ -183,23 +181,7 @@ def _train_args(data, out):
 def test_kill_9_and_resume_gives_the_same_final_metrics(office4, tmp_path):
     run_tlcv(*_train_args(office4, tmp_path / "straight"))
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(
-        tlcv_cmd(*_train_args(office4, out)),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    checkpoint = out / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if checkpoint.is_file():  # at least one epoch finished and saved
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "training finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (out / "model.json").exists()
+    kill_after_first_checkpoint(_train_args(office4, out), out)
     # killed midway: the resume checkpoint is written at every epoch end, not only the last
     assert len((out / "history.csv").read_text().strip().splitlines()) - 1 < 4
     changed = run_tlcv("train", "--resume", out, "--lr", 0.5, check=False)

@@ -6,10 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from test_cli import tlcv
 
-from conftest import DATA, MOBILENET_V2, ROOT
+from conftest import DATA, MOBILENET_V2, ROOT, kill_after_first_checkpoint
 from tlcv.errors import TlcvError
 from tlcv.segmentation.data import IGNORE, discover_segmentation, split_pairs
 from tlcv.segmentation.metrics import PixelMetrics
@@ -351,20 +349,7 @@ def _train_args(data, out, epochs: int = 4) -> list:
 def test_kill_9_and_resume_gives_the_same_weights(tmp_path, index_data):
     tlcv(*_train_args(index_data, tmp_path / "straight"))
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tlcv.cli", *map(str, _train_args(index_data, out))],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    checkpoint, deadline = out / "checkpoints" / "last.ckpt", time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not checkpoint.is_file():
-        time.sleep(0.02)
-    assert proc.poll() is None, "training finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (out / "model.json").exists()
+    kill_after_first_checkpoint(_train_args(index_data, out), out)
     tlcv("train", "--resume", out)
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(out / "model.safetensors"))

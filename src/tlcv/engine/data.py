@@ -4,6 +4,7 @@ exactly the batches an uninterrupted one would, whichever worker decodes which i
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -37,6 +38,17 @@ def train_transform(prep: Preprocessing, augment: str) -> v2.Compose:
 
 def _seed_of(*parts: int) -> int:
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little")
+
+
+@contextmanager
+def seeded(*parts: int):
+    """Random draws inside depend only on ``parts`` (seed, epoch, index): augmentation is the
+    same whichever worker decodes the image and whether the run was resumed."""
+    with torch.random.fork_rng(devices=[]):
+        # CPU generator only: torch.manual_seed also queues a CUDA reseed that records a
+        # stack trace, 1 ms per image on CUDA builds of torch.
+        torch.default_generator.manual_seed(_seed_of(*parts) % (2**63))
+        yield
 
 
 class EpochSampler(Sampler):
@@ -97,10 +109,7 @@ class LabelledImages(Dataset):
             image = open_rgb(item.path, self.draft_size)
         except BadImageError as exc:
             return None, item.path, exc.message
-        with torch.random.fork_rng(devices=[]):
-            # CPU generator only: torch.manual_seed also queues a CUDA reseed that records a
-            # stack trace, 1 ms per image on CUDA builds of torch.
-            torch.default_generator.manual_seed(_seed_of(self.seed, epoch, index) % (2**63))
+        with seeded(self.seed, epoch, index):
             pixels = self.transform(image)
         # Unlabelled items (a domain-adaptation target) get -1: their labels are never read.
         return pixels, -1 if item.label is None else self.lookup[item.label], None

@@ -13,7 +13,7 @@ from torchvision.transforms import v2
 
 from ..data import open_rgb
 from ..data.loading import default_workers_for, lower_priority
-from ..engine.data import EpochSampler, _seed_of
+from ..engine.data import EpochSampler, seeded
 from ..errors import BadImageError
 from .data import IGNORE, MaskFormat, SegItem
 
@@ -60,8 +60,7 @@ class SegmentationPairs(Dataset):
             return None, None, item.path, str(exc).splitlines()[0][:200]
         if tuple(mask.shape) != tuple(image.shape[-2:]):
             return None, None, item.path, "image and mask sizes differ"
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(_seed_of(self.seed, epoch, index) % (2**63))
+        with seeded(self.seed, epoch, index):
             image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor), None, None
 

@@ -1,10 +1,8 @@
 """Encoder + decoder: any registry backbone as the encoder, a well-kept decoder on top.
 
 The encoder is the registry ``Backbone`` itself (same weights, layer groups, freeze schedules
-and learning-rate ratio as classification). Its multi-scale pyramid is read by forward hooks on
-the modules that end each stride (2, 4, 8, 16, 32), found once by probing the network with a
-dummy image, so any CNN in the registry (torchvision, timm, small ones) works without a
-per-architecture table. Decoders come from segmentation-models-pytorch (U-Net, FPN) and
+and learning-rate ratio as classification); its stride 2-32 pyramid comes from
+backbones/pyramid.py. Decoders come from segmentation-models-pytorch (U-Net, FPN) and
 torchvision (LR-ASPP), registered by name: ``--decoder NAME``.
 """
 
@@ -17,50 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import Backbone
-from ..errors import TlcvError
+from ..backbones.pyramid import PyramidTap, find_taps
 from ..registry import Registry
 
-STRIDES = (2, 4, 8, 16, 32)
-PROBE = 256
 DECODERS: Registry[Callable[[list[int], int], nn.Module]] = Registry("decoder")
-
-
-def find_taps(net: nn.Module) -> tuple[list[str], list[int]]:
-    """Names and channel counts of the module that ends each stride of STRIDES: the shallowest
-    module (a stage, not a layer inside a block) with that output stride, the last one run."""
-    best: dict[int, tuple[tuple[int, int], str, int]] = {}  # stride -> (rank, name, channels)
-    order = [0]
-
-    def record(name):
-        def hook(_module, _inputs, output):
-            order[0] += 1
-            if isinstance(output, torch.Tensor) and output.ndim == 4:
-                h, w = output.shape[-2:]
-                stride = PROBE // h if h == w and PROBE % h == 0 else 0
-                rank = (-name.count("."), order[0])
-                if stride in STRIDES and (stride not in best or rank > best[stride][0]):
-                    best[stride] = (rank, name, int(output.shape[1]))
-
-        return hook
-
-    handles = [m.register_forward_hook(record(n)) for n, m in net.named_modules() if n]
-    was_training = net.training
-    try:
-        net.eval()
-        with torch.no_grad():
-            net(torch.zeros(1, 3, PROBE, PROBE))
-    finally:
-        for handle in handles:
-            handle.remove()
-        net.train(was_training)
-    absent = [s for s in STRIDES if s not in best]
-    if absent:
-        raise TlcvError(
-            f"the backbone gives no feature map at stride {', '.join(map(str, absent))}",
-            hint="segmentation needs a CNN whose stages halve the resolution five times "
-            "(MobileNet, EfficientNet, ResNet, VGG, most timm CNNs)",
-        )
-    return [best[s][1] for s in STRIDES], [best[s][2] for s in STRIDES]
 
 
 class SegmentationModel(nn.Module):
@@ -71,24 +29,11 @@ class SegmentationModel(nn.Module):
         self.backbone = backbone
         self.head = head
         self.taps = list(taps)
-        self._captured: dict[str, torch.Tensor] = {}
-        modules = dict(backbone.net.named_modules())
-        for name in self.taps:
-            modules[name].register_forward_hook(self._keep(name))
-
-    def _keep(self, name: str):
-        def hook(_module, _inputs, output):
-            self._captured[name] = output
-
-        return hook
+        self.tap = PyramidTap(backbone.net, taps)
 
     def pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
         """[input, stride 2, 4, 8, 16, 32] (the layout smp decoders read)."""
-        self._captured = {}
-        self.backbone.net(images)
-        feats = [self._captured[name] for name in self.taps]
-        self._captured = {}
-        return [images, *feats]
+        return [images, *self.tap(images)]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.head(self.pyramid(images))

@@ -253,8 +253,8 @@ def train(ctx: typer.Context, given: dict, config: Path | None = None) -> None:
         run = train_api(data_path, out_path, progress=sys.stderr.isatty(), **v)
     if run is None:
         return
-    if run.info.get("task") == "segmentation":
-        from .cli_segmentation import print_trained
+    if run.info.get("task") in ("segmentation", "detection"):
+        from .cli_tasks import print_trained
 
         print_trained(run)
         _print_notes(run.notes)
@@ -355,9 +355,14 @@ def evaluate(
         print(json.dumps({k: val for k, val in m.items() if k not in ("confusion",)}))
         return
     if m.get("task") == "segmentation":
-        from .cli_segmentation import print_evaluation
+        from .cli_tasks import print_evaluation
 
         print_evaluation(m)
+        return
+    if m.get("task") == "detection":
+        from .cli_tasks import print_detection_evaluation
+
+        print_detection_evaluation(m)
         return
     console.print(
         f"accuracy {m['accuracy']:.4f}   balanced accuracy {m['balanced_accuracy']:.4f}   "
@@ -412,12 +417,17 @@ def predict(
         Path | None,
         typer.Option(
             "--masks",
-            help="Segmentation: folder for mask + overlay PNGs [default: RUN/predictions].",
+            help="Segmentation / detection: folder for the mask, overlay or drawn-box PNGs "
+            "[default: RUN/predictions].",
         ),
     ] = None,
+    score_threshold: Annotated[
+        float, typer.Option("--score-threshold", help="Detection: report objects above it.")
+    ] = 0.5,
 ) -> None:
     """Top-k classes for new images, or for clips with per-step scores (clip runs); for
-    segmentation runs a mask and an overlay PNG per image and its class fractions.
+    segmentation runs a mask and an overlay PNG per image and its class fractions; for
+    detection runs the boxes (class, score) and a drawn PNG per image.
 
     Examples:
       tlcv predict runs/photos img1.jpg more_images/ --top-k 3 --format json
@@ -440,16 +450,20 @@ def predict(
         engine=engine,
         **({"window": window} if window else {}),
         **({"out": str(masks)} if masks else {}),
+        **({"score_threshold": score_threshold} if score_threshold != 0.5 else {}),
     )
     if fmt == "json":
         text = json.dumps(results, indent=2) + "\n"
-    elif results and any("fractions" in r for r in results):
+    elif results and any("fractions" in r or "objects" in r for r in results):
         import io
 
-        from .cli_segmentation import prediction_rows
+        from .cli_tasks import detection_rows, prediction_rows
 
+        rows = (detection_rows if any("objects" in r for r in results) else prediction_rows)(
+            results
+        )
         buf = io.StringIO()
-        csv.writer(buf).writerows(prediction_rows(results))
+        csv.writer(buf).writerows(rows)
         text = buf.getvalue()
     else:
         import io

@@ -29,6 +29,7 @@ SELECTIONS = ("source-val", "entropy", "last")
 FALLBACKS = ("none", "source-only")
 DECODERS = ("unet", "fpn", "lraspp")  # segmentation/model.py registers one builder each
 CLASS_WEIGHTINGS = ("none", "median-frequency")
+DETECTORS = ("fasterrcnn", "retinanet", "fcos")  # detection/model.py registers one builder each
 EXPLAIN_METHODS = ("gradcam", "guided-gradcam", "integrated-gradients")  # interpret/EXPLAINERS
 
 
@@ -221,7 +222,20 @@ class TrainConfig(_Validated):
     )
     dice: bool = option(False, "Segmentation: add a Dice loss to the cross-entropy.")
     max_images: int | None = option(
-        None, "Segmentation: use at most N training images (the few-shot budget)."
+        None, "Segmentation / detection: use at most N training images (the few-shot budget)."
+    )
+    # --- detection (a box list, Pascal VOC, COCO JSON or YOLO labels) ---
+    detector: str = option(
+        "fasterrcnn",
+        "Detection: fasterrcnn (FPN), retinanet or fcos (torchvision) on the backbone's "
+        "pyramid. --image-size is the short side images are seen at [default 800].",
+        choices=DETECTORS,
+    )
+    anchor_sizes: str = option(
+        "16,32,64,128,256", "Detection: anchor size (px) per pyramid level, smallest first."
+    )
+    class_map: str | None = option(
+        None, "Detection: CSV from,to mapping class ids/names to coarser classes (empty: drop)."
     )
 
     def validate(self) -> None:

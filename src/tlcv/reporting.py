@@ -52,9 +52,14 @@ def learning_curves(history: list[dict]) -> bytes:
     plt = _plt()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     epochs = [int(r["epoch"]) for r in history]
-    for key, ax in (("train_loss", left), ("val_loss", left), ("train_acc", right),
-                    ("val_acc", right), ("val_miou", right),
-                    ("oracle_target_acc", right)):  # fmt: skip
+    for key, ax in (
+        ("train_loss", left),
+        ("val_loss", left),
+        ("train_acc", right),
+        ("val_acc", right),
+        ("val_miou", right),
+        ("oracle_target_acc", right),
+    ):
         values = [float(r[key]) if r.get(key) not in (None, "") else None for r in history]
         if any(v is not None for v in values):
             ax.plot(epochs, values, marker=".", label=key)
@@ -94,12 +99,22 @@ def iou_bars(per_class: list[dict], title: str) -> bytes:
 
 def _segmentation_parts(path: Path, metrics: dict, section: Section) -> None:
     """Scores, IoU bars and overlay panels of a segmentation run (and of its evaluations)."""
-    section.tables.append(("scores", [
-        {"split": split, "images": m["n"], "mIoU": round(m["miou"], 4),
-         "pixel accuracy": round(m["pixel_accuracy"], 4),
-         "mean class accuracy": round(m["mean_class_accuracy"], 4)}
-        for split, m in metrics.items() if isinstance(m, dict) and "miou" in m
-    ]))  # fmt: skip
+    section.tables.append(
+        (
+            "scores",
+            [
+                {
+                    "split": split,
+                    "images": m["n"],
+                    "mIoU": round(m["miou"], 4),
+                    "pixel accuracy": round(m["pixel_accuracy"], 4),
+                    "mean class accuracy": round(m["mean_class_accuracy"], 4),
+                }
+                for split, m in metrics.items()
+                if isinstance(m, dict) and "miou" in m
+            ],
+        )
+    )
     scored = next((k for k in ("test", "val") if k in metrics), None)
     if scored:
         title = f"IoU per class ({scored})"
@@ -107,6 +122,34 @@ def _segmentation_parts(path: Path, metrics: dict, section: Section) -> None:
     panels = sorted(path.glob("overlays/*.png")) + sorted(path.glob("eval/*/overlays/*.png"))
     for png in panels[:6]:
         section.images.append((f"image | truth | prediction: {png.stem}", png.read_bytes()))
+
+
+def _detection_parts(path: Path, metrics: dict, section: Section) -> None:
+    """Scores, AP per class and drawn images of a detection run (and of its evaluations)."""
+    section.tables.append(
+        (
+            "scores",
+            [
+                {
+                    "split": split,
+                    "images": m["n"],
+                    "mAP@0.5": round(m["map50"], 4),
+                    "mAP@[.5:.95]": round(m["map"], 4),
+                    "recall": round(m["recall"], 4),
+                }
+                for split, m in metrics.items()
+                if isinstance(m, dict) and "map50" in m
+            ],
+        )
+    )
+    scored = next((k for k in ("test", "val") if k in metrics), None)
+    if scored:
+        section.tables.append((f"AP per class ({scored})", metrics[scored]["per_class"]))
+    for png in [
+        *sorted(path.glob("eval/*/pr_curve.png")),
+        *sorted(path.glob("eval/*/drawn/*.png")),
+    ][:6]:
+        section.images.append((png.parent.name + ": " + png.stem, png.read_bytes()))
 
 
 def confusion_png(confusion: list[list[int]], classes: list[str], title: str) -> bytes:
@@ -134,12 +177,20 @@ def _run_section(path: Path) -> Section:
     if info.get("task") == "segmentation":
         section.facts.append(("decoder", str(info.get("decoder", ""))))
         _segmentation_parts(path, metrics, section)
+    if info.get("task") == "detection":
+        section.facts.append(("detector", str(info.get("detector", ""))))
+        _detection_parts(path, metrics, section)
     rows = [
-        {"split": split, "images": m["n"], "accuracy": round(m["accuracy"], 4),
-         "balanced accuracy": round(m["balanced_accuracy"], 4), "macro-F1": round(m["macro_f1"], 4)}
+        {
+            "split": split,
+            "images": m["n"],
+            "accuracy": round(m["accuracy"], 4),
+            "balanced accuracy": round(m["balanced_accuracy"], 4),
+            "macro-F1": round(m["macro_f1"], 4),
+        }
         for split, m in metrics.items()
         if isinstance(m, dict) and "balanced_accuracy" in m and "n" in m
-    ]  # fmt: skip
+    ]
     if rows:
         section.tables.append(("scores", rows))
     if "health" in metrics:
@@ -217,13 +268,20 @@ def _experiment_section(path: Path) -> Section:
     section.facts = [("data", info["data"]), ("seeds", _seeds_per_cell(path))]
     section.tables.append(("mean and spread over seeds", summary["table"]))
     if summary.get("pairs"):  # generalization: every source -> target score
-        section.tables.append(("every source → target pair, mean and std over seeds",
-                               summary["pairs"]))  # fmt: skip
+        section.tables.append(
+            ("every source → target pair, mean and std over seeds", summary["pairs"])
+        )
     if summary.get("curves"):  # convergence: the plotted curves, as numbers
-        section.tables.append(("per epoch, mean and std over seeds", [
-            {"strategy": name, **{k: round(v, 4) for k, v in point.items()}}
-            for name, curve in summary["curves"].items() for point in curve
-        ]))  # fmt: skip
+        section.tables.append(
+            (
+                "per epoch, mean and std over seeds",
+                [
+                    {"strategy": name, **{k: round(v, 4) for k, v in point.items()}}
+                    for name, curve in summary["curves"].items()
+                    for point in curve
+                ],
+            )
+        )
     for png in sorted(path.glob("*.png")):
         section.images.append((png.stem.replace("_", " "), png.read_bytes()))
     section.config = yaml.safe_dump(info, sort_keys=False)
@@ -274,10 +332,12 @@ def _md_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-       "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-       "font-size:13px}img{max-width:100%}"
-       "pre{background:#f6f6f6;padding:8px;font-size:12px}")  # fmt: skip
+CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+    "font-size:13px}img{max-width:100%}"
+    "pre{background:#f6f6f6;padding:8px;font-size:12px}"
+)
 
 
 def build_report(paths: list[Path], out: Path) -> tuple[Path, Path]:
@@ -287,8 +347,10 @@ def build_report(paths: list[Path], out: Path) -> tuple[Path, Path]:
     md_path = out.with_suffix(".md")
     assets = out.parent / f"{out.stem}_files"
     env = environment()
-    parts = [f"<html><head><meta charset='utf-8'><title>tlcv report</title><style>{CSS}</style>"
-             "</head><body><h1>tlcv report</h1>"]  # fmt: skip
+    parts = [
+        f"<html><head><meta charset='utf-8'><title>tlcv report</title><style>{CSS}</style>"
+        "</head><body><h1>tlcv report</h1>"
+    ]
     md = ["# tlcv report\n"]
     overview = [{"section": s.title, **{k: v for k, v in s.facts}} for s in sections]
     parts.append("<h2>overview</h2>" + _html_table(overview))
@@ -301,8 +363,10 @@ def build_report(paths: list[Path], out: Path) -> tuple[Path, Path]:
             md.append(f"\n### {caption}\n\n" + _md_table(rows))
         for j, (caption, png) in enumerate(s.images):
             data = base64.b64encode(png).decode()
-            parts.append(f"<h3>{html.escape(caption)}</h3><img alt='{html.escape(caption)}' "
-                         f"src='data:image/png;base64,{data}'>")  # fmt: skip
+            parts.append(
+                f"<h3>{html.escape(caption)}</h3><img alt='{html.escape(caption)}' "
+                f"src='data:image/png;base64,{data}'>"
+            )
             name = f"s{index}_{j}.png"
             write_bytes(assets / name, png)
             md.append(f"\n![{caption}]({assets.name}/{name})\n")
@@ -311,10 +375,14 @@ def build_report(paths: list[Path], out: Path) -> tuple[Path, Path]:
             parts.append(f"<h3>notes</h3><ul>{items}</ul>")
             md.append("\n### notes\n\n" + "".join(f"- {n}\n" for n in s.notes))
         if s.config:
-            parts.append(f"<details><summary>resolved configuration</summary><pre>"
-                         f"{html.escape(s.config)}</pre></details>")  # fmt: skip
-            md.append(f"\n<details><summary>configuration</summary>\n\n```yaml\n{s.config}```\n"
-                      "</details>\n")  # fmt: skip
+            parts.append(
+                f"<details><summary>resolved configuration</summary><pre>"
+                f"{html.escape(s.config)}</pre></details>"
+            )
+            md.append(
+                f"\n<details><summary>configuration</summary>\n\n```yaml\n{s.config}```\n"
+                "</details>\n"
+            )
     env_rows = [{"key": k, "value": v} for k, v in env.items()]
     parts.append("<h2>environment</h2>" + _html_table(env_rows) + "</body></html>")
     md.append("\n## environment\n\n" + _md_table(env_rows))

@@ -241,6 +241,10 @@ class Run:
             from .segmentation.model import rebuild_model
 
             return rebuild_model(backbone, self.info["head"], head_state)
+        if self.info.get("task") == "detection":
+            from .detection.model import rebuild_model as rebuild_detector
+
+            return rebuild_detector(backbone, self.info["head"], head_state)
         if self.is_sequence:
             from .heads import TemporalHead
 

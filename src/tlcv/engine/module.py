@@ -66,6 +66,9 @@ class Objective:
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         return loss, logits, y, {}
 
+    def validation_epoch_end(self, module: TransferModule) -> None:
+        """Log what only a whole epoch gives (detection's mAP); nothing by default."""
+
     def validate(self, module: TransferModule, batch, dataloader_idx: int = 0) -> None:
         """Log validation metrics; a method with extra validation loaders overrides this."""
         logits, y = self.forward(module, batch)
@@ -128,9 +131,10 @@ class TransferModule(L.LightningModule):
                 "last finished epoch are kept in the run's checkpoints/ folder",
             )
         n = len(y)
-        # update only: the epoch value is computed once at the end (calling the metric would
-        # also compute a per-batch value nobody reads, a full pass over every pixel)
-        self.train_acc.update(logits.argmax(1), y)
+        if logits is not None:  # detection has no per-sample class scores to count
+            # update only: the epoch value is computed once at the end (calling the metric
+            # would also compute a per-batch value nobody reads, a pass over every pixel)
+            self.train_acc.update(logits.argmax(1), y)
         self.log(
             "train_loss",
             loss,
@@ -140,13 +144,17 @@ class TransferModule(L.LightningModule):
             batch_size=n,
             sync_dist=True,
         )
-        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
+        if logits is not None:
+            self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
         for key, value in extra.items():
             self.log(key, value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         self.objective.validate(self, batch, dataloader_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self.objective.validation_epoch_end(self)
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         """Tensors as a run folder stores them: backbone.* (when trained here) and head.*."""

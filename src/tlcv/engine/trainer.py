@@ -69,6 +69,7 @@ def build_trainer(
     grad_clip: float | None = None,
     accumulate: int = 1,
     patience: int | None = None,
+    stop_on: tuple[str, str] = ("val_loss", "min"),
     has_val: bool = True,
     progress: bool = False,
     deterministic: bool = False,
@@ -91,7 +92,8 @@ def build_trainer(
         strategy = "auto"
     extra = list(callbacks)
     if has_val and patience:
-        extra.append(EarlyStopping(monitor="val_loss", patience=patience, mode="min"))
+        # ``stop_on``: the validation score early stopping watches (detectors give no val loss)
+        extra.append(EarlyStopping(monitor=stop_on[0], patience=patience, mode=stop_on[1]))
     # Lightning's own checkpoint carries loop, optimiser and callback state for --resume.
     extra.append(
         ResumeCheckpoint(

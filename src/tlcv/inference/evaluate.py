@@ -19,6 +19,7 @@ def evaluate(
     strict: bool = False,
     prefix: int | None = None,
     engine: str = "torch",
+    task,  # the run's tasks.Task (Task.evaluate / Task.predict pass themselves)
     explain: int = 0,
     **extract,
 ) -> dict:
@@ -26,9 +27,7 @@ def evaluate(
     predictions.csv and confusion.png to ``out`` (default RUN/eval/<data folder name>);
     ``explain=N``: class-activation maps of the N most confident errors in explain/."""
     from ..evaluation import classification_metrics, plot_confusion
-    from ..tasks import task_of_run
 
-    task = task_of_run(run)
     source = task.discover(data, strict)
     items = source.all_items()
     known = set(run.classes)

@@ -18,13 +18,11 @@ def predict(
     top_k: int = 5,
     prefix: int | None = None,
     engine: str = "torch",
+    task,  # the run's tasks.Task (Task.evaluate / Task.predict pass themselves)
     **extract,
 ) -> list[dict]:
     """Clip runs add ``steps``: the sampled frame indices with the head's top class after
     each (``prefix``: look only at the first K frames)."""
-    from ..tasks import task_of_run
-
-    task = task_of_run(run)
     items = task.collect(paths)
     if not items:
         raise TlcvError(

@@ -14,5 +14,6 @@ _load = import_submodules(__name__, __path__)  # one file per strategy (or famil
 STRATEGIES: Registry[Callable] = Registry("strategy", load=_load)  # images
 CLIP_STRATEGIES: Registry[Callable] = Registry("clip strategy", load=_load)  # video clips
 SEGMENTATION_STRATEGIES: Registry[Callable] = Registry("segmentation strategy", load=_load)
+DETECTION_STRATEGIES: Registry[Callable] = Registry("detection strategy", load=_load)
 register_strategy = STRATEGIES.register
 get_strategy = STRATEGIES.get

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 from ..backbones import Backbone
 from ..config import TrainConfig
 from ..data import Splits
 from ..engine import FreezeSchedule
+from ..errors import TlcvError
+
+KINDS = ("finetune", "features", "scratch")  # the three kinds of transfer, for dense tasks
 
 
 def split_options(cfg: TrainConfig) -> dict:
@@ -48,3 +54,38 @@ def engine_options(cfg: TrainConfig, progress: bool, **override) -> dict:
         deterministic=cfg.deterministic,
     )
     return {**options, **override}
+
+
+def transfer_kind(cfg: TrainConfig, kind: str) -> tuple[TrainConfig, list[str], int]:
+    """Dense tasks (segmentation, detection): the recipe checked, what ``kind`` means for the
+    config (scratch: random weights, one learning rate, nothing frozen), the notes it leaves,
+    and how many epochs the encoder stays frozen (features: all of them)."""
+    if cfg.epochs < 1 or cfg.lr <= 0 or cfg.batch_size < 1:
+        raise TlcvError("--epochs, --lr and --batch-size must be positive")
+    notes = []
+    if kind == "scratch":
+        cfg = replace(cfg, weights="none", backbone_lr_ratio=1.0, freeze_epochs=0)
+        notes.append("scratch: random initialisation, one learning rate for every layer")
+    return cfg, notes, cfg.epochs if kind == "features" else cfg.freeze_epochs
+
+
+def best_epoch_note(trained) -> list[str]:
+    if not trained.restored_best:
+        return []
+    a = trained.artifacts
+    return [
+        f"weights of epoch {a.best_epoch} (best {a.monitor} on the validation split) are "
+        "the run's model"
+    ]
+
+
+def register_kinds(registry, train: Callable, task: str) -> None:
+    """finetune / features / scratch of a dense task, each ``(cfg, progress) -> Run``."""
+    for kind in KINDS:
+
+        def trainer(cfg: TrainConfig, progress: bool = False, _kind: str = kind):
+            return train(cfg, progress, _kind)
+
+        trainer.__name__ = f"{task}_{kind}"
+        trainer.__doc__ = f"{task}, {kind} transfer"
+        registry.register(kind)(trainer)

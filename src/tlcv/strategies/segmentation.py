@@ -4,8 +4,6 @@ throughout, only the decoder learns) and ``scratch`` (the same network from rand
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import lightning as L
 import torch
 
@@ -13,11 +11,10 @@ from ..backbones import create_backbone, state_fingerprint
 from ..config import TrainConfig
 from ..engine import FreezeSchedule, Recipe, TransferModule
 from ..engine.lifecycle import Outcome, RunLifecycle
-from ..errors import TlcvError
 from ..features.extract import resolve_device
 from ..runs import Run
 from . import SEGMENTATION_STRATEGIES
-from .common import engine_options
+from .common import best_epoch_note, engine_options, register_kinds, transfer_kind
 
 DEFAULT_SIZE = 256  # short side; CamVid frames are 360 px high
 
@@ -38,12 +35,7 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     from ..segmentation.model import build_model
     from ..segmentation.objective import SegmentationObjective, median_frequency_weights
 
-    if cfg.epochs < 1 or cfg.lr <= 0 or cfg.batch_size < 1:
-        raise TlcvError("--epochs, --lr and --batch-size must be positive")
-    notes: list[str] = []
-    if kind == "scratch":
-        cfg = replace(cfg, weights="none", backbone_lr_ratio=1.0, freeze_epochs=0)
-        notes.append("scratch: random initialisation, one learning rate for every layer")
+    cfg, notes, freeze = transfer_kind(cfg, kind)
     size = cfg.image_size or DEFAULT_SIZE
     life = RunLifecycle(cfg.out, overwrite=cfg.overwrite, resume=bool(cfg.resume))
     source = discover_segmentation(cfg.data, strict=cfg.strict, ignore_index=cfg.ignore_index)
@@ -86,7 +78,6 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     }
     life.begin(cfg.to_dict(), resolved)
     # features: the pretrained encoder stays frozen (BN statistics too) for every epoch
-    freeze = cfg.epochs if kind == "features" else cfg.freeze_epochs
     schedule = FreezeSchedule(freeze, cfg.unfreeze, cfg.bn)
     trained = life.train(
         module,
@@ -98,11 +89,7 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     )
     if trained is None:
         return None
-    if trained.restored_best:
-        notes.append(
-            f"weights of epoch {trained.artifacts.best_epoch} (best "
-            f"{trained.artifacts.monitor} on the validation split) are the run's model"
-        )
+    notes += best_epoch_note(trained)
     backbone.weights_id = state_fingerprint(backbone.net)
     metrics: dict[str, dict] = {}
     device = resolve_device(cfg.device)
@@ -127,16 +114,4 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     return life.finish(Outcome(model, classes, head_spec, info, metrics, notes, skipped))
 
 
-@SEGMENTATION_STRATEGIES.register("finetune")
-def segment_finetune(cfg: TrainConfig, progress: bool = False) -> Run | None:
-    return _train(cfg, progress, "finetune")
-
-
-@SEGMENTATION_STRATEGIES.register("features")
-def segment_features(cfg: TrainConfig, progress: bool = False) -> Run | None:
-    return _train(cfg, progress, "features")
-
-
-@SEGMENTATION_STRATEGIES.register("scratch")
-def segment_scratch(cfg: TrainConfig, progress: bool = False) -> Run | None:
-    return _train(cfg, progress, "scratch")
+register_kinds(SEGMENTATION_STRATEGIES, _train, "segment")

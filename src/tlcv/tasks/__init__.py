@@ -60,12 +60,12 @@ class Task:
     def evaluate(self, run: Run, data: str | Path, **options) -> dict:
         from ..inference import evaluate
 
-        return evaluate(run, data, **options)
+        return evaluate(run, data, task=self, **options)
 
     def predict(self, run: Run, paths: list[str | Path], **options) -> list[dict]:
         from ..inference import predict
 
-        return predict(run, paths, **options)
+        return predict(run, paths, task=self, **options)
 
 
 TASKS: Registry[type[Task]] = Registry("task", load=import_submodules(__name__, __path__))

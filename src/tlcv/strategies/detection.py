@@ -1,0 +1,120 @@
+"""Detection by transfer, the three kinds on the one engine: ``finetune`` (the ImageNet encoder
+at the reduced learning rate, the freeze schedules), ``features`` (the encoder frozen, FPN and
+heads learn) and ``scratch`` (the same detector from random weights). Model selection on
+validation mAP@0.5."""
+
+from __future__ import annotations
+
+import lightning as L
+
+from ..backbones import create_backbone, state_fingerprint
+from ..config import TrainConfig
+from ..engine import FreezeSchedule, Recipe, TransferModule
+from ..engine.lifecycle import Outcome, RunLifecycle
+from ..errors import TlcvError
+from ..features.extract import resolve_device
+from ..runs import Run
+from . import DETECTION_STRATEGIES
+from .common import best_epoch_note, engine_options, register_kinds, transfer_kind
+
+DEFAULT_SIZE = 800  # short side; GTSDB scenes are 1360x800 with signs from 16 px
+
+
+def _anchors(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError as exc:
+        raise TlcvError(
+            f"--anchor-sizes {text!r}: whole numbers of pixels, e.g. 16,32,64,128,256"
+        ) from exc
+    if len(sizes) != 5 or any(s < 2 for s in sizes):
+        raise TlcvError(
+            "--anchor-sizes takes five sizes (one per pyramid level), e.g. 16,32,64,128,256"
+        )
+    return sizes
+
+
+def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
+    from ..detection.data import discover_detection, split_items
+    from ..detection.evaluate import score_items
+    from ..detection.loading import detection_loader
+    from ..detection.model import build_model
+    from ..detection.objective import DetectionObjective
+
+    cfg, notes, freeze = transfer_kind(cfg, kind)
+    size = cfg.image_size or DEFAULT_SIZE
+    anchors = _anchors(cfg.anchor_sizes)
+    life = RunLifecycle(cfg.out, overwrite=cfg.overwrite, resume=bool(cfg.resume))
+    source = discover_detection(cfg.data, strict=cfg.strict, class_map=cfg.class_map)
+    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    parts = split_items(
+        source.all_items(),
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=split_seed,
+        shots=cfg.max_images,
+        shots_seed=cfg.seed,
+    )
+    notes = source.notes + notes
+    classes = source.classes
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    backbone = create_backbone(cfg.backbone, cfg.weights, None, seed=cfg.seed)
+    spec = {
+        "detector": cfg.detector,
+        "num_classes": len(classes),
+        "image_size": size,
+        "max_size": int(round(size * 1.7)),
+        "anchors": anchors,
+    }
+    model, head_spec = build_model(backbone, spec, seed=cfg.seed)
+    module = TransferModule(model, len(classes), Recipe.from_config(cfg), DetectionObjective())
+    batches = dict(batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
+    train_loader = detection_loader(parts["train"], classes, size, augment=cfg.augment, **batches)
+    val_loader = (
+        detection_loader(parts["val"], classes, size, augment=None, **batches)
+        if parts["val"]
+        else None
+    )
+    resolved = {
+        "strategy": kind,
+        "task": "detection",
+        "classes": classes,
+        "image_size": size,
+        "preprocessing": backbone.preprocessing.to_dict(),
+        "taps": head_spec["taps"],
+        "weights_source": backbone.weights_source,
+        "weights_id": backbone.weights_id,
+        **{f"n_{name}": len(items) for name, items in parts.items()},
+    }
+    life.begin(cfg.to_dict(), resolved)
+    schedule = FreezeSchedule(freeze, cfg.unfreeze, cfg.bn)
+    trained = life.train(
+        module,
+        train_loader,
+        val_loader,
+        **engine_options(
+            cfg,
+            progress,
+            callbacks=[schedule],
+            monitor="val_map50" if val_loader else None,
+            stop_on=("val_map50", "max"),
+        ),
+    )
+    if trained is None:
+        return None
+    notes += best_epoch_note(trained)
+    backbone.weights_id = state_fingerprint(backbone.net)
+    metrics: dict[str, dict] = {}
+    device = resolve_device(cfg.device)
+    for name in ("val", "test"):
+        if parts[name]:
+            result, _, bad = score_items(model, parts[name], classes, device)
+            metrics[name] = {k: v for k, v in result.items() if k != "pr_curves"}
+            module.skipped.extend(bad)
+    metrics["selection"] = trained.selection()
+    info = {"strategy": kind, "task": "detection", "detector": cfg.detector, "image_size": size}
+    skipped = source.missing + sorted(set(module.skipped))
+    return life.finish(Outcome(model, classes, head_spec, info, metrics, notes, skipped))
+
+
+register_kinds(DETECTION_STRATEGIES, _train, "detect")

@@ -1,0 +1,50 @@
+"""Object detection: boxes and classes, from a box list, Pascal VOC, COCO JSON or YOLO labels
+(an encoder from the backbone registry + torchvision's Faster R-CNN / RetinaNet / FCOS)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from ..registry import Registry
+from ..strategies import DETECTION_STRATEGIES
+from . import TASKS, Task
+
+
+@TASKS.register("detection")
+class Detection(Task):
+    name = "detection"
+    description = "boxes around objects, with their class"
+    run_tags = ("detection",)
+    strategies: ClassVar[Registry] = DETECTION_STRATEGIES
+    budget_option = "max_images"  # --shots counts images
+    budget_label = "labelled training images"
+    score_metric = "map50"
+    score_label = "mAP@0.5"
+    history_metric = "val_map50"
+    scored_splits = ("test", "val")
+
+    def claims(self, data: str | Path) -> bool:
+        from ..detection.data import is_detection_data
+
+        return is_detection_data(data)
+
+    def discover(self, data, strict):
+        from ..detection.data import discover_detection
+
+        return discover_detection(data, strict=strict)
+
+    def collect(self, paths):
+        from ..inference import collect_images
+
+        return collect_images(paths)
+
+    def evaluate(self, run, data, **options) -> dict:
+        from ..detection.evaluate import evaluate_detection
+
+        return evaluate_detection(run, data, **options)
+
+    def predict(self, run, paths, **options) -> list[dict]:
+        from ..detection.evaluate import predict_detection
+
+        return predict_detection(run, paths, **options)

@@ -1,0 +1,251 @@
+"""Object detection: every annotation format with a malformed line, bad boxes named with file
+and line, mAP against a hand-computed case, every detector, and the CLI on GTSDB scenes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_cli import tlcv
+
+from conftest import DATA, MOBILENET_V2
+from tlcv.detection.data import discover_detection, split_items
+from tlcv.errors import TlcvError
+
+GTSDB = DATA / "gtsdb" / "train"
+SUPER = {
+    "prohibitory": [*range(6), 7, 8, 9, 10, 15, 16],
+    "danger": [11, *range(18, 32)],
+    "mandatory": list(range(33, 41)),
+    "other": [6, 12, 13, 14, 17, 32, 41, 42],
+}
+
+
+def _scenes(root, n: int = 6):
+    """Grey images, each with a red square (class "red") and some a blue one ("blue")."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    boxes = []
+    for i in range(n):
+        image = np.full((60, 80, 3), 128, np.uint8)
+        x, y = int(rng.integers(0, 50)), int(rng.integers(0, 30))
+        image[y : y + 20, x : x + 20] = (220, 20, 20)
+        boxes.append((f"s{i}.png", x, y, x + 20, y + 20, "red"))
+        if i % 2:
+            image[5:20, 60:75] = (20, 20, 220)
+            boxes.append((f"s{i}.png", 60, 5, 75, 20, "blue"))
+        Image.fromarray(image).save(root / "images" / f"s{i}.png")
+    return boxes
+
+
+def test_box_list_with_header_negatives_and_bad_lines(tmp_path):
+    boxes = _scenes(tmp_path)
+    Image.new("RGB", (80, 60)).save(tmp_path / "images" / "empty.png")  # listed nowhere
+    lines = [
+        "file;x1;y1;x2;y2;class",
+        *(";".join(map(str, b)) for b in boxes),
+        "s0.png;10;10;5;5;red",
+        "s0.png;70;50;200;90;red",
+        "s0.png;1;2;3",
+        "gone.png;1;1;9;9;red",
+        "s1.png;a;b;c;d;red",
+    ]
+    (tmp_path / "gt.txt").write_text("\n".join(lines) + "\n")
+    source = discover_detection(tmp_path)
+    assert source.classes == ["blue", "red"] and source.format == "box list"
+    items = {it.path.split("/")[-1]: it for it in source.all_items()}
+    assert items["empty.png"].boxes == () and len(items["s1.png"].boxes) == 2
+    reasons = " | ".join(f"{w}: {r}" for w, r in source.missing)
+    assert "gt.txt:11: box of zero or negative size" in reasons
+    assert "gt.txt:12: box (70.0,50.0,200.0,90.0) outside the 80x60 image" in reasons
+    assert "gt.txt:13: expected file;x1;y1;x2;y2;class" in reasons
+    assert "gt.txt:14: gone.png is listed but not found" in reasons
+    assert "gt.txt:15: coordinates are not numbers" in reasons
+    with pytest.raises(TlcvError, match="gt.txt:13: expected file"):
+        discover_detection(tmp_path, strict=True)
+
+
+def test_pascal_voc_coco_and_yolo(tmp_path):
+    boxes = _scenes(tmp_path / "voc")
+    (tmp_path / "voc" / "Annotations").mkdir()
+    (tmp_path / "voc" / "images").rename(tmp_path / "voc" / "JPEGImages")
+    for name in sorted({b[0] for b in boxes}):
+        objects = "".join(
+            f"<object><name>{c}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
+            f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+            for f, x1, y1, x2, y2, c in boxes
+            if f == name
+        )
+        (tmp_path / "voc" / "Annotations" / f"{name[:-4]}.xml").write_text(
+            f"<annotation><filename>{name}</filename>{objects}</annotation>"
+        )
+    (tmp_path / "voc" / "Annotations" / "broken.xml").write_text("<annotation><filename>")
+    voc = discover_detection(tmp_path / "voc")
+    assert voc.format == "pascal voc" and sum(len(it.boxes) for it in voc.all_items()) == 9
+    assert any("broken.xml" in w and "does not parse" in r for w, r in voc.missing)
+
+    _scenes(tmp_path / "coco")
+    names = sorted({b[0] for b in boxes})
+    coco = {
+        "images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
+        "categories": [{"id": 1, "name": "red"}, {"id": 2, "name": "blue"}],
+        "annotations": [
+            {
+                "id": j,
+                "image_id": names.index(f),
+                "category_id": 1 if c == "red" else 2,
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+            }
+            for j, (f, x1, y1, x2, y2, c) in enumerate(boxes)
+        ]
+        + [{"id": 99, "image_id": 0}],
+    }
+    (tmp_path / "coco" / "annotations.json").write_text(json.dumps(coco))
+    parsed = discover_detection(tmp_path / "coco")
+    assert parsed.classes == ["red", "blue"]  # the file's category order
+    assert any("annotation 99" in w and "malformed" in r for w, r in parsed.missing)
+
+    _scenes(tmp_path / "yolo")
+    (tmp_path / "yolo" / "labels").mkdir()
+    (tmp_path / "yolo" / "classes.txt").write_text("red\nblue\n")
+    for name in names:
+        rows = [
+            f"{0 if c == 'red' else 1} {(x1 + x2) / 160} {(y1 + y2) / 120} {(x2 - x1) / 80} "
+            f"{(y2 - y1) / 60}"
+            for f, x1, y1, x2, y2, c in boxes
+            if f == name
+        ]
+        (tmp_path / "yolo" / "labels" / f"{name[:-4]}.txt").write_text("\n".join(rows) + "\nbad\n")
+    yolo = discover_detection(tmp_path / "yolo")
+    first = next(it for it in yolo.all_items() if it.path.endswith("s0.png"))
+    assert np.allclose(first.boxes[0], boxes[0][1:5], atol=0.01)
+    assert any("s0.txt:2" in w for w, _ in yolo.missing)
+
+
+def test_class_map_groups_and_drops(tmp_path):
+    _scenes(tmp_path)
+    boxes = _scenes(tmp_path)
+    (tmp_path / "gt.txt").write_text("\n".join(";".join(map(str, b)) for b in boxes) + "\n")
+    (tmp_path / "map.csv").write_text("from,to\nred,warm\nblue,\n")
+    source = discover_detection(tmp_path, class_map=tmp_path / "map.csv")
+    assert source.classes == ["warm"] and any("dropped" in n for n in source.notes)
+    parts = split_items(source.all_items(), val_fraction=0.2, test_fraction=0.2, seed=0, shots=2)
+    assert len(parts["train"]) == 2 and len(parts["val"]) == 1 and len(parts["test"]) == 1
+
+
+def test_map_against_a_hand_computed_case():
+    """One class, two true boxes; three detections: a hit (0.9), a miss (0.8), a hit (0.7).
+    Precision-recall points: (0.5, 1.0), (0.5, 0.5), (1.0, 0.667): COCO's 101-point
+    interpolated AP@0.5 = (51 * 1.0 + 50 * 0.667) / 101."""
+    from tlcv.detection.objective import box_metric
+
+    metric = box_metric(class_metrics=True)
+    truth = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]]),
+        "labels": torch.tensor([1, 1]),
+    }
+    predicted = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60], [20, 20, 30, 30]]),
+        "scores": torch.tensor([0.9, 0.8, 0.7]),
+        "labels": torch.tensor([1, 1, 1]),
+    }
+    metric.update([predicted], [truth])
+    result = metric.compute()
+    assert float(result["map_50"]) == pytest.approx((51 * 1.0 + 50 * 2 / 3) / 101, abs=1e-3)
+    assert float(result["mar_100"]) == pytest.approx(1.0)
+
+
+def test_every_registered_detector_trains_and_predicts():
+    from tlcv.backbones import create_backbone
+    from tlcv.detection.model import DETECTORS, build_model
+
+    backbone = create_backbone("mobilenet_v2", "none")
+    image = torch.rand(3, 96, 128)
+    target = {"boxes": torch.tensor([[10.0, 10, 40, 40]]), "labels": torch.tensor([1])}
+    for name in DETECTORS.names():
+        spec = {
+            "detector": name,
+            "num_classes": 2,
+            "image_size": 96,
+            "max_size": 160,
+            "anchors": [16, 32, 64, 128, 256],
+        }
+        model, _ = build_model(backbone, spec)
+        losses = model.train()([image], [target])
+        assert all(torch.isfinite(v) for v in losses.values()), name
+        (out,) = model.eval()([image])
+        assert out["boxes"].shape[-1] == 4 and (out["labels"] >= 1).all(), name
+
+
+def test_detector_choices_match_the_registry():
+    from tlcv.config import DETECTORS as CHOICES
+    from tlcv.detection.model import DETECTORS
+
+    assert sorted(DETECTORS.names()) == sorted(CHOICES)
+
+
+def test_cli_on_gtsdb_scenes_train_evaluate_predict(tmp_path):
+    """12 real road scenes at reduced scale through the four super-classes: the whole path."""
+    lines = (GTSDB / "gt.txt").read_text().splitlines()
+    names = sorted({ln.split(";")[0] for ln in lines})[:10]
+    data = tmp_path / "gtsdb"
+    (data / "images").mkdir(parents=True)
+    for name in [*names, "00108.jpg"]:  # a scene without signs, not in gt.txt: a negative
+        if (GTSDB / "images" / name).is_file():
+            (data / "images" / name).symlink_to(GTSDB / "images" / name)
+    (data / "gt.txt").write_text("\n".join(ln for ln in lines if ln.split(";")[0] in names) + "\n")
+    mapping = tmp_path / "super.csv"
+    mapping.write_text("from,to\n" + "".join(f"{i},{g}\n" for g, ids in SUPER.items() for i in ids))
+    run = tmp_path / "run"
+    done = tlcv(
+        "train",
+        "--task",
+        "detection",
+        "--data",
+        data,
+        "--class-map",
+        mapping,
+        "--out",
+        run,
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        MOBILENET_V2,
+        "--detector",
+        "fcos",
+        "--image-size",
+        "256",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--val-fraction",
+        "0.2",
+        "--test-fraction",
+        "0",
+    )
+    assert "mAP@0.5" in done.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["val"]["map50"] <= 1 and metrics["selection"]["monitor"] == "val_map50"
+    result = json.loads(tlcv("evaluate", run, "--data", data, "--json").stdout)
+    assert result["task"] == "detection" and result["n"] == len(names) + 1
+    assert (run / "eval" / "gtsdb" / "pr_curve.png").is_file() and len(result["drawn"]) == 4
+    image = GTSDB / "images" / names[0]
+    answer = json.loads(
+        tlcv(
+            "predict",
+            run,
+            image,
+            "--format",
+            "json",
+            "--score-threshold",
+            "0.01",
+            "--masks",
+            tmp_path / "boxes",
+        ).stdout
+    )
+    assert Image.open(answer[0]["drawn"]).size == (1360, 800)  # drawn at the image's own size
+    assert all(set(o) == {"box", "label", "score"} for o in answer[0]["objects"])

@@ -173,3 +173,41 @@ def test_the_page_in_a_headless_browser(office_run, tmp_path):
         browser.quit()
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("task", ["segmentation", "detection"])
+def test_dense_runs_are_served(tmp_path, task):
+    """A tiny segmentation / detection run: /predict answers, /explain draws the mask or boxes."""
+    from test_detection import _scenes
+    from test_segmentation import _write_index
+
+    from conftest import MOBILENET_V2
+    from tlcv import api
+
+    if task == "segmentation":
+        data = _write_index(tmp_path / "scenes", n=6)
+        options = {"decoder": "lraspp", "image_size": 64}
+    else:
+        boxes = _scenes(tmp_path / "scenes")
+        (tmp_path / "scenes" / "gt.txt").write_text("\n".join(";".join(map(str, b)) for b in boxes))
+        data, options = tmp_path / "scenes", {"detector": "fcos", "image_size": 64}
+    run = api.train(
+        data,
+        tmp_path / "run",
+        task=task,
+        strategy="finetune",
+        backbone="mobilenet_v2",
+        weights=str(MOBILENET_V2),
+        epochs=1,
+        batch_size=4,
+        val_fraction=0.2,
+        test_fraction=0.0,
+        **options,
+    )
+    client = TestClient(create_app(run.path))
+    image = next((data / "images").iterdir()).read_bytes()
+    answer = _post(client, "/predict", "x.png", image, "image/png")
+    assert answer.status_code == 200 and "top" in answer.json()
+    picture = _post(client, "/explain", "x.png", image, "image/png")
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
+    assert client.get("/metadata").json()["task"] == task

@@ -98,6 +98,13 @@ def run_fingerprint(run: Run) -> str:
 
 
 def _check_exportable(run: Run) -> None:
+    task = run.info.get("task")
+    if task in ("segmentation", "detection"):
+        raise TlcvError(
+            f"{task} runs cannot be exported to ONNX yet (the graph covers image classifiers)",
+            hint=f"use the torch engine: tlcv predict {run.path} IMAGE",
+            path=str(run.path),
+        )
     if run.is_sequence:
         raise TlcvError(
             "clip runs cannot be exported yet: their temporal head runs on packed "

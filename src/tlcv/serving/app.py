@@ -64,7 +64,7 @@ class Server:
         self.engine = engine
         self.task = self.run.info.get("task") or "classification"
         self.lock = threading.Lock()
-        if self.task not in ("classification", "segmentation"):
+        if self.task not in ("classification", "segmentation", "detection"):
             from ..errors import TlcvError
 
             raise TlcvError(
@@ -102,6 +102,8 @@ class Server:
     def predict(self, image: Image.Image, top_k: int) -> dict:
         if self.task == "segmentation":
             return self._segment(image)
+        if self.task == "detection":
+            return self._detect(image)[0]
         x = self._input(image)
         with self.lock:
             if self.engine == "torch":
@@ -146,7 +148,29 @@ class Server:
             "overlay_png": _png_data(overlay(np.array(image), mask.astype(np.uint8), colours)),
         }
 
+    def _detect(self, image: Image.Image, threshold: float = 0.5) -> tuple[dict, bytes]:
+        """Objects above ``threshold`` (as bars: one per object) and the drawn image."""
+        from ..detection.evaluate import detect, draw
+
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
+        with self.lock:
+            found = detect(self.model, pixels, torch.device("cpu"))
+        keep = found["scores"] >= threshold
+        objects = [
+            {
+                "label": self.run.classes[int(c) - 1],
+                "score": round(float(s), 6),
+                "box": [round(float(v), 1) for v in box],
+            }
+            for box, c, s in zip(
+                found["boxes"][keep], found["labels"][keep], found["scores"][keep], strict=True
+            )
+        ]
+        return {"top": objects}, draw(pixels, found, self.run.classes, threshold=threshold)
+
     def explain(self, image: Image.Image, target: str | None) -> bytes:
+        if self.task == "detection":
+            return self._detect(image)[1]
         if self.task == "segmentation":
             return base64.b64decode(self._segment(image)["overlay_png"].split(",", 1)[1])
         from ..errors import TlcvError

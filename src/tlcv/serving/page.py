@@ -44,7 +44,8 @@ async function send(file) {
   const body = await answer.json();
   if (!answer.ok) { $("error").textContent = body.detail; return; }
   $("answer-title").hidden = false;
-  $("answer-title").textContent = task === "segmentation" ? "Share of the image" : "Prediction";
+  $("answer-title").textContent = task === "segmentation" ? "Share of the image"
+    : task === "detection" ? `Objects found: ${body.top.length}` : "Prediction";
   for (const t of body.top) {
     const row = document.createElement("div");
     row.className = "bar";
@@ -57,7 +58,8 @@ async function send(file) {
   const picture = await fetch("explain", { method: "POST", body: form() });
   if (picture.ok) {
     $("overlay").src = URL.createObjectURL(await picture.blob());
-    $("overlay").alt = task === "segmentation" ? "mask overlay" : "Grad-CAM overlay";
+    $("overlay").alt = task === "segmentation" ? "mask overlay"
+      : task === "detection" ? "boxes" : "Grad-CAM overlay";
     $("overlay").hidden = false;
   }
 }

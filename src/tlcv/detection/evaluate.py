@@ -33,7 +33,7 @@ def score_items(
 ) -> tuple[dict, list, list]:
     """mAP@0.5, mAP@[.5:.95], recall, per-class AP; the first ``keep`` (path, image, truth,
     prediction) for drawings; unreadable images as (path, reason)."""
-    metric = box_metric(class_metrics=True)
+    metric = box_metric(class_metrics=True, sync=False)
     lookup = {c: i + 1 for i, c in enumerate(classes)}
     kept, skipped = [], []
     for item in items:

@@ -7,8 +7,9 @@ import torch
 from ..engine.module import Objective
 
 
-def box_metric(class_metrics: bool = False):
-    """torchmetrics' COCO-style mean average precision (faster-coco-eval, else pycocotools)."""
+def box_metric(class_metrics: bool = False, sync: bool = True):
+    """torchmetrics' COCO-style mean average precision (faster-coco-eval, else pycocotools).
+    ``sync=False`` scores what this process saw (rank 0's final scoring, after the others left)."""
     from torchmetrics.detection import MeanAveragePrecision
 
     try:
@@ -23,6 +24,7 @@ def box_metric(class_metrics: bool = False):
         backend=backend,
         class_metrics=class_metrics,
         extended_summary=class_metrics,
+        sync_on_compute=sync,
     )
 
 

@@ -20,17 +20,21 @@ from .data import IGNORE
 
 
 class PixelMetrics:
-    """Accumulate over any number of (prediction, truth) index maps, then ``result()``."""
+    """Accumulate over any number of (prediction, truth) index maps, then ``result()``.
+
+    Scores what this process saw: no sync across a torchrun group (the run's final scoring
+    happens on rank 0 alone, after the other ranks have left)."""
 
     def __init__(self, classes: list[str]):
         n = len(classes)
         self.classes = list(classes)
+        local = {"ignore_index": IGNORE, "sync_on_compute": False}
         self.metrics = MetricCollection(
             {
-                "iou": MulticlassJaccardIndex(n, average="none", ignore_index=IGNORE),
-                "pixel_accuracy": MulticlassAccuracy(n, average="micro", ignore_index=IGNORE),
-                "class_accuracy": MulticlassAccuracy(n, average="none", ignore_index=IGNORE),
-                "confusion": MulticlassConfusionMatrix(n, ignore_index=IGNORE),
+                "iou": MulticlassJaccardIndex(n, average="none", **local),
+                "pixel_accuracy": MulticlassAccuracy(n, average="micro", **local),
+                "class_accuracy": MulticlassAccuracy(n, average="none", **local),
+                "confusion": MulticlassConfusionMatrix(n, **local),
             }
         )
 

@@ -284,3 +284,22 @@ def test_batch_larger_than_dataset_and_bad_flags(office4, tmp_path):
         check=False,
     )
     assert bad.returncode == 2 and "--augment" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_lr_finder_picks_the_learning_rate(office4, tmp_path):
+    """--lr-find runs Lightning's range test on the run's trainer and keeps its plot."""
+    import tlcv
+
+    run = tlcv.train(
+        office4,
+        tmp_path / "lr",
+        strategy="finetune",
+        backbone="mobilenet_v3_small",
+        weights="none",
+        image_size=32,
+        epochs=1,
+        batch_size=8,
+        lr_find=True,
+    )
+    assert (run.path / "lr_find.png").is_file()
+    assert any("learning-rate finder" in n for n in run.notes)

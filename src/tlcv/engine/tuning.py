@@ -39,8 +39,20 @@ def find_lr(trainer, module, train_loader, val_loader, recipe, run_dir, notes) -
         update_attr=False,
     )
     suggestion = finder.suggestion() if finder is not None else None
+    if finder is not None:
+        import io
+
+        from ..io import write_bytes
+
+        fig = finder.plot(suggest=bool(suggestion))
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        write_bytes(run_dir / "lr_find.png", buf.getvalue())
     if suggestion:
         recipe.lr = float(suggestion)
         notes.append(f"learning-rate finder chose --lr {recipe.lr:.2e} (plot: lr_find.png)")
-        fig = finder.plot(suggest=True)
-        fig.savefig(run_dir / "lr_find.png")
+    else:  # too few steps or a flat curve: say so rather than silently keep --lr
+        notes.append(
+            f"learning-rate finder found no clear rate (plot: lr_find.png); --lr {recipe.lr:.2e} "
+            "kept"
+        )

@@ -14,6 +14,7 @@ from ..config import TrainConfig
 from ..data import discover, make_splits
 from ..engine import Recipe, TransferModule, labelled_loader
 from ..engine.lifecycle import Outcome, RunLifecycle
+from ..engine.tuning import find_lr as lr_range_test
 from ..engine.tuning import predict_logits
 from ..errors import TlcvError
 from ..evaluation import classification_metrics
@@ -67,7 +68,7 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
     if cfg.lr_find and not cfg.resume:
 
         def find_lr(trainer):
-            find_lr(trainer, module, train_loader, val_loader, recipe, life.run_dir, notes)
+            lr_range_test(trainer, module, train_loader, val_loader, recipe, life.run_dir, notes)
 
     monitor = "val_acc" if val_loader else "train_acc"
     trained = life.train(

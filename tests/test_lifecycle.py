@@ -116,6 +116,7 @@ def test_every_registered_task_meets_the_contract(name):
     task = TASKS.get(name)()
     assert task.name == name and task.description and task.run_tags
     assert len(task.strategies) >= 1
+
     def own(method: str) -> bool:
         return getattr(type(task), method) is not getattr(Task, method)
 

@@ -7,7 +7,7 @@ engine); 8 client threads send 2,000 POST /predict requests with Office-31 photo
 p50/p95/p99 latency, errors, the server's peak RSS. Then the same with 200 malformed uploads
 mixed in (goal: no 5xx, every bad one a 4xx, every good one a 200), and POST /explain time
 per image. With --screenshot, headless Chromium saves the page after an upload as
-docs/serve_page.png.
+bench_out/serve_page.png (kept out of the repository: it shows an Office-31 photo).
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def main() -> None:
                 row["explain_ms_per_image"] = explain_time(port, images)
                 row["peak_rss_mb"] = _peak_rss_mb(server.pid)
                 if args.screenshot and engine == "torch":
-                    screenshot(port, files[len(files) // 2], ROOT / "docs" / "serve_page.png")
+                    screenshot(port, files[len(files) // 2], args.out.parent / "serve_page.png")
             finally:
                 server.terminate()
                 server.wait(timeout=60)

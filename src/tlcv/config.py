@@ -103,7 +103,7 @@ class _Validated:
 
 
 # Options `train` and `adapt` share mean one thing: declared here once, used by both.
-_SHARED: dict[str, tuple[Any, str]] = {
+_SHARED: dict[str, tuple] = {  # name: (default, help[, flag])
     "backbone": (DEFAULT_BACKBONE, "Registry name (see `tlcv models`) or timm:<model>."),
     "weights": (
         "imagenet",
@@ -116,13 +116,19 @@ _SHARED: dict[str, tuple[Any, str]] = {
     "device": ("auto", "auto, cpu, cuda or cuda:N."),
     "strict": (False, "Stop at the first unreadable image instead of skipping it."),
     "overwrite": (False, "Replace an existing run in --out."),
+    "memory_cache": (
+        True,
+        "Decode images once and keep them in memory when the split fits (a quarter of RAM, "
+        "or $TLCV_MEMORY_CACHE_MB).",
+        "--memory-cache/--no-memory-cache",
+    ),
 }
 
 
 def shared(name: str) -> Any:
     """The field of an option both commands take."""
-    default, help_text = _SHARED[name]
-    return option(default, help_text)
+    default, help_text, *flag = _SHARED[name]
+    return option(default, help_text, flag=flag[0] if flag else None)
 
 
 @dataclass
@@ -154,6 +160,7 @@ class TrainConfig(_Validated):
     test_fraction: float = option(0.2, "Test share when the data has no split folders.")
     batch_size: int = option(64, "Images per batch.")
     num_workers: int | None = shared("num_workers")
+    memory_cache: bool = shared("memory_cache")
     cache: str | None = shared("cache")
     device: str = shared("device")
     strict: bool = shared("strict")
@@ -301,6 +308,7 @@ class AdaptConfig(_Validated):
     )
     plots: bool = option(True, "t-SNE picture.", flag="--plots/--no-plots")
     num_workers: int | None = shared("num_workers")
+    memory_cache: bool = shared("memory_cache")
     cache: str | None = shared("cache")
     device: str = shared("device")
     strict: bool = shared("strict")

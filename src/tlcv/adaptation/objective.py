@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..engine.data import EpochSampler, _seed_of, collate_labelled
+from ..engine.data import EpochSampler, collate_labelled
 from ..engine.module import Objective
+from ..engine.seeding import seed_of
 from .methods import AdaptationMethod, DomainBatch
 
 
@@ -41,7 +42,7 @@ class PairedDomains(Dataset):
 
     def _target_order(self, epoch: int) -> list[int]:
         if self._order is None or self._order[0] != epoch:
-            gen = torch.Generator().manual_seed(_seed_of(self.seed, epoch, 7) % (2**63))
+            gen = torch.Generator().manual_seed(seed_of(self.seed, epoch, 7) % (2**63))
             self._order = (epoch, torch.randperm(len(self.target), generator=gen).tolist())
         return self._order[1]
 

@@ -19,7 +19,7 @@ from ..config import AdaptConfig
 from ..data import image_loader, normalize
 from ..data.splits import stratified_split
 from ..engine import Recipe, RunArtifacts, TransferModule
-from ..engine.data import LabelledImages, train_transform
+from ..engine.data import LabelledImages, hold_in_memory, loader_workers
 from ..engine.lifecycle import Outcome, RunLifecycle
 from ..errors import TlcvError
 from ..evaluation import classification_metrics, plot_confusion
@@ -118,6 +118,9 @@ def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = create_backbone(cfg.backbone, weights, cfg.image_size, seed=cfg.seed)
     frozen = cfg.mode == "frozen"
+    if not frozen:  # decoded once for training, its validation and the features below
+        everything = train_items + val_items + domains.target
+        hold_in_memory(everything, backbone.preprocessing, cfg.memory_cache, cfg.num_workers)
     features = _Features(cfg, progress)
 
     # Backbone features before adaptation: the frozen mode's training data, and the "before"
@@ -369,8 +372,8 @@ def _loaders(
         if cfg.oracle and domains.target_labels is not None
         else None
     )
-    workers = 0 if frozen else (cfg.num_workers if cfg.num_workers is not None else 2)
     if frozen:
+        workers = 0
         index = {it.identity: i for i, it in enumerate(src_kept)}
         rows_tr = [index[it.identity] for it in train_items if it.identity in index]
         rows_va = [index[it.identity] for it in val_items if it.identity in index]
@@ -391,19 +394,20 @@ def _loaders(
         )
     else:
         prep, seed = backbone.preprocessing, cfg.seed
+        everything = train_items + val_items + domains.target
+        held = hold_in_memory(everything, prep, cfg.memory_cache, cfg.num_workers)
+        workers = loader_workers(len(everything), held, cfg.num_workers)
         classes = list(lookup)
-        tf_train, tf_eval = train_transform(prep, cfg.augment), train_transform(prep, "none")
-        draft = prep.resize_size
-        source = LabelledImages(train_items, classes, tf_train, seed, draft)
-        target = LabelledImages(domains.target, classes, tf_train, seed + 1, draft)
-        val = LabelledImages(val_items, classes, tf_eval, seed, draft)
+        source = LabelledImages(train_items, classes, prep, cfg.augment, seed)
+        target = LabelledImages(domains.target, classes, prep, cfg.augment, seed + 1)
+        val = LabelledImages(val_items, classes, prep, "none", seed)
         target_items = domains.target
         if oracle_labels is not None:
             target_items = [
                 replace(it, label=label)
                 for it, label in zip(domains.target, domains.target_labels, strict=True)
             ]
-        target_eval = LabelledImages(target_items, classes, tf_eval, seed, draft)
+        target_eval = LabelledImages(target_items, classes, prep, "none", seed)
     train = paired_loader(
         source, target, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=workers
     )

@@ -11,44 +11,37 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from ..backbones.registry import Preprocessing
 from ..errors import BadImageError
-from .decode import ImageItem, open_rgb
+from .decode import ImageItem
+from .memory import base_transform, decode_base
 
 
 def eval_transform(prep: Preprocessing) -> v2.Compose:
-    """Resize, centre-crop, uint8 tensor: the deterministic path used for features and tests."""
-    return v2.Compose(
-        [
-            v2.Resize(
-                prep.resize_size,
-                interpolation=InterpolationMode(prep.interpolation),
-                antialias=True,
-            ),
-            v2.CenterCrop(prep.input_size),
-            v2.PILToTensor(),
-        ]
-    )
+    """Resize, centre-crop, uint8 tensor: the deterministic path used for features and tests
+    (the base stage of data/memory.py, then the crop)."""
+    return v2.Compose([base_transform(prep), v2.CenterCrop(prep.input_size)])
 
 
 class ImageDataset(Dataset):
-    """Decodes items; a bad file yields ``None`` plus its reason instead of killing the worker."""
+    """Decodes items (from memory when held); a bad file yields ``None`` plus its reason
+    instead of killing the worker."""
 
-    def __init__(self, items: list[ImageItem], transform, draft_size: int | None = None):
-        self.items = items
-        self.transform = transform
-        self.draft_size = draft_size
+    def __init__(self, items: list[ImageItem], prep: Preprocessing):
+        self.items, self.prep = items, prep
+        self.resize = base_transform(prep)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int):
-        item = self.items[index]
+        size = self.prep.input_size
         try:
-            image = open_rgb(item.path, self.draft_size)
-            return index, self.transform(image), None
+            base = decode_base(self.items[index], self.prep, self.resize)
+            return index, TF.center_crop(base, [size, size]), None
         except BadImageError as exc:
             return index, None, exc.message
 
@@ -109,7 +102,7 @@ def image_loader(
     items: list[ImageItem], prep: Preprocessing, batch_size: int, num_workers: int | None = None
 ) -> DataLoader:
     workers = default_workers_for(len(items)) if num_workers is None else num_workers
-    dataset = ImageDataset(items, eval_transform(prep), draft_size=prep.resize_size)
+    dataset = ImageDataset(items, prep)
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -3,7 +3,7 @@
 import warnings
 
 from .callbacks import FreezeSchedule, RunArtifacts
-from .data import AUGMENTS, EpochSampler, labelled_loader, train_transform
+from .data import AUGMENTS, EpochSampler, labelled_loader
 from .module import Objective, Recipe, TransferModule
 from .trainer import AtomicCheckpointIO, build_trainer
 
@@ -24,5 +24,4 @@ __all__ = [
     "TransferModule",
     "build_trainer",
     "labelled_loader",
-    "train_transform",
 ]

@@ -76,6 +76,7 @@ class RunArtifacts(L.Callback):
         self.best_epoch: int | None = None
         self._t0 = time.perf_counter()
         self._elapsed_before = 0.0
+        self._val_start, self._val_seconds = 0.0, 0.0
 
     def state_dict(self) -> dict:
         return {
@@ -94,6 +95,13 @@ class RunArtifacts(L.Callback):
     def _elapsed(self) -> float:
         return self._elapsed_before + time.perf_counter() - self._t0
 
+    def on_validation_epoch_start(self, trainer, module) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        # how much of each epoch's time is validation (training speed is the rest)
+        self._val_seconds += time.perf_counter() - self._val_start
+
     def on_train_epoch_end(self, trainer, module) -> None:
         if trainer.sanity_checking:
             return
@@ -108,6 +116,7 @@ class RunArtifacts(L.Callback):
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
             "seconds": round(self._elapsed(), 3),
+            "val_seconds": round(self._val_seconds, 3),
             **{k: round(v, 6) for k, v in sorted(metrics.items())},
             "lr_head": lrs.get("head"),
             "lr_backbone_top": next(
@@ -119,6 +128,7 @@ class RunArtifacts(L.Callback):
                 None,
             ),
         }
+        self._val_seconds = 0.0
         self.history.append(row)
         write_text(self.dir / "history.csv", rows_to_csv(self.history))
         ckpt = self.dir / "checkpoints"

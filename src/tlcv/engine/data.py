@@ -1,54 +1,51 @@
 """Training data for the engine: epoch-seeded sampling and augmentation, so a resumed run sees
-exactly the batches an uninterrupted one would, whichever worker decodes which image."""
+exactly the batches an uninterrupted one would, whichever worker decodes which image.
+
+Images pass two stages: the deterministic base (decode, short side resized; held in memory
+when the split fits, data/memory.py) and the view (centre crop, or a random crop + flip drawn
+per image and cut for the whole batch in ``collate_labelled``, engine/augment.py).
+"""
 
 from __future__ import annotations
-
-import hashlib
-from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms.v2 import functional as TF
 
 from ..backbones.registry import Preprocessing
 from ..config import AUGMENTS  # declared with the options
-from ..data import ImageItem, eval_transform, open_rgb
+from ..data import ImageItem
 from ..data.loading import default_workers_for, lower_priority
+from ..data.memory import decode_base, preload
 from ..errors import BadImageError, TlcvError
+from .augment import crop_batch, draw_crop
+from .seeding import seed_of, seeded
+
+__all__ = ["EpochSampler", "LabelledImages", "collate_labelled", "labelled_loader", "seeded"]
 
 
-def train_transform(prep: Preprocessing, augment: str) -> v2.Compose:
-    """Augmentation presets built from the backbone's own preprocessing (uint8 out)."""
-    if augment == "none":
-        return eval_transform(prep)
-    interp = InterpolationMode(prep.interpolation)
-    steps = [
-        v2.RandomResizedCrop(
-            prep.input_size, scale=(0.35, 1.0), interpolation=interp, antialias=True
-        ),
-        v2.RandomHorizontalFlip(),
-    ]
-    if augment == "strong":
-        steps.append(v2.TrivialAugmentWide(interpolation=interp))
-    elif augment != "light":
+def check_augment(augment: str) -> None:
+    if augment not in AUGMENTS:
         raise TlcvError(f"unknown --augment {augment!r}", hint=f"choose one of {AUGMENTS}")
-    return v2.Compose([*steps, v2.PILToTensor()])
 
 
-def _seed_of(*parts: int) -> int:
-    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little")
+def loader_workers(n_items: int, held: bool, requested: int | None) -> int:
+    """Decoding processes for a loader: as asked; by default none for data held in memory
+    (a worker would only copy batches it did not have to decode)."""
+    if requested is not None:
+        return requested
+    return 0 if held else default_workers_for(n_items)
 
 
-@contextmanager
-def seeded(*parts: int):
-    """Random draws inside depend only on ``parts`` (seed, epoch, index): augmentation is the
-    same whichever worker decodes the image and whether the run was resumed."""
-    with torch.random.fork_rng(devices=[]):
-        # CPU generator only: torch.manual_seed also queues a CUDA reseed that records a
-        # stack trace, 1 ms per image on CUDA builds of torch.
-        torch.default_generator.manual_seed(_seed_of(*parts) % (2**63))
-        yield
+def hold_in_memory(
+    items: list[ImageItem], prep: Preprocessing, enabled: bool, num_workers: int | None
+) -> bool:
+    """Decode ``items`` into the in-memory store when enabled and they fit; True if held."""
+    if not enabled or not items:
+        return False
+    workers = default_workers_for(len(items)) if num_workers is None else num_workers
+    return preload(items, prep, workers)
 
 
 class EpochSampler(Sampler):
@@ -72,7 +69,7 @@ class EpochSampler(Sampler):
     def __iter__(self):
         rank, world = self._world()
         if self.shuffle:
-            gen = torch.Generator().manual_seed(_seed_of(self.seed, self.epoch) % (2**63))
+            gen = torch.Generator().manual_seed(seed_of(self.seed, self.epoch) % (2**63))
             order = torch.randperm(self.n, generator=gen).tolist()
         else:
             order = list(range(self.n))
@@ -86,17 +83,22 @@ class EpochSampler(Sampler):
 
 
 class LabelledImages(Dataset):
-    """(index, epoch) -> (uint8 image, class index); augmentation seeded per image and epoch."""
+    """(index, epoch) -> (uint8 image, class index, error, crop draw).
+
+    ``augment="none"``: the centre crop, draw None. Otherwise the base image and its seeded
+    random draw; ``collate_labelled`` cuts the views of a whole batch at once.
+    """
 
     def __init__(
         self,
         items: list[ImageItem],
         classes: list[str],
-        transform,
+        prep: Preprocessing,
+        augment: str,
         seed: int,
-        draft_size: int | None,
     ):
-        self.items, self.transform, self.seed, self.draft_size = items, transform, seed, draft_size
+        check_augment(augment)
+        self.items, self.prep, self.augment, self.seed = items, prep, augment, seed
         self.lookup = {c: i for i, c in enumerate(classes)}
 
     def __len__(self) -> int:
@@ -106,22 +108,34 @@ class LabelledImages(Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         item = self.items[index]
         try:
-            image = open_rgb(item.path, self.draft_size)
+            base = decode_base(item, self.prep)
         except BadImageError as exc:
-            return None, item.path, exc.message
-        with seeded(self.seed, epoch, index):
-            pixels = self.transform(image)
+            return None, item.path, exc.message, None
         # Unlabelled items (a domain-adaptation target) get -1: their labels are never read.
-        return pixels, -1 if item.label is None else self.lookup[item.label], None
+        label = -1 if item.label is None else self.lookup[item.label]
+        size = self.prep.input_size
+        if self.augment == "none":
+            return TF.center_crop(base, [size, size]), label, None, None
+        draw = draw_crop(
+            base.shape[-2], base.shape[-1], size, seed_of(self.seed, epoch, index),
+            strong=self.augment == "strong",
+        )  # fmt: skip
+        return base, label, None, draw
 
 
 def collate_labelled(samples):
-    good = [(x, y) for x, y, err in samples if err is None]
-    bad = [(path, err) for _, path, err in samples if err is not None]
+    """(images uint8 (B,3,H,W), labels, [(path, error)]) from dataset samples (3-tuples of
+    cached features, or LabelledImages' 4-tuples whose draws are cut here as one batch)."""
+    good = [s for s in samples if s[2] is None]
+    bad = [(s[1], s[2]) for s in samples if s[2] is not None]
     if not good:
         return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long), bad
-    xs, ys = zip(*good, strict=True)
-    return torch.stack(xs), torch.tensor(ys, dtype=torch.long), bad
+    xs = [s[0] for s in good]
+    ys = torch.tensor([s[1] for s in good], dtype=torch.long)
+    draws = [s[3] if len(s) > 3 else None for s in good]
+    if draws[0] is not None:
+        return crop_batch(xs, draws), ys, bad
+    return torch.stack(xs), ys, bad
 
 
 def labelled_loader(
@@ -134,10 +148,13 @@ def labelled_loader(
     seed: int,
     shuffle: bool,
     num_workers: int | None,
+    memory: bool = True,
 ) -> DataLoader:
-    tf = train_transform(prep, augment) if shuffle else eval_transform(prep)
-    dataset = LabelledImages(items, classes, tf, seed, draft_size=prep.resize_size)
-    workers = default_workers_for(len(items)) if num_workers is None else num_workers
+    """Batches of (uint8 images, labels, skipped). ``memory``: decode once into RAM when the
+    split fits; held data needs no worker processes (they would only add copying)."""
+    held = hold_in_memory(items, prep, memory, num_workers)
+    dataset = LabelledImages(items, classes, prep, augment if shuffle else "none", seed)
+    workers = loader_workers(len(items), held, num_workers)
     return DataLoader(
         dataset,
         batch_size=min(batch_size, max(1, len(items))),

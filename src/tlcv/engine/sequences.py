@@ -6,11 +6,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2 import functional as TF
 
-from ..data import eval_transform
+from ..backbones.registry import Preprocessing
+from ..data.memory import DECODED, base_transform, memory_key
+from ..errors import BadImageError
+from ..video.decode import read_frames
 from ..video.sampling import sample_indices
-from .data import EpochSampler, _seed_of
+from .data import EpochSampler
 from .module import Objective
+from .seeding import seed_of
 
 
 class FeatureSequences(Dataset):
@@ -37,7 +42,7 @@ class FeatureSequences(Dataset):
     def __getitem__(self, key):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         seq = self.sequences[index]
-        rng = np.random.default_rng(_seed_of(self.seed, epoch, index) % (2**63))
+        rng = np.random.default_rng(seed_of(self.seed, epoch, index) % (2**63))
         idx = sample_indices(
             len(seq), self.frames, self.sampling, stride=self.stride, rng=rng, prefix=self.prefix
         )
@@ -85,43 +90,63 @@ class SequenceObjective(Objective):
 
 
 class ClipFrames(Dataset):
-    """(index, epoch) -> (uint8 frames (t, 3, H, W), label), decoded each epoch (end-to-end)."""
+    """(index, epoch) -> (uint8 frames (t, 3, H, W), label), for end-to-end training.
+
+    A clip's frames are decoded and resized once and held in memory while the store has room
+    (``memory``; data/memory.py), so later epochs sample from them without decoding again.
+    """
 
     def __init__(
         self,
         items,
         labels: list[int],
-        transform,
+        prep: Preprocessing,
         *,
         frames: int,
         sampling: str,
         stride: int,
         seed: int,
-        draft_size: int | None,
+        memory: bool = True,
     ):
-        self.items, self.labels, self.transform = items, labels, transform
+        self.items, self.labels, self.prep = items, labels, prep
         self.frames, self.sampling, self.stride = frames, sampling, stride
-        self.seed, self.draft_size = seed, draft_size
+        self.seed, self.memory = seed, memory
+        self.resize = base_transform(prep)
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, key):
-        from ..errors import BadImageError
-        from ..video.decode import read_frames
+    def _clip(self, index: int) -> torch.Tensor:
+        """(T, 3, h, w) base frames of clip ``index``; BadImageError if unreadable."""
+        item = self.items[index]
+        key = (*memory_key(item, self.prep), "clip")
+        held = DECODED.get(key)
+        if isinstance(held, str):
+            raise BadImageError(held, path=item.path)
+        if held is not None:
+            return held
+        try:
+            frames = torch.stack(
+                [self.resize(f) for f in read_frames(item.path, self.prep.resize_size)]
+            )
+        except BadImageError as exc:
+            if self.memory:
+                DECODED.put(key, exc.message)
+            raise
+        if self.memory and DECODED.fits(frames.numel()):
+            DECODED.put(key, frames)
+        return frames
 
+    def __getitem__(self, key):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         try:
-            frames = read_frames(self.items[index].path, self.draft_size)
+            frames = self._clip(index)
         except BadImageError as exc:
             return None, self.items[index].path, exc.message
-        rng = np.random.default_rng(_seed_of(self.seed, epoch, index) % (2**63))
+        rng = np.random.default_rng(seed_of(self.seed, epoch, index) % (2**63))
         idx = sample_indices(len(frames), self.frames, self.sampling, stride=self.stride, rng=rng)
-        with torch.random.fork_rng(devices=[]):
-            # CPU generator only: torch.manual_seed also queues a CUDA reseed that records a
-            # stack trace, 1 ms per image on CUDA builds of torch.
-            torch.default_generator.manual_seed(_seed_of(self.seed, epoch, index, 1) % (2**63))
-            return torch.stack([self.transform(frames[i]) for i in idx]), self.labels[index], None
+        size = self.prep.input_size
+        return TF.center_crop(frames[list(idx)], [size, size]), self.labels[index], None
 
 
 def pad_frames(samples):
@@ -219,12 +244,12 @@ def frame_loaders(cfg, backbone, readable: set[str], lookup: dict[str, int]):
         ds = ClipFrames(
             kept,
             [lookup[it.label] for it in kept],
-            eval_transform(backbone.preprocessing),
+            backbone.preprocessing,
             frames=cfg.frames,
             sampling=sampling,
             stride=cfg.stride,
             seed=cfg.seed,
-            draft_size=backbone.preprocessing.resize_size,
+            memory=cfg.memory_cache,
         )
         return DataLoader(
             ds,

@@ -54,7 +54,12 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
     recipe = Recipe.from_config(cfg)
     module = TransferModule(model, len(classes), recipe)
     prep = backbone.preprocessing
-    loader_args = dict(batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
+    loader_args = dict(
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        num_workers=cfg.num_workers,
+        memory=cfg.memory_cache,
+    )
 
     def loader(items, augment="none", shuffle=False):
         return labelled_loader(

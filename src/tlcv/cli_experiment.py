@@ -32,7 +32,10 @@ CELL_KEYS = {"data", "out", "strategy", "seed", "overwrite", "resume", "split_se
 
 def experiment(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="data-efficiency, convergence or generalization")],
+    name: Annotated[
+        str,
+        typer.Argument(help="data-efficiency, convergence, generalization or adaptation-selection"),
+    ],
     data: DataOpt = None,
     out: Annotated[str | None, typer.Option("--out", help="Experiment folder.")] = None,
     strategies: Annotated[
@@ -60,8 +63,22 @@ def experiment(
     ] = "",
     domains: Annotated[
         str | None,
-        typer.Option("--domains", help="generalization: domain folders under --data [all]."),
+        typer.Option(
+            "--domains", help="generalization, adaptation-selection: domain folders [all]."
+        ),
     ] = None,
+    pairs: Annotated[
+        str | None,
+        typer.Option(
+            "--pairs",
+            help="adaptation-selection: SOURCE->TARGET pairs, e.g. amazon->webcam "
+            "[every ordered pair of --domains].",
+        ),
+    ] = None,
+    trade_offs: Annotated[
+        str,
+        typer.Option("--trade-offs", help="adaptation-selection: trade-off grid, e.g. 0.3,1."),
+    ] = "1",
     backbone: BackboneOpt = None,
     weights: WeightsOpt = None,
     image_size: ImageSizeOpt = None,
@@ -102,8 +119,18 @@ def experiment(
     v = _merge(ctx, config, given, extra=passed)
     _need(v, "data", "out")
     fixed = ("data", "out", "strategies", "shots", "seeds", "target", "methods", "domains")
+    fixed += ("pairs", "trade_offs")
     options = {k: v.pop(k) for k in list(v) if k not in fixed}
     options = {k: val for k, val in options.items() if val is not None}
+    if name == "adaptation-selection":
+        # only what was typed (or in --config): `tlcv adapt`'s own defaults otherwise
+        typed = {
+            k for k in options if getattr(ctx.get_parameter_source(k), "name", "") != "DEFAULT"
+        }
+        options = {k: val for k, val in options.items() if k in typed}
+        options.update(pairs=v["pairs"], trade_offs=v["trade_offs"], domains=v["domains"])
+        if v["methods"]:
+            options["methods"] = v["methods"]
     if name == "data-efficiency":
         options["shots"] = v["shots"]
     elif name == "generalization":

@@ -25,7 +25,8 @@ TEMPORAL_HEADS = ("lstm", "gru", "bilstm", "bigru", "mean", "frame")
 SAMPLINGS = ("uniform", "random", "stride")
 FRAME_PICKS = ("middle", "first")
 ADAPT_MODES = ("frozen", "full")
-SELECTIONS = ("source-val", "entropy", "last")
+# the validators (adaptation/validators, one file each) + "last"
+SELECTIONS = ("source-val", "entropy", "im", "bnm", "snd", "dev", "last")
 FALLBACKS = ("none", "source-only")
 DECODERS = ("unet", "fpn", "lraspp")  # segmentation/model.py registers one builder each
 CLASS_WEIGHTINGS = ("none", "median-frequency")
@@ -285,8 +286,9 @@ class AdaptConfig(_Validated):
     trade_off: float = option(1.0, "Weight of the adaptation terms.")
     select: str = option(
         "source-val",
-        "Checkpoint choice without target labels: source-val (held-out source), entropy "
-        "(target prediction entropy) or last.",
+        "Checkpoint choice without target labels: a validator (source-val: held-out source "
+        "accuracy; entropy, im, bnm, snd: target predictions; dev: importance-weighted "
+        "source loss) or last. Every validator is logged per epoch in history.csv.",
         choices=SELECTIONS,
     )
     oracle: bool = option(

@@ -271,6 +271,8 @@ def _experiment_section(path: Path) -> Section:
         section.tables.append(
             ("every source → target pair, mean and std over seeds", summary["pairs"])
         )
+    for title, rows in summary.get("tables", []):  # any further tables an experiment keeps
+        section.tables.append((title, rows))
     if summary.get("curves"):  # convergence: the plotted curves, as numbers
         section.tables.append(
             (

@@ -12,6 +12,7 @@ from ..engine.data import EpochSampler, collate_labelled
 from ..engine.module import Objective
 from ..engine.seeding import seed_of
 from .methods import AdaptationMethod, DomainBatch
+from .validators import ValidationData, metric_name, score_all
 
 
 class FeatureRows(Dataset):
@@ -107,12 +108,15 @@ class AdaptObjective(Objective):
         *,
         frozen: bool,
         label_smoothing: float = 0.0,
+        seed: int = 0,
     ):
         super().__init__(label_smoothing)
         self.methods, self.frozen = methods, frozen
         for method in methods:
             self.parts[method.name.replace("+", "_")] = method
         self.parts["oracle_acc"] = MulticlassAccuracy(num_classes, average="micro")
+        self.seed = seed
+        self._outputs: dict[int, list] = {0: [], 1: []}
 
     def _head(self, module):
         return module.model if self.frozen else module.model.head
@@ -153,10 +157,24 @@ class AdaptObjective(Objective):
         return loss, logits[:n], ys, logs
 
     def validate(self, module, batch, dataloader_idx: int = 0) -> None:
+        """Loader 0 (held-out source): the usual val_acc / val_loss. Both loaders' bottleneck
+        features and logits are kept for the validators at the epoch's end."""
+        x, y, bad = batch
+        module.skipped.extend(bad)
+        if len(x) == 0:
+            return
+        head = self._head(module)
+        features = head.features(self._embed(module, x))
+        logits = head.classifier(features)
+        self._outputs[dataloader_idx].append(
+            (features.float().cpu(), logits.float().cpu(), y.cpu())
+        )
         if dataloader_idx == 0:
-            return super().validate(module, batch, dataloader_idx)
-        logits, y = self.forward(module, batch)
-        if logits is None:
+            module.val_acc.update(logits.argmax(1), y)
+            module.log("val_loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True,
+                       batch_size=len(y), sync_dist=True, add_dataloader_idx=False)  # fmt: skip
+            module.log("val_acc", module.val_acc, on_epoch=True, prog_bar=True,
+                       batch_size=len(y), add_dataloader_idx=False)  # fmt: skip
             return
         probs = F.softmax(logits.float(), dim=1)
         entropy = -(probs * torch.log(probs + 1e-8)).sum(dim=1).mean()
@@ -171,3 +189,21 @@ class AdaptObjective(Objective):
                 batch_size=n,
                 add_dataloader_idx=False,
             )
+
+    def validation_epoch_end(self, module) -> None:
+        """Every validator's score of this epoch, from the outputs kept by ``validate``
+        (target labels, even when the loader carries them for the oracle, are not passed)."""
+        source, target = self._outputs[0], self._outputs[1]
+        self._outputs = {0: [], 1: []}
+        if not source or not target:
+            return
+        data = ValidationData(
+            source_features=torch.cat([f for f, _, _ in source]),
+            source_logits=torch.cat([g for _, g, _ in source]),
+            source_labels=torch.cat([y for _, _, y in source]),
+            target_features=torch.cat([f for f, _, _ in target]),
+            target_logits=torch.cat([g for _, g, _ in target]),
+            seed=self.seed,
+        )
+        for name, score in score_all(data).items():
+            module.log(metric_name(name), score, sync_dist=True)

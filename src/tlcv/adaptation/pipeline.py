@@ -34,12 +34,17 @@ from .guard import assess
 from .methods import build_methods, parse_methods
 from .methods.adabn import recalibrate_batchnorm
 from .objective import AdaptObjective, FeatureRows, eval_loader, paired_loader
+from .validators import VALIDATORS, metric_name
 
-MONITORS = {
-    "source-val": ("val_acc", "max"),
-    "entropy": ("target_entropy", "min"),
-    "last": (None, "max"),
-}
+
+def monitor_of(select: str) -> tuple[str | None, str]:
+    """The history column (and direction) that ``--select`` keeps the best epoch of."""
+    if select == "last":
+        return None, "max"
+    if select == "source-val":
+        return "val_acc", "max"
+    VALIDATORS.get(select)  # unknown: one line listing the validators
+    return metric_name(select), "max"
 
 
 def check_options(cfg: AdaptConfig) -> None:
@@ -136,7 +141,7 @@ def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
         head = BottleneckHead(backbone.feature_dim, cfg.bottleneck, len(classes), cfg.dropout)
         methods = build_methods(cfg.method, cfg.bottleneck, len(classes), cfg.trade_off)
     objective = AdaptObjective(
-        methods, len(classes), frozen=frozen, label_smoothing=cfg.label_smoothing
+        methods, len(classes), frozen=frozen, label_smoothing=cfg.label_smoothing, seed=cfg.seed
     )
     model = ClassifierModel(backbone, head)
     recipe = Recipe.from_config(cfg)
@@ -168,7 +173,7 @@ def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
             "n_target": len(domains.target),
         },
     )
-    monitor, mode = MONITORS[cfg.select]
+    monitor, mode = monitor_of(cfg.select)
     trained = life.train(
         module,
         train_loader,

@@ -82,3 +82,22 @@ def test_adapt_keeps_the_epoch_its_validator_scores_best(office, tmp_path):
     rows = list(csv.DictReader(open(run.path / "history.csv")))
     best = max(rows, key=lambda r: float(r["sel_im"]))
     assert run.metrics["selection"]["best_epoch"] == int(best["epoch"])
+
+
+def test_trade_off_grid_keeps_the_value_the_validator_scores_best(office, tmp_path):
+    from tlcv import adapt
+    from tlcv.errors import TlcvError
+
+    options = {k: v for k, v in GRID.items() if k not in ("methods", "trade_offs", "seeds")}
+    run = adapt(
+        office / "amazon", office / "webcam", tmp_path / "run", method="dann", select="im",
+        trade_off_grid="0.1,1", **options,
+    )  # fmt: skip
+    search = run.metrics["trade_off_search"]
+    assert set(search["scores"]) == {"0.1", "1"} and search["target_labels_used"] is False
+    assert search["chosen"] == float(max(search["scores"], key=search["scores"].get))
+    assert run.config["trade_off"] == search["chosen"]
+    assert (tmp_path / "run" / "trade-off-search" / "t=0.1" / "model.json").is_file()
+    assert "chosen by im" in (run.path / "notes.txt").read_text()
+    with pytest.raises(TlcvError, match="trade-off-grid"):
+        adapt(office / "amazon", office / "webcam", tmp_path / "bad", trade_off_grid="x")

@@ -284,6 +284,12 @@ class AdaptConfig(_Validated):
     bottleneck: int = option(256, "Bottleneck width.")
     dropout: float = option(0.5, "Dropout before the new head's output layer.")
     trade_off: float = option(1.0, "Weight of the adaptation terms.")
+    trade_off_grid: str | None = option(
+        None,
+        "Choose --trade-off among these values (e.g. 0.1,0.3,1, or auto) by the --select "
+        "validator, no target labels: one run per value under OUT/trade-off-search/, then the "
+        "best value trained into OUT.",
+    )
     select: str = option(
         "source-val",
         "Checkpoint choice without target labels: a validator (source-val: held-out source "

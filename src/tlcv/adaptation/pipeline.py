@@ -34,6 +34,7 @@ from .guard import assess
 from .methods import build_methods, parse_methods
 from .methods.adabn import recalibrate_batchnorm
 from .objective import AdaptObjective, FeatureRows, eval_loader, paired_loader
+from .search import search_trade_off
 from .validators import VALIDATORS, metric_name
 
 
@@ -106,6 +107,8 @@ class _Features:
 
 def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
     check_options(cfg)
+    if cfg.trade_off_grid:
+        return search_trade_off(cfg, progress, adapt, monitor_of(cfg.select)[0] or "")
     life = RunLifecycle(cfg.out, overwrite=cfg.overwrite, resume=bool(cfg.resume))
     domains = read_domains(cfg.source, cfg.target, strict=cfg.strict)
     notes = list(domains.notes)

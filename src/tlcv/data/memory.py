@@ -31,17 +31,20 @@ Key = tuple[str, int, str]
 
 
 def default_limit_bytes() -> int:
-    """``TLCV_MEMORY_CACHE_MB`` if set, else a quarter of physical memory."""
+    """``TLCV_MEMORY_CACHE_MB`` if set, else a quarter of physical memory, shared among the
+    processes torchrun starts on this machine (each holds its own copy)."""
     raw = os.environ.get(LIMIT_ENV, "").strip()
     if raw:
         try:
             return max(0, int(float(raw) * 2**20))
         except ValueError:
             pass
+    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return 2**30
+        total = 4 * 2**30
+    return total // 4 // local_processes
 
 
 class DecodedImages:

@@ -28,6 +28,7 @@ DEFAULT_STRATEGIES = "features,classical"
 # `tlcv train` keys an experiment's --config may add (lr, augment, per_class, ...); these stay
 # the experiment's own: it sets them per cell.
 CELL_KEYS = {"data", "out", "strategy", "seed", "overwrite", "resume", "split_seed"}
+ADAPT_CELL_KEYS = {"source", "target", "out", "method", "trade_off", "seed", "oracle", "resume"}
 
 
 def experiment(
@@ -109,14 +110,24 @@ def experiment(
       tlcv report exp/photos --out report.html
     """
     given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "name")}
-    from .config import TRAIN_KEYS
+    from .config import ADAPT_KEYS, TRAIN_KEYS
     from .experiments import experiment as run_experiment
     from .experiments import get_experiment
 
     get_experiment(name)  # an unknown name fails before anything else is read
     budgets = {"per_class", "max_images"}  # what --shots sets, per task
     passed = TRAIN_KEYS - CELL_KEYS - (budgets if name == "data-efficiency" else set())
+    if name == "adaptation-selection":  # --config may hold any `tlcv adapt` option (mode, lr)
+        passed |= ADAPT_KEYS - ADAPT_CELL_KEYS
     v = _merge(ctx, config, given, extra=passed)
+    # typed on the command line, or set by --config
+    explicit = {
+        k
+        for k in v
+        if k not in given
+        or v[k] != given[k]
+        or getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
+    }
     _need(v, "data", "out")
     fixed = ("data", "out", "strategies", "shots", "seeds", "target", "methods", "domains")
     fixed += ("pairs", "trade_offs")
@@ -124,10 +135,7 @@ def experiment(
     options = {k: val for k, val in options.items() if val is not None}
     if name == "adaptation-selection":
         # only what was typed (or in --config): `tlcv adapt`'s own defaults otherwise
-        typed = {
-            k for k in options if getattr(ctx.get_parameter_source(k), "name", "") != "DEFAULT"
-        }
-        options = {k: val for k, val in options.items() if k in typed}
+        options = {k: val for k, val in options.items() if k in explicit}
         options.update(pairs=v["pairs"], trade_offs=v["trade_offs"], domains=v["domains"])
         if v["methods"]:
             options["methods"] = v["methods"]

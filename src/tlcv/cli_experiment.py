@@ -110,7 +110,7 @@ def experiment(
       tlcv report exp/photos --out report.html
     """
     given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "name")}
-    from .config import ADAPT_KEYS, TRAIN_KEYS
+    from .config import ADAPT_KEYS, TRAIN_KEYS, read_config_file
     from .experiments import experiment as run_experiment
     from .experiments import get_experiment
 
@@ -122,12 +122,10 @@ def experiment(
     v = _merge(ctx, config, given, extra=passed)
     # typed on the command line, or set by --config
     explicit = {
-        k
-        for k in v
-        if k not in given
-        or v[k] != given[k]
-        or getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
+        k for k in given if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
     }
+    if config is not None:
+        explicit |= set(read_config_file(config, set(given) | passed))
     _need(v, "data", "out")
     fixed = ("data", "out", "strategies", "shots", "seeds", "target", "methods", "domains")
     fixed += ("pairs", "trade_offs")

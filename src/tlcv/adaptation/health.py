@@ -50,7 +50,21 @@ def _summary(probs: np.ndarray, prior: np.ndarray) -> dict:
         "top_share": float(hist[top]),
         "kl_to_source_prior": kl_to_prior(hist, prior),
         "mean_entropy": mean_entropy(probs),
+        # the IM validator (confident and spread over classes); falls when predictions collapse
+        "information_maximisation": information_maximisation(probs),
     }
+
+
+def information_maximisation(probs: np.ndarray) -> float:
+    """The ``im`` validator's score of these probabilities (adaptation/validators/im.py)."""
+    import torch
+
+    from .validators import VALIDATORS, ValidationData
+
+    empty = torch.empty(0)
+    logits = torch.from_numpy(np.log(probs + EPS))
+    data = ValidationData(empty, empty, empty, empty, logits)
+    return float(VALIDATORS.get("im")(data)) if len(probs) else 0.0
 
 
 def check(

@@ -58,6 +58,7 @@ def _cell(job: dict) -> dict:
             cache=job["cache"],
             plots=False,
             num_workers=0,
+            select="source-val",  # the selection its documented table used
         )
         metrics = json.loads((run.path / "metrics.json").read_text())
     health = metrics["health"]

@@ -2,8 +2,9 @@
 
 Frozen mode adapts a bottleneck + classifier on cached backbone features (minutes on a CPU);
 full mode trains the backbone too, at the reduced learning rate of fine-tuning. The checkpoint
-is chosen without target labels (held-out source split, target entropy or the last epoch);
-target labels, when the target has them, are read once, for the final evaluation.
+is chosen without target labels, by a validator (adaptation/validators: the batch nuclear-norm
+of the target predictions by default) or as the last epoch; target labels, when the target
+has them, are read once, for the final evaluation.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ def check_options(cfg: AdaptConfig) -> None:
     cfg.validate()  # the choices declared on AdaptConfig's fields
     if cfg.epochs < 1 or cfg.lr <= 0 or cfg.batch_size < 2:
         raise TlcvError("--epochs and --lr must be positive and --batch-size at least 2")
-    if not 0 < cfg.val_fraction < 1 and cfg.select == "source-val":
-        raise TlcvError("--select source-val needs a held-out source share: 0 < --val-fraction < 1")
+    if not 0 < cfg.val_fraction < 1 and cfg.select in ("source-val", "dev"):
+        raise TlcvError(
+            f"--select {cfg.select} needs a held-out source share: 0 < --val-fraction < 1"
+        )
 
 
 def _weights_for(cfg: AdaptConfig, notes: list[str]) -> str:

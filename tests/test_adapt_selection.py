@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -82,6 +83,10 @@ def test_adapt_keeps_the_epoch_its_validator_scores_best(office, tmp_path):
     rows = list(csv.DictReader(open(run.path / "history.csv")))
     best = max(rows, key=lambda r: float(r["sel_im"]))
     assert run.metrics["selection"]["best_epoch"] == int(best["epoch"])
+    from tlcv.api import report
+
+    _, md = report([run.path], tmp_path / "report.html")
+    assert "validators per epoch" in Path(md).read_text()
 
 
 def test_trade_off_grid_keeps_the_value_the_validator_scores_best(office, tmp_path):

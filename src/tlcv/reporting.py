@@ -72,6 +72,38 @@ def learning_curves(history: list[dict]) -> bytes:
     return _png(fig)
 
 
+def validator_curves(history: list[dict], chosen: int | None) -> bytes | None:
+    """Adaptation runs: every validator per epoch (each rescaled to 0-1 over the run), the
+    chosen epoch marked, and the ORACLE target accuracy (dashed) when the run was asked for
+    it: which validators would have chosen well."""
+    keys = [k for k in history[0] if k.startswith("sel_")]
+    if not keys:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    epochs = [int(r["epoch"]) for r in history]
+    series = {k[4:]: k for k in keys}
+    if history[0].get("oracle_target_acc") not in (None, ""):
+        series["ORACLE target acc."] = "oracle_target_acc"
+    for name, key in series.items():
+        values = [float(r[key]) if r.get(key) not in (None, "") else float("nan") for r in history]
+        finite = [v for v in values if v == v]
+        if not finite:
+            continue
+        lo, hi = min(finite), max(finite)
+        scaled = [(v - lo) / (hi - lo) if hi > lo else 0.5 for v in values]
+        style = "--" if key == "oracle_target_acc" else "-"
+        ax.plot(epochs, scaled, style, marker=".", label=name, color="k" if style == "--" else None)
+    if chosen is not None:
+        ax.axvline(chosen, color="grey", alpha=0.5, label=f"kept: epoch {chosen}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("score, rescaled 0-1")
+    ax.set_title("validators per epoch (higher = chosen)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return _png(fig)
+
+
 def per_class_bars(per_class: list[dict], title: str) -> bytes:
     plt = _plt()
     rows = [r for r in per_class if r.get("n")]
@@ -206,6 +238,10 @@ def _run_section(path: Path) -> Section:
             history = list(csv.DictReader(fh))
         if history:
             section.images.append(("learning curves", learning_curves(history)))
+            chosen = metrics.get("selection", {}).get("best_epoch")
+            validators = validator_curves(history, chosen)
+            if validators is not None:
+                section.images.append(("validators per epoch", validators))
     scored = next((k for k in ("test", "target", "source", "val") if k in metrics), None)
     if scored and "confusion" in metrics[scored]:
         m = metrics[scored]

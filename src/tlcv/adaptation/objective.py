@@ -170,11 +170,7 @@ class AdaptObjective(Objective):
             (features.float().cpu(), logits.float().cpu(), y.cpu())
         )
         if dataloader_idx == 0:
-            module.val_acc.update(logits.argmax(1), y)
-            module.log("val_loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True,
-                       batch_size=len(y), sync_dist=True, add_dataloader_idx=False)  # fmt: skip
-            module.log("val_acc", module.val_acc, on_epoch=True, prog_bar=True,
-                       batch_size=len(y), add_dataloader_idx=False)  # fmt: skip
+            self.log_validation(module, logits, y)
             return
         probs = F.softmax(logits.float(), dim=1)
         entropy = -(probs * torch.log(probs + 1e-8)).sum(dim=1).mean()

@@ -88,8 +88,11 @@ class Objective:
     def validate(self, module: TransferModule, batch, dataloader_idx: int = 0) -> None:
         """Log validation metrics; a method with extra validation loaders overrides this."""
         logits, y = self.forward(module, batch)
-        if logits is None:
-            return
+        if logits is not None:
+            self.log_validation(module, logits, y)
+
+    def log_validation(self, module: TransferModule, logits: torch.Tensor, y: torch.Tensor):
+        """val_loss and val_acc of one labelled validation batch."""
         module.val_acc.update(logits.argmax(1), y)
         module.log(
             "val_loss",

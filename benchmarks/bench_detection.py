@@ -1,6 +1,7 @@
 """Detection by transfer on GTSDB road scenes (4 super-classes), fixed 400 / 100 split.
 
 Rerun: python benchmarks/bench_detection.py [--parts speed table] [--image-size 800]
+       [--detector retinanet --fpn-channels 128 --train-crop 320]   (the CPU recipe)
 
 1. speed: training images/s of tlcv's engine vs a plain PyTorch loop over the same torchvision
    detector, loader, optimiser groups and batch size (steady state, medians of 2 rounds), and
@@ -79,6 +80,9 @@ def train_cell(args, strategy: str, seed: int, mapping: Path) -> dict:
         str(args.batch_size),
         "--lr",
         str(args.lr),
+        "--fpn-channels",
+        str(args.fpn_channels),
+        *(["--train-crop", str(args.train_crop)] if args.train_crop else []),
         "--seed",
         str(seed),
         "--split-seed",
@@ -128,6 +132,7 @@ def speed(args, tmp: Path) -> dict:
             "image_size": args.image_size,
             "max_size": round(args.image_size * 1.7),
             "anchors": [16, 32, 64, 128, 256],
+            "fpn_channels": args.fpn_channels,
         }
         model, _ = build_model(backbone, spec)
         module = TransferModule(
@@ -141,6 +146,7 @@ def speed(args, tmp: Path) -> dict:
             batch_size=args.batch_size,
             seed=0,
             num_workers=1,
+            crop=args.train_crop,
         )
         return module, loader
 
@@ -208,11 +214,14 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--fpn-channels", type=int, default=256)
+    parser.add_argument("--train-crop", type=int, default=None)
     parser.add_argument("--runs", type=Path, default=ROOT / "bench_out" / "detection_runs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "detection.json")
     args = parser.parse_args()
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    recipe = {k: getattr(args, k) for k in ("detector", "epochs", "image_size", "batch_size", "lr")}
+    keys = ("detector", "epochs", "image_size", "batch_size", "lr", "fpn_channels", "train_crop")
+    recipe = {k: getattr(args, k) for k in keys}
     if result.get("recipe", recipe) != recipe:
         result = {}
     result.update(recipe=recipe, date=time.strftime("%Y-%m-%d"), threads=torch.get_num_threads())

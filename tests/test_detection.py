@@ -172,12 +172,35 @@ def test_every_registered_detector_trains_and_predicts():
             "image_size": 96,
             "max_size": 160,
             "anchors": [16, 32, 64, 128, 256],
+            "fpn_channels": 64,
         }
         model, _ = build_model(backbone, spec)
         losses = model.train()([image], [target])
         assert all(torch.isfinite(v) for v in losses.values()), name
         (out,) = model.eval()([image])
         assert out["boxes"].shape[-1] == 4 and (out["labels"] >= 1).all(), name
+
+
+def test_object_crop_keeps_the_chosen_object_inside_the_window():
+    from torchvision import tv_tensors
+
+    from tlcv.detection.loading import ObjectCrop
+    from tlcv.engine.seeding import seeded
+
+    image = tv_tensors.Image(torch.zeros(3, 400, 680, dtype=torch.uint8))
+    boxes = tv_tensors.BoundingBoxes(
+        torch.tensor([[600.0, 350, 630, 380]]), format="XYXY", canvas_size=(400, 680)
+    )
+    crop = ObjectCrop(128, towards_object=1.0)
+    for index in range(20):
+        with seeded(0, 0, index):
+            window, target = crop(image, {"boxes": boxes})
+        assert window.shape[-2:] == (128, 128)
+        (box,) = target["boxes"].tolist()  # the whole object, shifted into the window
+        assert box[2] - box[0] == 30 and box[3] - box[1] == 30
+        assert min(box) >= 0 and max(box) <= 128
+    small = ObjectCrop(512)(image[..., :100, :100], {"boxes": boxes[:0]})[0]
+    assert small.shape[-2:] == (512, 512)  # smaller than the window: padded
 
 
 def test_detector_choices_match_the_registry():
@@ -218,6 +241,10 @@ def test_cli_on_gtsdb_scenes_train_evaluate_predict(tmp_path):
         "fcos",
         "--image-size",
         "256",
+        "--train-crop",
+        "128",
+        "--fpn-channels",
+        "64",
         "--epochs",
         "1",
         "--batch-size",

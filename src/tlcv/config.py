@@ -242,6 +242,15 @@ class TrainConfig(_Validated):
     anchor_sizes: str = option(
         "16,32,64,128,256", "Detection: anchor size (px) per pyramid level, smallest first."
     )
+    train_crop: int | None = option(
+        None,
+        "Detection: train on N x N crops of each scene at the --image-size scale (half of them "
+        "around an object), so small objects keep their pixels at a fraction of the cost; "
+        "validation and prediction see whole images.",
+    )
+    fpn_channels: int = option(
+        256, "Detection: width of the feature pyramid and heads (128 or 96: faster on CPUs)."
+    )
     class_map: str | None = option(
         None, "Detection: CSV from,to mapping class ids/names to coarser classes (empty: drop)."
     )
@@ -252,6 +261,10 @@ class TrainConfig(_Validated):
             raise TlcvError("--frames must be at least 1")
         if self.max_images is not None and self.max_images < 1:
             raise TlcvError("--max-images must be at least 1")
+        if self.train_crop is not None and self.train_crop < 32:
+            raise TlcvError("--train-crop must be at least 32 pixels")
+        if self.fpn_channels < 32 or self.fpn_channels % 32:
+            raise TlcvError("--fpn-channels: a multiple of 32 (FCOS normalises in 32 groups)")
 
 
 @dataclass

@@ -1,6 +1,9 @@
 """Image + box batches: box-aware augmentation with torchvision transforms v2
 (``tv_tensors.BoundingBoxes`` move with their image), seeded per image and epoch like every
-other task (engine.data.seeded), resized once here so the detector's own resize is a no-op."""
+other task (engine.data.seeded), resized once here so the detector's own resize is a no-op.
+With ``crop``, training sees a crop of each resized scene (half of them around a random object,
+like sampling positives for small-object detectors): the object keeps its pixels while a step
+costs a fraction of a whole scene."""
 
 from __future__ import annotations
 
@@ -17,10 +20,48 @@ from ..errors import BadImageError
 from .data import DetItem
 
 
-def transform(size: int, augment: str | None) -> v2.Compose:
+class ObjectCrop(v2.Transform):
+    """A ``size`` x ``size`` window of the image (padded when smaller): with probability
+    ``towards_object`` one that contains a randomly chosen box, otherwise anywhere."""
+
+    def __init__(self, size: int, towards_object: float = 0.5):
+        super().__init__()
+        self.size, self.towards_object = int(size), towards_object
+
+    def make_params(self, flat_inputs: list) -> dict:
+        height, width = v2.query_size(flat_inputs)
+        boxes = next((x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)), None)
+        span_y, span_x = max(0, height - self.size), max(0, width - self.size)
+        top = int(torch.randint(span_y + 1, ()))
+        left = int(torch.randint(span_x + 1, ()))
+        if boxes is not None and len(boxes) and float(torch.rand(())) < self.towards_object:
+            x1, y1, x2, y2 = boxes[int(torch.randint(len(boxes), ()))].tolist()
+            top = _window_start(y1, y2, self.size, span_y)
+            left = _window_start(x1, x2, self.size, span_x)
+        return {"top": top, "left": left}
+
+    def transform(self, inpt, params: dict):
+        return self._call_kernel(
+            v2.functional.crop, inpt, params["top"], params["left"], self.size, self.size
+        )
+
+
+def _window_start(low: float, high: float, size: int, span: int) -> int:
+    """A random start of a ``size`` window over [low, high) inside [0, span + size)."""
+    first = max(0, int(high) - size)
+    last = min(span, int(low))
+    if first > last:  # the object is larger than the window: centre on it
+        return min(span, max(0, int((low + high - size) / 2)))
+    return first + int(torch.randint(last - first + 1, ()))
+
+
+def transform(size: int, augment: str | None, crop: int | None = None) -> v2.Compose:
     """Short side to ``size``; training adds photometric jitter ("light") and, with "strong",
-    horizontal flips (mind signs whose meaning flips, e.g. turn arrows)."""
+    horizontal flips (mind signs whose meaning flips, e.g. turn arrows); ``crop`` cuts a
+    training window (ObjectCrop)."""
     steps: list = [v2.Resize(size, antialias=True)]
+    if crop and augment is not None:
+        steps.append(ObjectCrop(crop))
     if augment in ("light", "strong"):
         steps.append(v2.RandomPhotometricDistort(p=0.5))
     if augment == "strong":
@@ -73,11 +114,12 @@ def detection_loader(
     batch_size: int,
     seed: int,
     num_workers: int | None,
+    crop: int | None = None,
 ) -> DataLoader:
     """Training batches when ``augment`` is given (shuffled), else in order."""
     workers = default_workers_for(len(items)) if num_workers is None else num_workers
     return DataLoader(
-        DetectionImages(items, classes, transform(size, augment), seed),
+        DetectionImages(items, classes, transform(size, augment, crop), seed),
         batch_size=min(batch_size, max(1, len(items))),
         sampler=EpochSampler(len(items), seed, shuffle=augment is not None),
         num_workers=workers,

@@ -19,26 +19,32 @@ from ..backbones.pyramid import STRIDES, PyramidTap, find_taps
 from ..registry import Registry
 
 DETECTORS: Registry[Callable[..., nn.Module]] = Registry("detector")
-FPN_CHANNELS = 256
+FPN_CHANNELS = 256  # torchvision's width; spec["fpn_channels"] narrows it (CPU budgets)
 DEFAULT_ANCHORS = (16, 32, 64, 128, 256)  # traffic signs are 16-128 px in 1360x800 scenes
 
 
 class PyramidFPN(nn.Module):
     """The encoder's maps at ``strides`` through an FPN -> OrderedDict, as detectors expect."""
 
-    def __init__(self, tap: PyramidTap, channels: list[int], strides: tuple[int, ...], extra):
+    def __init__(
+        self, tap: PyramidTap, channels: list[int], strides: tuple[int, ...], extra, width: int
+    ):
         super().__init__()
         from torchvision.ops import FeaturePyramidNetwork
 
         self.tap, self.levels = tap, [STRIDES.index(s) for s in strides]
         self.fpn = FeaturePyramidNetwork(
-            [channels[i] for i in self.levels], FPN_CHANNELS, extra_blocks=extra
+            [channels[i] for i in self.levels], width, extra_blocks=extra
         )
-        self.out_channels = FPN_CHANNELS
+        self.out_channels = width
 
     def forward(self, images: torch.Tensor) -> OrderedDict:
         feats = self.tap(images)
         return self.fpn(OrderedDict((str(i), feats[level]) for i, level in enumerate(self.levels)))
+
+
+def _width(spec: dict) -> int:
+    return int(spec.get("fpn_channels", FPN_CHANNELS))  # runs written before the option: 256
 
 
 def _common(spec: dict, backbone: Backbone) -> dict:
@@ -60,7 +66,7 @@ def faster_rcnn(spec: dict, backbone: Backbone, tap: PyramidTap, channels: list[
     from torchvision.ops import MultiScaleRoIAlign
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-    body = PyramidFPN(tap, channels, (4, 8, 16, 32), LastLevelMaxPool())
+    body = PyramidFPN(tap, channels, (4, 8, 16, 32), LastLevelMaxPool(), _width(spec))
     anchors = AnchorGenerator(tuple((s,) for s in spec["anchors"]), ((0.5, 1.0, 2.0),) * 5)
     pool = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
     return FasterRCNN(
@@ -72,10 +78,11 @@ def faster_rcnn(spec: dict, backbone: Backbone, tap: PyramidTap, channels: list[
     )
 
 
-def _p3_p7(tap, channels):
+def _p3_p7(spec, tap, channels):
     from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-    return PyramidFPN(tap, channels, (8, 16, 32), LastLevelP6P7(FPN_CHANNELS, FPN_CHANNELS))
+    width = _width(spec)
+    return PyramidFPN(tap, channels, (8, 16, 32), LastLevelP6P7(width, width), width)
 
 
 @DETECTORS.register("retinanet")
@@ -87,7 +94,7 @@ def retinanet(spec: dict, backbone: Backbone, tap: PyramidTap, channels: list[in
     sizes = tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in spec["anchors"])
     anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * 5)
     return RetinaNet(
-        _p3_p7(tap, channels),
+        _p3_p7(spec, tap, channels),
         num_classes=spec["num_classes"] + 1,
         anchor_generator=anchors,
         **_common(spec, backbone),
@@ -102,7 +109,7 @@ def fcos(spec: dict, backbone: Backbone, tap: PyramidTap, channels: list[int]):
 
     anchors = AnchorGenerator(tuple((s // 2,) for s in spec["anchors"]), ((1.0,),) * 5)
     return FCOS(
-        _p3_p7(tap, channels),
+        _p3_p7(spec, tap, channels),
         num_classes=spec["num_classes"] + 1,
         anchor_generator=anchors,
         **_common(spec, backbone),

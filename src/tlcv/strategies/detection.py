@@ -65,11 +65,14 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
         "image_size": size,
         "max_size": int(round(size * 1.7)),
         "anchors": anchors,
+        "fpn_channels": cfg.fpn_channels,
     }
     model, head_spec = build_model(backbone, spec, seed=cfg.seed)
     module = TransferModule(model, len(classes), Recipe.from_config(cfg), DetectionObjective())
     batches = dict(batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
-    train_loader = detection_loader(parts["train"], classes, size, augment=cfg.augment, **batches)
+    train_loader = detection_loader(
+        parts["train"], classes, size, augment=cfg.augment, crop=cfg.train_crop, **batches
+    )
     val_loader = (
         detection_loader(parts["val"], classes, size, augment=None, **batches)
         if parts["val"]
@@ -112,7 +115,13 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
             metrics[name] = {k: v for k, v in result.items() if k != "pr_curves"}
             module.skipped.extend(bad)
     metrics["selection"] = trained.selection()
-    info = {"strategy": kind, "task": "detection", "detector": cfg.detector, "image_size": size}
+    info = {
+        "strategy": kind,
+        "task": "detection",
+        "detector": cfg.detector,
+        "image_size": size,
+        "train_crop": cfg.train_crop,
+    }
     skipped = source.missing + sorted(set(module.skipped))
     return life.finish(Outcome(model, classes, head_spec, info, metrics, notes, skipped))
 

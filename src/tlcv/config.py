@@ -30,7 +30,8 @@ SELECTIONS = ("source-val", "entropy", "im", "bnm", "snd", "dev", "last")
 FALLBACKS = ("none", "source-only")
 DECODERS = ("unet", "fpn", "lraspp")  # segmentation/model.py registers one builder each
 CLASS_WEIGHTINGS = ("none", "median-frequency")
-DETECTORS = ("fasterrcnn", "retinanet", "fcos")  # detection/model.py registers one builder each
+# detection/model.py registers one builder each
+DETECTORS = ("fasterrcnn", "retinanet", "fcos", "ssdlite")
 EXPLAIN_METHODS = ("gradcam", "guided-gradcam", "integrated-gradients")  # interpret/EXPLAINERS
 
 
@@ -235,7 +236,7 @@ class TrainConfig(_Validated):
     # --- detection (a box list, Pascal VOC, COCO JSON or YOLO labels) ---
     detector: str = option(
         "fasterrcnn",
-        "Detection: fasterrcnn (FPN), retinanet or fcos (torchvision) on the backbone's "
+        "Detection: fasterrcnn (FPN), retinanet, fcos or ssdlite (torchvision) on the backbone's "
         "pyramid. --image-size is the short side images are seen at [default 800].",
         choices=DETECTORS,
     )
@@ -263,6 +264,16 @@ class TrainConfig(_Validated):
             raise TlcvError("--max-images must be at least 1")
         if self.train_crop is not None and self.train_crop < 32:
             raise TlcvError("--train-crop must be at least 32 pixels")
+        if self.detector == "ssdlite" and self.batch_size < 2:
+            raise TlcvError(
+                "ssdlite needs --batch-size 2 or more: its smallest maps are 1 x 1, and "
+                "batch norm needs two values a channel"
+            )
+        if self.train_crop is not None and self.detector == "ssdlite":
+            raise TlcvError(
+                "--train-crop does not suit ssdlite: its default boxes are fractions of its "
+                "fixed input, so crops would teach other sizes; train it on whole images"
+            )
         if self.fpn_channels < 32 or self.fpn_channels % 32:
             raise TlcvError("--fpn-channels: a multiple of 32 (FCOS normalises in 32 groups)")
 

@@ -116,11 +116,14 @@ def detection_loader(
     num_workers: int | None,
     crop: int | None = None,
 ) -> DataLoader:
-    """Training batches when ``augment`` is given (shuffled), else in order."""
+    """Training batches when ``augment`` is given (shuffled; a last batch of one image is
+    left out, as batch norm on 1 x 1 maps cannot train on it), else in order."""
     workers = default_workers_for(len(items)) if num_workers is None else num_workers
+    batch = min(batch_size, max(1, len(items)))
     return DataLoader(
         DetectionImages(items, classes, transform(size, augment, crop), seed),
-        batch_size=min(batch_size, max(1, len(items))),
+        batch_size=batch,
+        drop_last=augment is not None and batch > 1 and len(items) % batch == 1,
         sampler=EpochSampler(len(items), seed, shuffle=augment is not None),
         num_workers=workers,
         collate_fn=collate,

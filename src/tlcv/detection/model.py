@@ -1,9 +1,12 @@
-"""Detectors on registry backbones: torchvision's Faster R-CNN (FPN), RetinaNet and FCOS, built
-on the backbone's own pyramid (backbones/pyramid.py) + torchvision's FeaturePyramidNetwork, so
-the ImageNet encoder transfers into the detector; ``--detector NAME`` picks one.
+"""Detectors on registry backbones: torchvision's Faster R-CNN (FPN), RetinaNet, FCOS and
+SSDlite, built on the backbone's own pyramid (backbones/pyramid.py) (+ torchvision's
+FeaturePyramidNetwork), so the ImageNet encoder transfers into the detector; ``--detector NAME``
+picks one.
 
 Boxes are predicted in the input image's own pixels: torchvision's transform resizes each image
-so its short side is ``image_size`` (long side at most ``max_size``) and maps the boxes back.
+so its short side is ``image_size`` (long side at most ``max_size``; SSDlite: a fixed square)
+and maps the boxes back. In training the loader has already resized (and maybe cropped) each
+image, so the FPN detectors skip their own resize there.
 """
 
 from __future__ import annotations
@@ -47,14 +50,18 @@ def _width(spec: dict) -> int:
     return int(spec.get("fpn_channels", FPN_CHANNELS))  # runs written before the option: 256
 
 
-def _common(spec: dict, backbone: Backbone) -> dict:
+def _normalisation(backbone: Backbone) -> dict:
     prep = backbone.preprocessing
-    size = int(spec["image_size"])
+    return dict(image_mean=list(prep.mean), image_std=list(prep.std))
+
+
+def _common(spec: dict, backbone: Backbone) -> dict:
+    """Resize at prediction only: training batches come at the scale (or crop) the loader made."""
     return dict(
-        min_size=size,
+        min_size=int(spec["image_size"]),
         max_size=int(spec["max_size"]),
-        image_mean=list(prep.mean),
-        image_std=list(prep.std),
+        _skip_resize=True,
+        **_normalisation(backbone),
     )
 
 
@@ -114,6 +121,62 @@ def fcos(spec: dict, backbone: Backbone, tap: PyramidTap, channels: list[int]):
         anchor_generator=anchors,
         **_common(spec, backbone),
     )
+
+
+class SSDLiteBody(nn.Module):
+    """The encoder's stride-16 and stride-32 maps + four extra stride-2 blocks (1x1, depthwise
+    3x3 stride 2, 1x1), as in SSDlite (Sandler et al. 2018): six maps for the SSD heads."""
+
+    EXTRA = (512, 256, 256, 128)
+
+    def __init__(self, tap: PyramidTap, channels: list[int], norm):
+        super().__init__()
+        from torchvision.ops.misc import Conv2dNormActivation
+
+        self.tap, self.levels = tap, [STRIDES.index(16), STRIDES.index(32)]
+        blocks, width = [], channels[self.levels[-1]]
+        for out in self.EXTRA:
+            mid, act = out // 2, nn.ReLU6
+            blocks.append(
+                nn.Sequential(
+                    Conv2dNormActivation(width, mid, 1, norm_layer=norm, activation_layer=act),
+                    Conv2dNormActivation(
+                        mid, mid, 3, stride=2, groups=mid, norm_layer=norm, activation_layer=act
+                    ),
+                    Conv2dNormActivation(mid, out, 1, norm_layer=norm, activation_layer=act),
+                )
+            )
+            width = out
+        self.extra = nn.ModuleList(blocks)
+        self.out_channels_list = [channels[i] for i in self.levels] + list(self.EXTRA)
+
+    def forward(self, images: torch.Tensor) -> OrderedDict:
+        feats = self.tap(images)
+        maps = [feats[i] for i in self.levels]
+        for block in self.extra:
+            maps.append(block(maps[-1]))
+        return OrderedDict((str(i), m) for i, m in enumerate(maps))
+
+
+@DETECTORS.register("ssdlite")
+def ssdlite(spec: dict, backbone: Backbone, tap: PyramidTap, channels: list[int]):
+    """SSDlite: one stage, depthwise-separable heads on six maps (strides 16-512), a fixed
+    square input of ``image_size`` (scenes are squeezed to it, as SSD does); default boxes at
+    the anchor sizes (stride 16 gets the smallest). Made for phones: the cheapest here."""
+    from functools import partial
+
+    from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+    from torchvision.models.detection.ssd import SSD
+    from torchvision.models.detection.ssdlite import SSDLiteHead
+
+    norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
+    size = int(spec["image_size"])
+    sizes = [*spec["anchors"], spec["anchors"][-1] * 2, spec["anchors"][-1] * 4]  # 6 maps + 1
+    anchors = DefaultBoxGenerator([[2, 3]] * 6, scales=[s / size for s in sizes])
+    body = SSDLiteBody(tap, channels, norm)
+    classes = spec["num_classes"] + 1
+    head = SSDLiteHead(body.out_channels_list, anchors.num_anchors_per_location(), classes, norm)
+    return SSD(body, anchors, (size, size), classes, head=head, **_normalisation(backbone))
 
 
 class DetectionModel(nn.Module):

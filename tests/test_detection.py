@@ -203,6 +203,52 @@ def test_object_crop_keeps_the_chosen_object_inside_the_window():
     assert small.shape[-2:] == (512, 512)  # smaller than the window: padded
 
 
+@pytest.mark.parametrize("detector", ["fasterrcnn", "retinanet", "fcos"])
+def test_torchvision_coco_detectors_load_into_the_same_layout(tmp_path, detector):
+    """A torchvision *_resnet50_fpn state dict loads tensor for tensor: with the same classes
+    and anchors both give the same boxes; with other classes the class layers are re-sized."""
+    import torchvision
+
+    from tlcv.backbones import create_backbone
+    from tlcv.detection.coco import COCO_MODELS, load_coco
+    from tlcv.detection.model import build_model
+    from tlcv.errors import TlcvError
+
+    name = COCO_MODELS[detector][0]
+    sizes = dict(min_size=128, max_size=224)
+    theirs = torchvision.models.get_model(
+        name, weights=None, weights_backbone=None, num_classes=5, **sizes
+    ).eval()
+    state = theirs.state_dict()
+    generator = torch.Generator().manual_seed(0)
+    for key, value in state.items():  # frozen BN statistics that are not the identity
+        if key.endswith(("running_mean", "running_var")):
+            value.copy_(torch.rand(value.shape, generator=generator) + 0.5)
+    file = tmp_path / f"{name}.pth"
+    torch.save(state, file)
+    spec = {"detector": detector, "num_classes": 4, "image_size": 128, "max_size": 224}
+    anchors = theirs.anchor_generator if detector != "fasterrcnn" else theirs.rpn.anchor_generator
+    spec["anchors"] = [int(s[0] if detector != "fcos" else s[0] * 2) for s in anchors.sizes]
+    ours, _ = build_model(create_backbone("resnet50", "none"), spec)
+    used, fresh = load_coco(ours, detector, str(file))
+    assert used == str(file) and fresh == []
+    image = torch.rand(3, 120, 200, generator=generator)
+    with torch.no_grad():
+        (mine,), (reference,) = ours.eval()([image]), theirs([image])
+    assert torch.allclose(mine["scores"], reference["scores"], atol=1e-4)
+    assert torch.allclose(mine["boxes"], reference["boxes"], atol=1e-2)
+    other, _ = build_model(create_backbone("resnet50", "none"), {**spec, "num_classes": 2})
+    assert load_coco(other, detector, str(file))[1]  # class layers re-sized
+    losses = other.train()(
+        [image, image],
+        [{"boxes": torch.tensor([[9.0, 9, 60, 60]]), "labels": torch.tensor([1])}] * 2,
+    )
+    assert all(torch.isfinite(v) for v in losses.values())
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(TlcvError, match="not a state dict of torchvision"):
+        load_coco(other, detector, str(tmp_path / "other.pth"))
+
+
 def test_detector_choices_match_the_registry():
     from tlcv.config import DETECTORS as CHOICES
     from tlcv.detection.model import DETECTORS

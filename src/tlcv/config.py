@@ -243,6 +243,13 @@ class TrainConfig(_Validated):
     anchor_sizes: str = option(
         "16,32,64,128,256", "Detection: anchor size (px) per pyramid level, smallest first."
     )
+    detector_weights: str | None = option(
+        None,
+        "Detection: start the whole detector (encoder, FPN, heads) from torchvision's "
+        "COCO-trained weights: coco (downloaded once, then cached) or FILE (that model's "
+        "state dict); fasterrcnn, retinanet or fcos with --backbone resnet50; the class layers "
+        "are re-sized to your classes. Otherwise only the encoder is pretrained (--weights).",
+    )
     train_crop: int | None = option(
         None,
         "Detection: train on N x N crops of each scene at the --image-size scale (half of them "

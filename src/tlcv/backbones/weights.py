@@ -112,10 +112,10 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str
     model.load_state_dict(state, strict=True)
 
 
-def _download(url: str, dest: Path, name: str) -> None:
+def _download(url: str, dest: Path, name: str, flag: str = "--weights") -> None:
     hint = (
         f"no network or the download failed. On a machine with network, download {url}, then "
-        f"run `tlcv weights import FILE` here (or pass --weights FILE)"
+        f"run `tlcv weights import FILE` here (or pass {flag} FILE)"
     )
     if offline():
         raise TlcvError(

@@ -55,11 +55,18 @@ def _window_start(low: float, high: float, size: int, span: int) -> int:
     return first + int(torch.randint(last - first + 1, ()))
 
 
+MAX_ASPECT = 1.7  # the long side is at most this x the short side (GTSDB's scenes: 1360x800)
+
+
+def max_side(size: int) -> int:
+    return int(round(size * MAX_ASPECT))
+
+
 def transform(size: int, augment: str | None, crop: int | None = None) -> v2.Compose:
     """Short side to ``size``; training adds photometric jitter ("light") and, with "strong",
     horizontal flips (mind signs whose meaning flips, e.g. turn arrows); ``crop`` cuts a
     training window (ObjectCrop)."""
-    steps: list = [v2.Resize(size, antialias=True)]
+    steps: list = [v2.Resize(size, max_size=max_side(size), antialias=True)]
     if crop and augment is not None:
         steps.append(ObjectCrop(crop))
     if augment in ("light", "strong"):

@@ -35,13 +35,16 @@ def _anchors(text: str) -> list[int]:
 
 
 def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
+    from ..detection.coco import check_coco_choice, load_coco
     from ..detection.data import discover_detection, split_items
     from ..detection.evaluate import score_items
-    from ..detection.loading import detection_loader
+    from ..detection.loading import detection_loader, max_side
     from ..detection.model import build_model
     from ..detection.objective import DetectionObjective
 
     cfg, notes, freeze = transfer_kind(cfg, kind)
+    if cfg.detector_weights:
+        check_coco_choice(cfg.detector, cfg.backbone, kind)
     size = cfg.image_size or DEFAULT_SIZE
     anchors = _anchors(cfg.anchor_sizes)
     life = RunLifecycle(cfg.out, overwrite=cfg.overwrite, resume=bool(cfg.resume))
@@ -58,16 +61,25 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     notes = source.notes + notes
     classes = source.classes
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    backbone = create_backbone(cfg.backbone, cfg.weights, None, seed=cfg.seed)
+    # with COCO weights the encoder's tensors come from the detector's file
+    encoder_weights = "none" if cfg.detector_weights else cfg.weights
+    backbone = create_backbone(cfg.backbone, encoder_weights, None, seed=cfg.seed)
     spec = {
         "detector": cfg.detector,
         "num_classes": len(classes),
         "image_size": size,
-        "max_size": int(round(size * 1.7)),
+        "max_size": max_side(size),
         "anchors": anchors,
         "fpn_channels": cfg.fpn_channels,
     }
     model, head_spec = build_model(backbone, spec, seed=cfg.seed)
+    if cfg.detector_weights:
+        coco, fresh = load_coco(model, cfg.detector, cfg.detector_weights)
+        backbone.weights_source = f"COCO detector: {coco}"
+        notes.append(
+            f"detector started from torchvision's COCO weights ({coco}); re-sized to "
+            f"{len(classes)} classes: {', '.join(fresh) or 'none'}"
+        )
     module = TransferModule(model, len(classes), Recipe.from_config(cfg), DetectionObjective())
     batches = dict(batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
     train_loader = detection_loader(

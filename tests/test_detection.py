@@ -211,11 +211,13 @@ def test_torchvision_coco_detectors_load_into_the_same_layout(tmp_path, detector
 
     from tlcv.backbones import create_backbone
     from tlcv.detection.coco import COCO_MODELS, load_coco
-    from tlcv.detection.model import build_model
+    from tlcv.detection.model import PROPOSALS, build_model
     from tlcv.errors import TlcvError
 
     name = COCO_MODELS[detector][0]
     sizes = dict(min_size=128, max_size=224)
+    if detector == "fasterrcnn":
+        sizes.update(PROPOSALS)  # tlcv's proposal counts (not weights) for few-object scenes
     theirs = torchvision.models.get_model(
         name, weights=None, weights_backbone=None, num_classes=5, **sizes
     ).eval()

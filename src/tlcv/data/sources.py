@@ -4,6 +4,7 @@ manifests (``path,label``) and MedMNIST-style ``.npz`` files. Nothing is decoded
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,12 +34,32 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
+@dataclass(frozen=True)
+class Members:
+    """What a class folder holds for one kind of example (images at any depth, or clips), so
+    images, clips and domains share one folder scanner."""
+
+    noun: str  # "images", "clips": in messages
+    # (a class folder, every path under it) -> its examples, sorted
+    find: Callable[[Path, list[Path]], list[Path]]
+    identity: Callable[[Path], str]  # content identity for caches (file_identity)
+
+
+def _images_in(class_dir: Path, entries: list[Path]) -> list[Path]:
+    return sorted(
+        p for p in entries if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+IMAGES = Members("images", _images_in, file_identity)
+
+
 def _scan_class_tree(
-    root: Path, notes: list[str], strict: bool
+    root: Path, notes: list[str], strict: bool, members: Members
 ) -> tuple[list[ImageItem], list[str]]:
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
     loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    if loose:
+    if loose and members is IMAGES:
         notes.append(
             f"{root}: {len(loose)} image(s) lie directly in the folder, outside any class "
             f"folder, and are ignored (e.g. {loose[0]})"
@@ -46,10 +67,8 @@ def _scan_class_tree(
     items: list[ImageItem] = []
     classes: list[str] = []
     for class_dir in class_dirs:
-        entries = list(class_dir.rglob("*"))
-        files = sorted(
-            p for p in entries if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        entries = list(class_dir.rglob("*"))  # walked once: examples and broken links
+        files = members.find(class_dir, entries)
         # exists() is False for a link to nothing and for a link loop (ELOOP)
         broken = sorted(p for p in entries if p.is_symlink() and not p.exists())
         if broken:
@@ -62,29 +81,30 @@ def _scan_class_tree(
                 raise TlcvError(message, hint="fix or remove the links", path=str(broken[0]))
             notes.append(message)
         if not files:
-            message = f"class folder {class_dir} holds no images"
+            message = f"class folder {class_dir} holds no {members.noun}"
             if strict:
                 raise TlcvError(
-                    message, hint="add images or remove the folder", path=str(class_dir)
+                    message, hint=f"add {members.noun} or remove the folder", path=str(class_dir)
                 )
             notes.append(f"{message}; the class is left out")
             continue
         classes.append(class_dir.name)
-        items.extend(ImageItem(str(p), class_dir.name, file_identity(p)) for p in files)
+        items.extend(ImageItem(str(p), class_dir.name, members.identity(p)) for p in files)
     return items, classes
 
 
-def _from_folder(root: Path, strict: bool) -> Source:
+def scan_folder(root: Path, strict: bool, members: Members = IMAGES) -> Source:
+    """CLASS/ folders of ``members``, optionally inside train/ val/ test/ folders."""
     notes: list[str] = []
     subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir() and _visible(p)}
     split_dirs = {SPLIT_NAMES[k]: v for k, v in subdirs.items() if k in SPLIT_NAMES}
     if split_dirs and len(split_dirs) == len(subdirs):
         splits, class_sets = {}, {}
         for split, path in split_dirs.items():
-            splits[split], class_sets[split] = _scan_class_tree(path, notes, strict)
+            splits[split], class_sets[split] = _scan_class_tree(path, notes, strict, members)
         classes = sorted(set().union(*class_sets.values()))
     else:
-        items, classes = _scan_class_tree(root, notes, strict)
+        items, classes = _scan_class_tree(root, notes, strict, members)
         splits = {"all": items}
     return Source(str(root), splits, classes, notes)
 
@@ -200,7 +220,7 @@ def discover(data: str | Path, *, strict: bool = False) -> Source:
     elif path.is_file() and path.suffix.lower() == ".npz":
         source = _from_npz(path)
     elif path.is_dir():
-        source = _from_folder(path, strict)
+        source = scan_folder(path, strict)
     else:
         raise TlcvError(
             f"cannot read data from {path}",

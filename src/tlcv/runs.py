@@ -27,6 +27,7 @@ from torch import nn
 
 from .backbones import Backbone, Preprocessing, rebuild_backbone, state_fingerprint
 from .errors import TlcvError
+from .heads import head_from_state
 from .io import remove_stale_temps, save_tensors, sha256_file, write_json, write_text
 
 MODEL_FILE = "model.safetensors"
@@ -236,9 +237,28 @@ class Run:
         )
         backbone.weights_id = state_fingerprint(backbone.net)
         head_state = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
-        from .tasks import task_of_run
+        if self.info.get("task") == "segmentation":
+            from .segmentation.model import rebuild_model
 
-        return task_of_run(self).rebuild(backbone, self.info["head"], head_state).eval()
+            return rebuild_model(backbone, self.info["head"], head_state)
+        if self.info.get("task") == "detection":
+            from .detection.model import rebuild_model as rebuild_detector
+
+            return rebuild_detector(backbone, self.info["head"], head_state)
+        if self.is_sequence:
+            from .heads import TemporalHead
+
+            cfg = dict(self.info["head"])
+            cfg.pop("type", None)
+            kind, in_features, classes = (
+                cfg.pop("kind"),
+                cfg.pop("in_features"),
+                cfg.pop("num_classes"),
+            )
+            head = TemporalHead(kind, in_features, classes, **cfg)
+            head.load_state_dict(head_state, strict=True)
+            return SequenceModel(backbone, head.eval()).eval()
+        return ClassifierModel(backbone, head_from_state(self.info["head"], head_state)).eval()
 
     @property
     def metrics(self) -> dict:

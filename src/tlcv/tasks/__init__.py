@@ -13,9 +13,6 @@ API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per 
   score(run, items, ...)  class probabilities of the readable inputs (inference.Scored)
   evaluate(run, data)     `tlcv evaluate`: metrics + files (default: per-item classes)
   predict(run, paths)     `tlcv predict`: one answer per input (default: top-k classes)
-  rebuild(backbone, head_spec, head_state)
-                          the trained model from a run folder's tensors (runs.Run.load_model;
-                          default: backbone + classifier head)
   run_tags                the ``task`` values a run folder's model.json may hold for it
   budget_option, score_metric, history_metric, scored_splits
                           what `tlcv experiment` varies (--shots sets this TrainConfig option)
@@ -31,9 +28,6 @@ from typing import TYPE_CHECKING, ClassVar
 from ..registry import Registry, import_submodules
 
 if TYPE_CHECKING:
-    from torch import nn
-
-    from ..backbones import Backbone
     from ..data import ImageItem, Source
     from ..inference import Scored
     from ..runs import Run
@@ -72,12 +66,6 @@ class Task:
         from ..inference import predict
 
         return predict(run, paths, task=self, **options)
-
-    def rebuild(self, backbone: Backbone, head_spec: dict, head_state: dict) -> nn.Module:
-        from ..heads import head_from_state
-        from ..runs import ClassifierModel
-
-        return ClassifierModel(backbone, head_from_state(head_spec, head_state))
 
 
 TASKS: Registry[type[Task]] = Registry("task", load=import_submodules(__name__, __path__))

@@ -37,13 +37,3 @@ class ClipClassification(Task):
         from ..inference import score_clips
 
         return score_clips(run, items, cache_dir=cache, **options)
-
-    def rebuild(self, backbone, head_spec, head_state):
-        from ..heads import TemporalHead
-        from ..runs import SequenceModel
-
-        options = {k: v for k, v in head_spec.items() if k != "type"}
-        kind, in_features = options.pop("kind"), options.pop("in_features")
-        head = TemporalHead(kind, in_features, options.pop("num_classes"), **options)
-        head.load_state_dict(head_state, strict=True)
-        return SequenceModel(backbone, head)

@@ -48,8 +48,3 @@ class Detection(Task):
         from ..detection.evaluate import predict_detection
 
         return predict_detection(run, paths, **options)
-
-    def rebuild(self, backbone, head_spec, head_state):
-        from ..detection.model import rebuild_model
-
-        return rebuild_model(backbone, head_spec, head_state)

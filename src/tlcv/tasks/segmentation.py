@@ -48,8 +48,3 @@ class Segmentation(Task):
         from ..segmentation.evaluate import predict_segmentation
 
         return predict_segmentation(run, paths, **options)
-
-    def rebuild(self, backbone, head_spec, head_state):
-        from ..segmentation.model import rebuild_model
-
-        return rebuild_model(backbone, head_spec, head_state)

@@ -15,17 +15,8 @@ from rich.table import Table
 
 from .cli_adapt import adapt as adapt_command
 from .cli_common import (
-    BackboneOpt,
-    BatchOpt,
-    CacheOpt,
     ConfigOpt,
-    DataOpt,
-    DeviceOpt,
     EngineOpt,
-    ImageSizeOpt,
-    StrictOpt,
-    WeightsOpt,
-    WorkersOpt,
     _max_rss_mb,
     _merge,
     _need,
@@ -35,8 +26,8 @@ from .cli_common import (
 )
 from .cli_experiment import experiment as experiment_command
 from .cli_experiment import report as report_command
-from .cli_options import config_command, keyword
-from .config import TrainConfig
+from .cli_options import config_command, keyword, positional
+from .config import EvaluateConfig, ExtractConfig, PredictConfig, TrainConfig
 from .errors import TlcvError
 
 app = typer.Typer(
@@ -153,21 +144,9 @@ def weights_where() -> None:
     print(hub_checkpoint_dir())
 
 
-@app.command()
-def extract(
-    ctx: typer.Context,
-    data: DataOpt = None,
-    backbone: BackboneOpt = None,
-    weights: WeightsOpt = None,
-    cache: CacheOpt = None,
-    image_size: ImageSizeOpt = None,
-    batch_size: BatchOpt = 64,
-    num_workers: WorkersOpt = None,
-    device: DeviceOpt = "auto",
-    strict: StrictOpt = False,
-    engine: EngineOpt = "torch",
-    config: ConfigOpt = None,
-) -> None:
+@app.command("extract")
+@config_command(ExtractConfig, extra=[keyword("config", ConfigOpt)])
+def extract(ctx: typer.Context, given: dict, config: Path | None = None) -> None:
     """Compute backbone features of every image and store them in the cache.
 
     Re-runs compute only new or changed images; an interrupted run resumes. Under
@@ -176,28 +155,11 @@ def extract(
     Example: tlcv extract --data photos/ --backbone mobilenet_v2 --weights mobilenet_v2-b0353104.pth
     """
     from .api import extract as extract_api
-    from .catalog import DEFAULT_BACKBONE
     from .distributed import is_main_process
 
-    v = _merge(
-        ctx,
-        config,
-        dict(
-            data=data,
-            backbone=backbone,
-            weights=weights,
-            cache=cache,
-            image_size=image_size,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=device,
-            strict=strict,
-            engine=engine,
-        ),
-    )
+    v = _merge(ctx, config, given)
     _need(v, "data")
-    v["backbone"] = v["backbone"] or DEFAULT_BACKBONE
-    v["weights"] = v["weights"] or "imagenet"
+    ExtractConfig.from_options(**v)  # choices checked once, before any work
     fs = extract_api(progress=sys.stderr.isatty(), **v)
     if is_main_process():
         print(
@@ -283,74 +245,38 @@ def _print_notes(notes: list[str]) -> None:
         err.print("[yellow]notes:[/]\n" + esc("".join(f"- {n}\n" for n in notes).strip()))
 
 
-WindowOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--window", help="Segmentation: predict large images in overlapping N-px squares."
-    ),
-]
+RunArg = Annotated[Path, typer.Argument(help="Run folder written by `tlcv train`.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
-@app.command()
+@app.command("evaluate")
+@config_command(
+    EvaluateConfig,
+    extra=[
+        positional("run", RunArg),
+        keyword("json_out", JsonOpt, False),
+        keyword("config", ConfigOpt),
+    ],
+)
 def evaluate(
-    ctx: typer.Context,
-    run: Annotated[Path, typer.Argument(help="Run folder written by `tlcv train`.")],
-    data: DataOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    out: Annotated[
-        str | None,
-        typer.Option("--out", help="Where to write the report [default: RUN/eval/<data name>]."),
-    ] = None,
-    cache: CacheOpt = None,
-    batch_size: BatchOpt = 64,
-    num_workers: WorkersOpt = None,
-    device: DeviceOpt = "auto",
-    strict: StrictOpt = False,
-    prefix: Annotated[
-        int | None, typer.Option("--prefix", help="Clip runs: use only the first K frames.")
-    ] = None,
-    engine: EngineOpt = "torch",
-    window: WindowOpt = None,
-    explain: Annotated[
-        int,
-        typer.Option("--explain", help="Class-activation maps of the N most confident errors."),
-    ] = 0,
-    config: ConfigOpt = None,
+    ctx: typer.Context, given: dict, run: Path, json_out: bool = False, config: Path | None = None
 ) -> None:
     """Score every labelled image under --data: accuracy, balanced accuracy, macro-F1,
     per-class table and a confusion-matrix PNG (segmentation runs: mIoU, IoU per class,
-    pixel accuracy, confusion matrix and image | truth | prediction overlays).
+    pixel accuracy, confusion matrix and image | truth | prediction overlays; detection runs:
+    mAP@0.5, mAP@[.5:.95], AP per class, a precision-recall plot and drawn boxes).
 
     Example: tlcv evaluate runs/photos --data new_photos/ --json
     """
     from .api import evaluate as evaluate_api
 
-    v = _merge(
-        ctx,
-        config,
-        dict(
-            data=data,
-            out=out,
-            cache=cache,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=device,
-            strict=strict,
-            engine=engine,
-        ),
-    )
+    v = _merge(ctx, config, given)
     _need(v, "data")
-    extra = {"window": window} if window else {}
-    if explain:
-        extra["explain"] = explain
-    m = evaluate_api(
-        run,
-        v.pop("data"),
-        progress=sys.stderr.isatty() and not json_out,
-        prefix=prefix,
-        **extra,
-        **v,
-    )
+    EvaluateConfig.from_options(**v)
+    for name, unset in (("window", None), ("explain", 0)):  # options only some tasks take
+        if v.get(name) == unset:
+            v.pop(name)
+    m = evaluate_api(run, v.pop("data"), progress=sys.stderr.isatty() and not json_out, **v)
     if json_out:
         print(json.dumps({k: val for k, val in m.items() if k not in ("confusion",)}))
         return
@@ -390,41 +316,12 @@ def evaluate(
         console.print(f"maps of the surest errors: {esc(Path(m['explained_errors'][0]).parent)}")
 
 
-@app.command()
-def predict(
-    run: Annotated[Path, typer.Argument(help="Run folder written by `tlcv train`.")],
-    paths: Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")],
-    top_k: Annotated[int, typer.Option("--top-k", help="Classes per image.")] = 5,
-    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-    output: Annotated[
-        Path | None, typer.Option("--output", help="Write to a file instead of stdout.")
-    ] = None,
-    cache: Annotated[
-        str | None,
-        typer.Option(
-            "--cache", help="Store and reuse features in this folder [default: memory only]."
-        ),
-    ] = None,
-    batch_size: BatchOpt = 64,
-    device: DeviceOpt = "auto",
-    strict: StrictOpt = False,
-    prefix: Annotated[
-        int | None, typer.Option("--prefix", help="Clip runs: use only the first K frames.")
-    ] = None,
-    engine: EngineOpt = "torch",
-    window: WindowOpt = None,
-    masks: Annotated[
-        Path | None,
-        typer.Option(
-            "--masks",
-            help="Segmentation / detection: folder for the mask, overlay or drawn-box PNGs "
-            "[default: RUN/predictions].",
-        ),
-    ] = None,
-    score_threshold: Annotated[
-        float, typer.Option("--score-threshold", help="Detection: report objects above it.")
-    ] = 0.5,
-) -> None:
+PathsArg = Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")]
+
+
+@app.command("predict")
+@config_command(PredictConfig, extra=[positional("run", RunArg), positional("paths", PathsArg)])
+def predict(ctx: typer.Context, given: dict, run: Path, paths: list[Path]) -> None:
     """Top-k classes for new images, or for clips with per-step scores (clip runs); for
     segmentation runs a mask and an overlay PNG per image and its class fractions; for
     detection runs the boxes (class, score) and a drawn PNG per image.
@@ -436,21 +333,19 @@ def predict(
     from .api import predict as predict_api
     from .io import write_text
 
-    if fmt not in ("csv", "json"):
-        raise TlcvError(f"unknown --format {fmt!r}", hint="use csv or json")
+    options = PredictConfig.from_options(**given)
+    fmt, output = options.format, options.output
     results = predict_api(
         run,
         [str(p) for p in paths],
-        top_k=top_k,
-        cache=cache,
-        batch_size=batch_size,
-        device=device,
-        strict=strict,
-        prefix=prefix,
-        engine=engine,
-        **({"window": window} if window else {}),
-        **({"out": str(masks)} if masks else {}),
-        **({"score_threshold": score_threshold} if score_threshold != 0.5 else {}),
+        top_k=options.top_k,
+        cache=options.cache,
+        batch_size=options.batch_size,
+        device=options.device,
+        strict=options.strict,
+        prefix=options.prefix,
+        engine=options.engine,
+        **options.task_options(),
     )
     if fmt == "json":
         text = json.dumps(results, indent=2) + "\n"

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .config import ENGINE_HELP
 from .errors import TlcvError
 
 console = Console()
@@ -58,25 +59,10 @@ CacheOpt = Annotated[
         "--cache", help="Feature cache folder [default: $TLCV_CACHE or ~/.cache/tlcv/features]."
     ),
 ]
-StrictOpt = Annotated[
-    bool,
-    typer.Option(
-        "--strict", help="Stop at the first unreadable image instead of skipping and listing it."
-    ),
-]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per batch.")]
 WorkersOpt = Annotated[
     int | None, typer.Option("--num-workers", help="Decoding processes [default: by CPU count].")
 ]
-EngineOpt = Annotated[
-    str,
-    typer.Option(
-        "--engine",
-        help="torch, onnxruntime (the run's exported ONNX graph; several times faster on a "
-        "CPU) or onnxruntime-int8 (after `tlcv export RUN --int8`). Needs pip install "
-        "'tlcv[onnx]'.",
-    ),
-]
+EngineOpt = Annotated[str, typer.Option("--engine", help=ENGINE_HELP)]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 
 

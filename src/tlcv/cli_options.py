@@ -88,3 +88,8 @@ def keyword(name: str, annotation: Any, default: Any = None) -> inspect.Paramete
     """An extra command parameter beside the config's fields (``--config``, ``--json``)."""
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=annotation)  # fmt: skip
+
+
+def positional(name: str, annotation: Any) -> inspect.Parameter:
+    """A command argument (``RUN``, ``PATHS...``) beside the config's fields."""
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation)

@@ -356,6 +356,92 @@ class AdaptConfig(_Validated):
     resume: str | None = option(None, "Continue an interrupted adapt run.")
 
 
+# --- inference commands: extract, evaluate, predict (the same option names, one meaning) ---
+ENGINES = ("torch", "onnxruntime", "onnxruntime-int8")  # deploy/engine.py serves each
+ENGINE_HELP = (
+    "torch, onnxruntime (the run's exported ONNX graph; several times faster on a CPU) or "
+    "onnxruntime-int8 (after `tlcv export RUN --int8`). Needs pip install 'tlcv[onnx]'."
+)
+
+
+def _engine() -> Any:
+    return option("torch", ENGINE_HELP, choices=ENGINES)
+
+
+def _batch() -> Any:
+    return option(64, "Images per batch.")
+
+
+def _prefix() -> Any:
+    return option(None, "Clip runs: use only the first K frames.")
+
+
+def _window() -> Any:
+    return option(None, "Segmentation: predict large images in overlapping N-px squares.")
+
+
+@dataclass
+class ExtractConfig(_Validated):
+    data: str = option(
+        help="Image folder (CLASS/*.jpg, optional train/ val/ test/), CSV manifest or .npz."
+    )
+    backbone: str = shared("backbone")
+    weights: str = shared("weights")
+    cache: str | None = shared("cache")
+    image_size: int | None = shared("image_size")
+    batch_size: int = _batch()
+    num_workers: int | None = shared("num_workers")
+    device: str = shared("device")
+    strict: bool = shared("strict")
+    engine: str = _engine()
+
+
+@dataclass
+class EvaluateConfig(_Validated):
+    data: str = option(
+        help="Labelled data to score, in any layout `tlcv train` takes for the run's task."
+    )
+    out: str | None = option(None, "Where to write the report [default: RUN/eval/<data name>].")
+    cache: str | None = shared("cache")
+    batch_size: int = _batch()
+    num_workers: int | None = shared("num_workers")
+    device: str = shared("device")
+    strict: bool = shared("strict")
+    prefix: int | None = _prefix()
+    engine: str = _engine()
+    window: int | None = _window()
+    explain: int = option(0, "Class-activation maps of the N most confident errors.")
+
+
+@dataclass
+class PredictConfig(_Validated):
+    top_k: int = option(5, "Classes per image.")
+    format: str = option("csv", "csv or json.", choices=("csv", "json"))
+    output: str | None = option(None, "Write to a file instead of stdout.")
+    cache: str | None = option(
+        None, "Store and reuse features in this folder [default: memory only]."
+    )
+    batch_size: int = _batch()
+    device: str = shared("device")
+    strict: bool = shared("strict")
+    prefix: int | None = _prefix()
+    engine: str = _engine()
+    window: int | None = _window()
+    masks: str | None = option(
+        None,
+        "Segmentation / detection: folder for the mask, overlay or drawn-box PNGs "
+        "[default: RUN/predictions].",
+    )
+    score_threshold: float = option(0.5, "Detection: report objects above it.")
+
+    def task_options(self) -> dict:
+        """The options only some tasks take, passed when they differ from the default."""
+        given = {"window": self.window, "out": self.masks}
+        if self.score_threshold != 0.5:
+            given["score_threshold"] = self.score_threshold
+        return {k: v for k, v in given.items() if v is not None}
+
+
 def read_config_file(path: str | Path, allowed: set[str]) -> dict:
     """Keys from a YAML file, normalised to parameter names and checked against ``allowed``."""
     path = Path(path)

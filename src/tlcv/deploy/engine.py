@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ENGINES  # declared once, with the CLI option
 from ..errors import TlcvError
 
-ENGINES = ("torch", "onnxruntime", "onnxruntime-int8")
 METADATA_PREFIX = "tlcv."
 
 

@@ -324,3 +324,59 @@ def test_cli_on_gtsdb_scenes_train_evaluate_predict(tmp_path):
     )
     assert Image.open(answer[0]["drawn"]).size == (1360, 800)  # drawn at the image's own size
     assert all(set(o) == {"box", "label", "score"} for o in answer[0]["objects"])
+
+
+def test_torchrun_two_processes_train_detection(tmp_path):
+    """DDP on gloo: each process validates its share; mAP is gathered across both."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    boxes = _scenes(tmp_path / "scenes", n=8)
+    (tmp_path / "scenes" / "boxes.csv").write_text(
+        "".join(";".join(map(str, b)) + "\n" for b in boxes)
+    )
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29538",
+        "-m",
+        "tlcv.cli",
+        "train",
+        "--task",
+        "detection",
+        "--data",
+        str(tmp_path / "scenes"),
+        "--out",
+        str(out),
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        "none",
+        "--detector",
+        "fcos",
+        "--fpn-channels",
+        "64",
+        "--image-size",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--val-fraction",
+        "0.25",
+        "--test-fraction",
+        "0",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["selection"]["epochs_run"] == 2 and 0 <= metrics["val"]["map50"] <= 1

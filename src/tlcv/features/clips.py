@@ -6,7 +6,6 @@ its frame count is the run of consecutive keys ``identity#0, #1, ...`` present i
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +15,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..backbones import Backbone
-from ..data import ImageItem, eval_transform, normalize
+from ..data import ImageItem, eval_transform
 from ..data.loading import default_workers_for, lower_priority
-from ..distributed import DistInfo, barrier, gather_objects, init_from_env
+from ..distributed import DistInfo, init_from_env
 from ..errors import BadImageError
 from ..video.decode import read_frames
 from .cache import FeatureCache, item_key
-from .extract import _progress, cache_for, prepare_for_inference, resolve_device
+from .extract import Chunk, cache_for, fill_cache, resolve_device
 
 
 @dataclass
@@ -54,10 +53,6 @@ class ClipDataset(Dataset):
             return index, None, exc.message
 
 
-def _collate(samples):
-    return samples
-
-
 def cached_frame_count(cache: FeatureCache, identity: str) -> int:
     index, n = cache.index(), 0
     while frame_key(identity, n) in index:
@@ -65,14 +60,8 @@ def cached_frame_count(cache: FeatureCache, identity: str) -> int:
     return n
 
 
-@torch.inference_mode()
-def _compute(todo, backbone, cache, device, *, batch_size, num_workers, strict, progress):
-    model = backbone  # prepared by the caller, outside inference mode
-    autocast = (
-        torch.autocast("cuda", dtype=torch.float16)
-        if device.type == "cuda"
-        else contextlib.nullcontext()
-    )
+def _clip_chunks(todo: list[ImageItem], backbone, batch_size: int, num_workers: int | None):
+    """One Chunk per clip (all its frames), decoded by worker processes a few clips ahead."""
     workers = default_workers_for(len(todo)) if num_workers is None else num_workers
     loader = DataLoader(
         ClipDataset(
@@ -80,44 +69,18 @@ def _compute(todo, backbone, cache, device, *, batch_size, num_workers, strict, 
         ),
         batch_size=max(1, batch_size // 16),
         num_workers=workers,
-        collate_fn=_collate,
+        collate_fn=list,
         worker_init_fn=lower_priority if workers else None,
         prefetch_factor=4 if workers else None,
     )
-    skipped, frames_done = [], 0
-    keys, rows = [], []
-    with _progress(progress) as bar:
-        task = bar.add_task(f"frames {backbone.name}", total=len(todo), rate="")
-        for batch in loader:
-            for index, frames, error in batch:
-                if error is not None:
-                    if strict:
-                        raise BadImageError(
-                            error,
-                            path=todo[index].path,
-                            hint="fix or remove the clip, or run without --strict",
-                        )
-                    skipped.append((todo[index].path, error))
-                    continue
-                for start in range(0, len(frames), batch_size):
-                    x = normalize(
-                        frames[start : start + batch_size],
-                        backbone.preprocessing,
-                        device,
-                        channels_last=True,
-                    )
-                    with autocast:
-                        rows.append(model(x).float().cpu())
-                keys.extend(frame_key(todo[index].identity, i) for i in range(len(frames)))
-                frames_done += len(frames)
-            if len(keys) >= 2048:  # flush at a clip boundary only
-                cache.write(list(keys), torch.cat(rows))
-                keys.clear()
-                rows.clear()
-            bar.update(task, advance=len(batch))
-    if keys:
-        cache.write(keys, torch.cat(rows))
-    return skipped, frames_done
+    for batch in loader:
+        for index, frames, error in batch:
+            item = todo[index]
+            if error is not None:
+                yield Chunk([], None, [(item.path, error)], 1)
+            else:
+                keys = [frame_key(item.identity, i) for i in range(len(frames))]
+                yield Chunk(keys, frames, [], 1)
 
 
 def extract_clip_features(
@@ -139,30 +102,23 @@ def extract_clip_features(
     cache = cache_for(backbone, cache_dir, dev)
     todo = [it for it in items if frame_key(it.identity, 0) not in cache.index()]
     todo = list({it.identity: it for it in todo}.values())
-    mine = todo[info.rank :: info.world_size]
-    if mine:
-        prepare_for_inference(backbone, dev)
-    skipped, frames_done = (
-        _compute(
-            mine,
-            backbone,
-            cache,
-            dev,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            strict=strict,
-            progress=progress and info.is_main,
-        )
-        if mine
-        else ([], 0)
+    frames_before = len(cache.index())
+    skipped = fill_cache(
+        todo,
+        lambda mine: _clip_chunks(mine, backbone, batch_size, num_workers),
+        backbone,
+        cache,
+        dev,
+        info,
+        batch_size=batch_size,
+        strict=strict,
+        shard_rows=2048,  # a clip's frames are flushed together: a cached clip is complete
+        label=f"frames {backbone.name}",
+        unit="clips",
+        progress=progress,
+        hint="fix or remove the clip, or run without --strict",
     )
-    skipped = [s for part in gather_objects(skipped, info) for s in part]
-    frames_done = sum(gather_objects(frames_done, info))
-    barrier(info)
-    if info.is_main:
-        cache.compact()
-    barrier(info)
-    cache.index(refresh=True)
+    frames_done = len(cache.index()) - frames_before
     counts = [cached_frame_count(cache, item.identity) for item in items]
     ok = [item for item, n in zip(items, counts, strict=True) if n]
     keys = [

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -61,22 +63,36 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+@dataclass
+class Chunk:
+    """One step of a loader, as the shared encoder sees it: the cache keys of its rows, the
+    uint8 images (one row each; a clip's frames), the inputs that could not be read, and how
+    far the progress bar moves. A chunk's rows are written to the cache together."""
+
+    keys: list[str]
+    images: torch.Tensor | None
+    failures: list[tuple[str, str]]  # (path, reason)
+    advance: int
+
+
 @torch.inference_mode()
-def _compute(
-    todo: list[ImageItem],
-    backbone: Backbone,
-    cache: FeatureCache,
+def encode_into_cache(
+    chunks: Iterable[Chunk],
+    backbone: Backbone | OnnxEncoder,
+    cache: FeatureCache | MemoryCache,
     device: torch.device,
     *,
     batch_size: int,
-    num_workers: int | None,
     strict: bool,
     shard_rows: int,
+    label: str,
+    unit: str,
+    total: int,
     show_progress: bool,
+    hint: str,
 ) -> list[tuple[str, str]]:
-    """Run the network over ``todo`` and store the features in shards; return skipped files."""
-    channels_last = True
-    model = backbone
+    """The one extraction loop of images and clips: encode each chunk (in slices of
+    ``batch_size``), write full shards at chunk boundaries, return what could not be read."""
     autocast = (
         torch.autocast("cuda", dtype=torch.float16)
         if device.type == "cuda"
@@ -90,38 +106,77 @@ def _compute(
             keys.clear()
             rows.clear()
 
-    loader = image_loader(todo, backbone.preprocessing, batch_size, num_workers)
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        if _engine(backbone) != "torch":
+            return torch.from_numpy(backbone.features(images.numpy()))
+        x = normalize(images, backbone.preprocessing, device, channels_last=True)
+        with autocast:
+            return backbone(x).float().cpu()
+
     try:
         with _progress(show_progress) as bar:
-            task = bar.add_task(f"extract {backbone.name}", total=len(todo), rate="")
-            for batch in loader:
-                for index, reason in batch.failures:
+            task = bar.add_task(label, total=total, rate="")
+            for chunk in chunks:
+                for path, reason in chunk.failures:
                     if strict:
-                        raise BadImageError(
-                            reason,
-                            path=todo[index].path,
-                            hint="fix or remove the file, or run without --strict "
-                            "to skip unreadable images",
-                        )
-                    skipped.append((todo[index].path, reason))
-                if batch.indices and _engine(backbone) == "onnxruntime":
-                    feats = torch.from_numpy(backbone.features(batch.images.numpy()))
-                    keys.extend(item_key(todo[i].identity) for i in batch.indices)
-                    rows.append(feats)
-                elif batch.indices:
-                    x = normalize(batch.images, backbone.preprocessing, device, channels_last)
-                    with autocast:
-                        feats = model(x).float().cpu()
-                    keys.extend(item_key(todo[i].identity) for i in batch.indices)
-                    rows.append(feats)
+                        raise BadImageError(reason, path=path, hint=hint)
+                    skipped.append((path, reason))
+                if chunk.keys:
+                    for start in range(0, len(chunk.keys), batch_size):
+                        rows.append(encode(chunk.images[start : start + batch_size]))
+                    keys.extend(chunk.keys)
                 if len(keys) >= shard_rows:
                     flush()
-                done = bar.tasks[task].completed + len(batch.indices) + len(batch.failures)
+                bar.update(task, advance=chunk.advance)
                 speed = bar.tasks[task].speed
-                bar.update(task, completed=done, rate=f"{speed:.0f} img/s" if speed else "")
+                bar.update(task, rate=f"{speed:.0f} {unit}/s" if speed else "")
     finally:
         flush()  # whatever was computed survives an error or Ctrl-C
     return skipped
+
+
+def fill_cache(
+    todo: list[ImageItem],
+    chunks_of: Callable[[list[ImageItem]], Iterable[Chunk]],
+    backbone: Backbone | OnnxEncoder,
+    cache: FeatureCache | MemoryCache,
+    device: torch.device,
+    info: DistInfo,
+    progress: bool,
+    **encode: Any,
+) -> list[tuple[str, str]]:
+    """This rank's share of ``todo`` encoded into the cache; every rank's skipped inputs,
+    after the cache is compacted (all ranks then read the same index)."""
+    mine = todo[info.rank :: info.world_size]
+    if mine and _engine(backbone) == "torch":
+        prepare_for_inference(backbone, device)
+    show = progress and info.is_main
+    skipped = (
+        encode_into_cache(
+            chunks_of(mine), backbone, cache, device, total=len(mine), show_progress=show, **encode
+        )
+        if mine
+        else []
+    )
+    skipped = [s for part in gather_objects(skipped, info) for s in part]
+    barrier(info)
+    if info.is_main:
+        cache.compact()
+    barrier(info)
+    cache.index(refresh=True)
+    return skipped
+
+
+def _image_chunks(
+    todo: list[ImageItem], backbone, batch_size: int, num_workers: int | None
+) -> Iterator[Chunk]:
+    for batch in image_loader(todo, backbone.preprocessing, batch_size, num_workers):
+        yield Chunk(
+            [item_key(todo[i].identity) for i in batch.indices],
+            batch.images if batch.indices else None,
+            [(todo[i].path, reason) for i, reason in batch.failures],
+            len(batch.indices) + len(batch.failures),
+        )
 
 
 def prepare_for_inference(backbone: Backbone, device: torch.device) -> Backbone:
@@ -155,30 +210,22 @@ def extract_features(
     keys = [item_key(item.identity) for item in items]
     unique_missing = sorted({keys[i]: i for i in cache.missing(keys)}.values())
     todo = [items[i] for i in unique_missing]
-    mine = todo[info.rank :: info.world_size]
-    if mine and _engine(backbone) == "torch":
-        prepare_for_inference(backbone, dev)
-    skipped = (
-        _compute(
-            mine,
-            backbone,
-            cache,
-            dev,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            strict=strict,
-            shard_rows=shard_rows,
-            show_progress=progress and info.is_main,
-        )
-        if mine
-        else []
+    skipped = fill_cache(
+        todo,
+        lambda mine: _image_chunks(mine, backbone, batch_size, num_workers),
+        backbone,
+        cache,
+        dev,
+        info,
+        batch_size=batch_size,
+        strict=strict,
+        shard_rows=shard_rows,
+        label=f"extract {backbone.name}",
+        unit="img",
+        progress=progress,
+        hint="fix or remove the file, or run without --strict to skip unreadable images",
     )
-    skipped = [s for part in gather_objects(skipped, info) for s in part]
-    barrier(info)
-    if info.is_main:
-        cache.compact()
-    barrier(info)
-    index = cache.index(refresh=True)
+    index = cache.index()
     ok = [i for i, key in enumerate(keys) if key in index]
     features = (
         cache.read([keys[i] for i in ok])

@@ -98,3 +98,15 @@ def kill_after_first_checkpoint(command: list, out: Path) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "model.json").exists()
+
+
+def tlcv_torchrun(args: list, port: int, timeout: int = 600) -> None:
+    """``tlcv ARGS`` as two torchrun processes on gloo (one thread each), which must succeed."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-port", str(port), "-m", "tlcv.cli", *map(str, args)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]

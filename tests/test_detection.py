@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from test_cli import tlcv
 
-from conftest import DATA, MOBILENET_V2
+from conftest import DATA, MOBILENET_V2, kill_after_first_checkpoint, tlcv_torchrun
 from tlcv.detection.data import discover_detection, split_items
 from tlcv.errors import TlcvError
 
@@ -367,28 +367,8 @@ def _small_train_args(data, out, epochs: int = 2) -> list:
 
 def test_torchrun_two_processes_train_detection(tmp_path):
     """DDP on gloo: each process validates its share; mAP is gathered across both."""
-    import os
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
     data, out = _scene_folder(tmp_path / "scenes"), tmp_path / "ddp"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "29538",
-        "-m",
-        "tlcv.cli",
-        *map(str, _small_train_args(data, out)),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    tlcv_torchrun(_small_train_args(data, out), 29538)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["selection"]["epochs_run"] == 2 and 0 <= metrics["val"]["map50"] <= 1
 
@@ -397,8 +377,6 @@ def test_kill_9_and_resume_gives_the_same_detector(tmp_path):
     """The engine's resume under a detector: killed after its first epoch and resumed, the run
     ends with the weights of a run never interrupted."""
     from safetensors.torch import load_file
-
-    from conftest import kill_after_first_checkpoint
 
     data = _scene_folder(tmp_path / "scenes")
     tlcv(*_small_train_args(data, tmp_path / "straight", 3))

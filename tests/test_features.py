@@ -1,15 +1,12 @@
 import json
-import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import DATA, ROOT, link_subset
+from conftest import DATA, link_subset, tlcv_torchrun
 from tlcv.backbones import create_backbone
 from tlcv.data import discover
 from tlcv.errors import TlcvError
@@ -104,35 +101,27 @@ def test_bad_images_are_skipped_and_listed(tmp_path, small_net, cifar_items):
 def test_torchrun_two_processes_fill_one_cache(tmp_path):
     data = link_subset(DATA / "cifar10" / "test", tmp_path / "data", 4)
     cache = tmp_path / "cache"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "29517",
-        "-m",
-        "tlcv.cli",
-        "extract",
-        "--data",
-        str(data),
-        "--backbone",
-        "mobilenet_v3_small",
-        "--weights",
-        "none",
-        "--image-size",
-        "32",
-        "--cache",
-        str(cache),
-        "--num-workers",
-        "0",
-        "--batch-size",
-        "4",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    tlcv_torchrun(
+        [
+            "extract",
+            "--data",
+            str(data),
+            "--backbone",
+            "mobilenet_v3_small",
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--cache",
+            str(cache),
+            "--num-workers",
+            "0",
+            "--batch-size",
+            "4",
+        ],
+        29517,
+        timeout=300,
+    )
     shards = list(next(cache.iterdir()).glob("shard-*.safetensors"))
     assert len(shards) >= 2  # both ranks wrote their own share
     net = create_backbone("mobilenet_v3_small", weights="none", image_size=32)

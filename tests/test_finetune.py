@@ -10,7 +10,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import DATA, MOBILENET_V2, ROOT, kill_after_first_checkpoint, link_subset
+from conftest import (
+    DATA,
+    MOBILENET_V2,
+    ROOT,
+    kill_after_first_checkpoint,
+    link_subset,
+    tlcv_torchrun,
+)
 from tlcv.backbones import create_backbone
 from tlcv.engine import FreezeSchedule, Recipe, TransferModule
 from tlcv.errors import TlcvError
@@ -202,23 +209,10 @@ def test_kill_9_and_resume_gives_the_same_final_metrics(office4, tmp_path):
 
 
 def test_torchrun_two_processes_train(office4, tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "29531",
-        "-m",
-        "tlcv.cli",
-        *map(str, _train_args(office4, tmp_path / "ddp")),
-    ]
-    cmd[cmd.index("--epochs") + 1] = "2"
-    cmd += ["--freeze-epochs", "1"]  # frozen then unfrozen under DDP
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    args = list(map(str, _train_args(office4, tmp_path / "ddp")))
+    args[args.index("--epochs") + 1] = "2"
+    args += ["--freeze-epochs", "1"]  # frozen then unfrozen under DDP
+    tlcv_torchrun(args, 29531)
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["selection"]["epochs_run"] == 2 and metrics["train"]["n"] > 0
     # the backbone did learn after unfreezing: it differs from its (seeded) initial weights

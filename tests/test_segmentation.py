@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from test_cli import tlcv
 
-from conftest import DATA, MOBILENET_V2, ROOT, kill_after_first_checkpoint
+from conftest import DATA, MOBILENET_V2, kill_after_first_checkpoint, tlcv_torchrun
 from tlcv.errors import TlcvError
 from tlcv.segmentation.data import IGNORE, discover_segmentation, split_pairs
 from tlcv.segmentation.metrics import PixelMetrics
@@ -358,20 +355,6 @@ def test_kill_9_and_resume_gives_the_same_weights(tmp_path, index_data):
 
 def test_torchrun_two_processes_train_segmentation(tmp_path, index_data):
     out = tmp_path / "ddp"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "29537",
-        "-m",
-        "tlcv.cli",
-        *map(str, _train_args(index_data, out, 2)),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    tlcv_torchrun(_train_args(index_data, out, 2), 29537)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["selection"]["epochs_run"] == 2 and 0 < metrics["val"]["miou"] <= 1

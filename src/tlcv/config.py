@@ -437,7 +437,7 @@ class PredictConfig(_Validated):
     def task_options(self) -> dict:
         """The options only some tasks take, passed when they differ from the default."""
         given = {"window": self.window, "out": self.masks}
-        if self.score_threshold != 0.5:
+        if self.score_threshold != PredictConfig.score_threshold:  # the field's default
             given["score_threshold"] = self.score_threshold
         return {k: v for k, v in given.items() if v is not None}
 

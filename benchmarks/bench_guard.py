@@ -4,8 +4,9 @@ the runs that were in fact worse, and accuracy with `--fallback source-only` vs 
     .venv/bin/python benchmarks/bench_guard.py          # ~45 min on 2 CPU cores
 
 Office-31 (six tasks) and digits (USPS <-> MNIST), MobileNetV2 (../shared/weights), frozen mode
-(224 px for Office-31, 32 px for digits), bench_adapt's defaults (15 epochs, honest
-source-val selection), 3 seeds, methods source-only, dann, cdan, dan, dan-features (DAN with
+(224 px for Office-31, 32 px for digits), bench_adapt's defaults (15 epochs), the epoch chosen
+by `--select` (default: tlcv adapt's own default, the BNM validator; `source-val` reproduces the
+first table), 3 seeds, methods source-only, dann, cdan, dan, dan-features (DAN with
 MMD on the bottleneck only, TLlib's setting) and mcc unless --methods says otherwise. Each
 run is scored against its own source-only reference (the logistic-regression probe the guard
 falls back to); target labels are read only for this table, after the check has spoken.
@@ -58,12 +59,12 @@ def _cell(job: dict) -> dict:
             cache=job["cache"],
             plots=False,
             num_workers=0,
-            select="source-val",  # the selection its documented table used
+            select=job["select"],
         )
         metrics = json.loads((run.path / "metrics.json").read_text())
     health = metrics["health"]
     return {
-        **{k: job[k] for k in ("task", "method", "seed", "epochs")},
+        **{k: job[k] for k in ("task", "method", "seed", "epochs", "select")},
         "target_accuracy": metrics["target"]["accuracy"],
         "target_balanced_accuracy": metrics["target"]["balanced_accuracy"],
         "source_only_accuracy": metrics["target_source_only"]["accuracy"],
@@ -117,6 +118,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--tasks", default=",".join(TASKS + DIGIT_TASKS))
+    parser.add_argument("--select", default=None, help="default: tlcv adapt's default validator")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=ROOT / "cache" / "features")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "guard.jsonl")
@@ -125,6 +127,9 @@ def main() -> None:
     tasks = args.tasks.split(",")
 
     import tlcv
+    from tlcv.config import AdaptConfig
+
+    select = args.select or AdaptConfig.select
 
     office = args.shared / "data" / "office31"
     for domain in DOMAINS.values():  # fill the cache once, before the workers share it
@@ -139,7 +144,9 @@ def main() -> None:
         )
 
     done = finished_cells(args.out)
-    finished = {(r["task"], r["method"], r["seed"], r["epochs"]) for r in done}
+    # rows written before --select existed used source-val
+    key = ("task", "method", "seed", "epochs")
+    finished = {(*(r[k] for k in key), r.get("select", "source-val")) for r in done}
     jobs = [
         dict(
             task=t,
@@ -149,11 +156,12 @@ def main() -> None:
             shared=str(args.shared),
             weights=weights,
             cache=str(args.cache),
+            select=select,
         )  # fmt: skip
         for s in range(args.seeds)
         for t in tasks
         for m in args.methods.split(",")
-        if (t, m, s, args.epochs) not in finished
+        if (t, m, s, args.epochs, select) not in finished
     ]
     print(f"{len(jobs)} cells to run ({len(finished)} already done)", flush=True)
     done += run_cells(
@@ -167,7 +175,13 @@ def main() -> None:
             f" fired={row['fired']} ({row['seconds']} s)"
         ),
     )
-    wanted = [r for r in done if r["task"] in tasks and r["epochs"] == args.epochs]
+    wanted = [
+        r
+        for r in done
+        if r["task"] in tasks
+        and r["epochs"] == args.epochs
+        and r.get("select", "source-val") == select
+    ]
     print(summarise(wanted))
 
 

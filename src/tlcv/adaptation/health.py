@@ -50,13 +50,15 @@ def _summary(probs: np.ndarray, prior: np.ndarray) -> dict:
         "top_share": float(hist[top]),
         "kl_to_source_prior": kl_to_prior(hist, prior),
         "mean_entropy": mean_entropy(probs),
-        # the IM validator (confident and spread over classes); falls when predictions collapse
-        "information_maximisation": information_maximisation(probs),
+        # the IM and BNM validators (confident and spread over classes): both fall when
+        # predictions collapse
+        "information_maximisation": validator_score("im", probs),
+        "batch_nuclear_norm": validator_score("bnm", probs),
     }
 
 
-def information_maximisation(probs: np.ndarray) -> float:
-    """The ``im`` validator's score of these probabilities (adaptation/validators/im.py)."""
+def validator_score(name: str, probs: np.ndarray) -> float:
+    """A target-predictions-only validator's score of these probabilities (validators/)."""
     import torch
 
     from .validators import VALIDATORS, ValidationData
@@ -64,7 +66,7 @@ def information_maximisation(probs: np.ndarray) -> float:
     empty = torch.empty(0)
     logits = torch.from_numpy(np.log(probs + EPS))
     data = ValidationData(empty, empty, empty, empty, logits)
-    return float(VALIDATORS.get("im")(data)) if len(probs) else 0.0
+    return float(VALIDATORS.get(name)(data)) if len(probs) else 0.0
 
 
 def check(

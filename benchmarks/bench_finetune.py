@@ -34,7 +34,7 @@ import tlcv  # noqa: E402
 from tlcv.backbones import create_backbone  # noqa: E402
 from tlcv.data import discover, make_splits, normalize  # noqa: E402
 from tlcv.engine import Recipe, TransferModule, labelled_loader  # noqa: E402
-from tlcv.runs import ClassifierModel  # noqa: E402
+from tlcv.heads.model import ClassifierModel  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from steady import StepTimer, plain_images_per_s  # noqa: E402

@@ -12,7 +12,7 @@ from tlcv.adaptation.methods.mcc import class_confusion
 from tlcv.backbones import create_backbone
 from tlcv.errors import TlcvError
 from tlcv.heads import BottleneckHead
-from tlcv.runs import ClassifierModel
+from tlcv.heads.model import ClassifierModel
 
 NEEDS_SHARED = False  # method maths on generated tensors
 

@@ -12,6 +12,7 @@ import pytest
 
 from badfiles import make_bad_files, make_odd_but_valid
 from conftest import DATA, MOBILENET_V2, ROOT, link_subset
+from tlcv import api as tlcv_api
 
 
 def tlcv(*args, check=True):
@@ -107,24 +108,13 @@ def test_office_mobilenet_from_shared_weights_and_classifiers(tmp_path):
         15,
         ["back_pack", "bike", "calculator", "headphones", "keyboard", "mug"],
     )
+    common = ["--backbone", "mobilenet_v2", "--weights", MOBILENET_V2, "--image-size", 96]
+    tlcv("train", "--data", data, "--out", tmp_path / "logreg", *common)  # the CLI path once
+    for clf in ("svm", "knn", "mlp"):  # the same features, cached: the other heads in-process
+        tlcv_api.train(data, tmp_path / clf, backbone="mobilenet_v2", weights=str(MOBILENET_V2),
+                       image_size=96, classifier=clf)  # fmt: skip
     for clf in ("logreg", "svm", "knn", "mlp"):
-        out = tmp_path / clf
-        tlcv(
-            "train",
-            "--data",
-            data,
-            "--out",
-            out,
-            "--backbone",
-            "mobilenet_v2",
-            "--weights",
-            MOBILENET_V2,
-            "--image-size",
-            96,
-            "--classifier",
-            clf,
-        )
-        m = json.loads((out / "metrics.json").read_text())
+        m = json.loads((tmp_path / clf / "metrics.json").read_text())
         assert m["test"]["accuracy"] >= 0.6, (clf, m["test"])  # chance is 1/6
 
 

@@ -21,7 +21,7 @@ from conftest import (
 from tlcv.backbones import create_backbone
 from tlcv.engine import FreezeSchedule, Recipe, TransferModule
 from tlcv.errors import TlcvError
-from tlcv.runs import ClassifierModel
+from tlcv.heads.model import ClassifierModel
 
 
 def tlcv_cmd(*args):

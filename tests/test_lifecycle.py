@@ -27,7 +27,7 @@ def _train_toy(cfg, progress=False):
 
     from tlcv.backbones import create_backbone
     from tlcv.engine.lifecycle import Outcome, RunLifecycle
-    from tlcv.runs import ClassifierModel
+    from tlcv.heads.model import ClassifierModel
 
     life = RunLifecycle(cfg.out, overwrite=cfg.overwrite)
     files = sorted(Path(cfg.data).glob("*.png"))

@@ -10,6 +10,7 @@ from tlcv.backbones.registry import BACKBONES
 from tlcv.errors import TlcvError
 from tlcv.experiments import EXPERIMENTS
 from tlcv.heads.classifiers import CLASSIFIERS
+from tlcv.models import MODEL_KINDS
 from tlcv.registry import Registry
 from tlcv.strategies import STRATEGIES
 
@@ -21,6 +22,7 @@ ALL = {
     "adaptation method": METHODS,
     "classifier": CLASSIFIERS,
     "experiment": EXPERIMENTS,
+    "model kind": MODEL_KINDS,
 }
 
 
@@ -51,6 +53,13 @@ def test_registries_load_their_modules_on_first_use():
     assert {"data-efficiency", "convergence", "generalization"} <= set(EXPERIMENTS.names())
     assert {"dann", "cdan", "dan", "mcc", "source-only"} <= set(METHODS.names())
     assert "mobilenet_v2" in list_backbones()
+    assert {"classification", "sequence", "segmentation", "detection"} <= set(MODEL_KINDS.names())
+
+
+def test_help_lists_the_methods_the_registry_holds():
+    from tlcv.cli_adapt import method_names
+
+    assert sorted(method_names()) == METHODS.names()
 
 
 def _imports(path, module: str) -> set[str]:

@@ -84,32 +84,19 @@ def resume_adapt(run: str | Path, *, progress: bool = False) -> Run | None:
 
 
 def extract(
-    data: str | Path,
-    backbone: str = DEFAULT_BACKBONE,
-    *,
-    weights: str = "imagenet",
-    image_size: int | None = None,
-    cache: str | Path | None = None,
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    device: str = "auto",
-    strict: bool = False,
-    progress: bool = False,
-    engine: str = "torch",
+    data: str | Path, backbone: str = DEFAULT_BACKBONE, *, progress: bool = False, **options
 ) -> FeatureSet:
     """Embeddings of every image under ``data``, computed once and then served from the cache.
 
-    ``engine="onnxruntime"`` runs the backbone as an ONNX graph (exported once into the cache;
-    its features are cached apart from torch's). A re-run whose images are all cached is
-    answered without importing torch (features.memo).
+    Options are ExtractConfig's fields (``weights``, ``cache``, ``engine="onnxruntime"``: the
+    backbone as an ONNX graph, its features cached apart from torch's, ...). A re-run whose
+    images are all cached is answered without importing torch (features.memo).
     """
+    from .config import ExtractConfig
     from .features.folder import extract_folder
 
-    return extract_folder(
-        data, backbone, weights=weights, image_size=image_size, cache=cache,
-        batch_size=batch_size, num_workers=num_workers, device=device, strict=strict,
-        progress=progress, engine=engine,
-    )  # fmt: skip
+    cfg = ExtractConfig.from_options(data=str(data), backbone=backbone, **options).to_dict()
+    return extract_folder(cfg.pop("data"), cfg.pop("backbone"), progress=progress, **cfg)
 
 
 def _run(run: str | Path | Run) -> Run:
@@ -118,122 +105,86 @@ def _run(run: str | Path | Run) -> Run:
     return run if isinstance(run, Run) else load_run(run)
 
 
-def evaluate(
-    run: str | Path | Run,
-    data: str | Path,
-    *,
-    out: str | Path | None = None,
-    cache: str | Path | None = None,
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    device: str = "auto",
-    strict: bool = False,
-    progress: bool = False,
-    prefix: int | None = None,
-    engine: str = "torch",
-    **task_options,
-) -> dict:
+def evaluate(run: str | Path | Run, data: str | Path, *, progress: bool = False, **options) -> dict:
     """Score every labelled image (or clip) under ``data`` (all splits) with a saved run.
 
-    ``prefix`` (clip runs): use only each clip's first K frames. ``engine``: "torch",
-    "onnxruntime" (the run's exported graph, exported into RUN/export/ on first use) or
-    "onnxruntime-int8" (the quantized graph `tlcv export --int8` kept).
-    Writes metrics.json, per_class.csv, predictions.csv and confusion.png to ``out``
-    (default: RUN/eval/<data folder name>). Segmentation runs: mIoU, per-class IoU, overlay
-    panels; ``window=N`` predicts large images in overlapping N-pixel squares.
+    Options are EvaluateConfig's fields: ``out`` (default RUN/eval/<data folder name>),
+    ``engine`` ("onnxruntime": the run's exported graph, exported into RUN/export/ on first
+    use; "onnxruntime-int8": the quantized graph `tlcv export --int8` kept), ``prefix`` (clip
+    runs: each clip's first K frames), ``window`` (segmentation: overlapping N-pixel squares),
+    ``explain`` (maps of the N surest errors), ... The run's task writes its files: metrics,
+    per-class table, confusion matrix (classification); mIoU and overlays (segmentation);
+    mAP, per-class AP and a precision-recall plot (detection).
     """
+    from .config import EvaluateConfig
     from .tasks import task_of_run
 
+    cfg = EvaluateConfig.from_options(data=str(data), **options)
     loaded = _run(run)
     return task_of_run(loaded).evaluate(
-        loaded, data, out=out, cache=cache, batch_size=batch_size, num_workers=num_workers,
-        device=device, strict=strict, progress=progress, prefix=prefix, engine=engine,
-        **task_options,
+        loaded, data, out=cfg.out, cache=cfg.cache, batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers, device=cfg.device, strict=cfg.strict, progress=progress,
+        prefix=cfg.prefix, engine=cfg.engine, **cfg.task_options(),
     )  # fmt: skip
 
 
-def predict(
-    run: str | Path | Run,
-    paths: list[str | Path],
-    *,
-    top_k: int = 5,
-    cache: str | Path | None = None,
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    device: str = "auto",
-    strict: bool = False,
-    prefix: int | None = None,
-    engine: str = "torch",
-    **task_options,
-) -> list[dict]:
-    """Top-k classes for each image or clip; unreadable inputs get an ``error`` instead.
-    Segmentation runs: a mask and an overlay PNG per image (``out=FOLDER``, default
-    RUN/predictions) and the class fractions.
+def predict(run: str | Path | Run, paths: list[str | Path], **options) -> list[dict]:
+    """Top-k classes for each image or clip (clip runs add ``steps``); unreadable inputs get
+    an ``error`` instead. Segmentation runs: a mask and an overlay PNG per image (``masks=``
+    FOLDER, default RUN/predictions) and the class fractions; detection runs: the boxes.
 
-    Features stay in memory (a shard written and fsynced per call costs more than the
-    features of a few images) unless ``cache`` names a folder. Clip runs add ``steps``.
+    Options are PredictConfig's fields. Features stay in memory (a shard written and fsynced
+    per call costs more than the features of a few images) unless ``cache`` names a folder.
     """
+    from .config import PredictConfig
     from .tasks import task_of_run
 
+    cfg = PredictConfig.from_options(**options)
     loaded = _run(run)
     return task_of_run(loaded).predict(
-        loaded, paths, top_k=top_k, cache=False if cache is None else cache,
-        batch_size=batch_size, num_workers=num_workers, device=device, strict=strict,
-        prefix=prefix, engine=engine, **task_options,
+        loaded, paths, top_k=cfg.top_k, cache=False if cfg.cache is None else cfg.cache,
+        batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=cfg.device,
+        strict=cfg.strict, prefix=cfg.prefix, engine=cfg.engine, **cfg.task_options(),
     )  # fmt: skip
 
 
 def explain(
-    run: str | Path | Run,
-    paths: list[str | Path],
-    out: str | Path,
-    *,
-    method: str = "gradcam",
-    target: str | None = None,
-    top_k: int = 3,
+    run: str | Path | Run, paths: list[str | Path], out: str | Path, **options
 ) -> list[dict]:
     """Class-activation maps of a classification run's images, saved as PNGs in ``out`` (one
-    per image, image | overlay, top-k classes in the title; a grid for several). ``target``:
-    the class the maps are for (default: each image's top class)."""
+    per image, image | overlay, top-k classes in the title; a grid for several). Options are
+    ExplainConfig's fields (``method``, ``target``: the class the maps are for, default each
+    image's top class, ``top_k``)."""
+    from .config import ExplainConfig
     from .interpret.pictures import explain_run
 
-    return explain_run(_run(run), paths, out, method=method, target=target, top_k=top_k)
+    cfg = ExplainConfig.from_options(out=str(out), **options).to_dict()
+    return explain_run(_run(run), paths, cfg.pop("out"), **cfg)
 
 
-def serve(
-    run: str | Path,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    engine: str = "torch",
-    max_upload_mb: float = 10,
-) -> None:
+def serve(run: str | Path, **options) -> None:
     """Serve a run until interrupted: GET / (the page), POST /predict, POST /explain,
-    GET /healthz, GET /metadata, OpenAPI docs at /docs."""
+    GET /healthz, GET /metadata, OpenAPI docs at /docs. Options are ServeConfig's fields."""
     import uvicorn
 
+    from .config import ServeConfig
     from .serving.app import create_app
 
-    app = create_app(run, engine=engine, max_upload_mb=max_upload_mb)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    cfg = ServeConfig.from_options(**options)
+    app = create_app(run, engine=cfg.engine, max_upload_mb=cfg.max_upload_mb)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
 
 
-def export(
-    run: str | Path,
-    *,
-    out: str | Path | None = None,
-    int8: bool = False,
-    data: str | Path | None = None,
-    calibration: int = 128,
-    max_drop: float = 1.0,
-) -> dict:
+def export(run: str | Path, **options) -> dict:
     """Export a classification run as one ONNX file (+ ``int8`` quantized copy), checked against
-    eager PyTorch on the run's validation images; returns the verification report."""
+    eager PyTorch on the run's validation images; returns the verification report. Options are
+    ExportConfig's fields."""
+    from .config import ExportConfig
     from .deploy import export_run
 
-    return export_run(
-        run, out=out, int8=int8, data=data, calibration=calibration, max_drop=max_drop
-    )
+    cfg = ExportConfig.from_options(**options).to_dict()
+    cfg.pop("format")  # onnx, the only format so far
+    return export_run(run, **cfg)
 
 
 def report(paths: list[str | Path], out: str | Path) -> tuple[Path, Path]:

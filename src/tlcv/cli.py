@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import sys
@@ -16,7 +17,6 @@ from rich.table import Table
 from .cli_adapt import adapt as adapt_command
 from .cli_common import (
     ConfigOpt,
-    EngineOpt,
     _max_rss_mb,
     _merge,
     _need,
@@ -27,7 +27,15 @@ from .cli_common import (
 from .cli_experiment import experiment as experiment_command
 from .cli_experiment import report as report_command
 from .cli_options import config_command, keyword, positional
-from .config import EvaluateConfig, ExtractConfig, PredictConfig, TrainConfig
+from .config import (
+    EvaluateConfig,
+    ExplainConfig,
+    ExportConfig,
+    ExtractConfig,
+    PredictConfig,
+    ServeConfig,
+    TrainConfig,
+)
 from .errors import TlcvError
 
 app = typer.Typer(
@@ -159,7 +167,6 @@ def extract(ctx: typer.Context, given: dict, config: Path | None = None) -> None
 
     v = _merge(ctx, config, given)
     _need(v, "data")
-    ExtractConfig.from_options(**v)  # choices checked once, before any work
     fs = extract_api(progress=sys.stderr.isatty(), **v)
     if is_main_process():
         print(
@@ -215,28 +222,10 @@ def train(ctx: typer.Context, given: dict, config: Path | None = None) -> None:
         run = train_api(data_path, out_path, progress=sys.stderr.isatty(), **v)
     if run is None:
         return
-    if run.info.get("task") in ("segmentation", "detection"):
-        from .cli_tasks import print_trained
+    from .cli_tasks import print_trained
+    from .tasks import task_of_run
 
-        print_trained(run)
-        _print_notes(run.notes)
-        return
-    metrics = run.metrics
-    how = run.info.get("classifier") or run.info.get("strategy", "")
-    table = Table(title=esc(f"{run.info['backbone']} + {how} -> {run.path}"))
-    for col in ("split", "images", "accuracy", "balanced acc.", "macro-F1"):
-        table.add_column(col)
-    for split in ("train", "val", "test"):
-        m = metrics.get(split)
-        if m:
-            table.add_row(
-                split,
-                str(m["n"]),
-                f"{m['accuracy']:.3f}",
-                f"{m['balanced_accuracy']:.3f}",
-                f"{m['macro_f1']:.3f}",
-            )
-    console.print(table)
+    print_trained(run, task_of_run(run))
     _print_notes(run.notes)
 
 
@@ -269,51 +258,18 @@ def evaluate(
     Example: tlcv evaluate runs/photos --data new_photos/ --json
     """
     from .api import evaluate as evaluate_api
+    from .cli_tasks import print_evaluation
+    from .runs import load_run
+    from .tasks import task_of_run
 
     v = _merge(ctx, config, given)
     _need(v, "data")
-    EvaluateConfig.from_options(**v)
-    for name, unset in (("window", None), ("explain", 0)):  # options only some tasks take
-        if v.get(name) == unset:
-            v.pop(name)
-    m = evaluate_api(run, v.pop("data"), progress=sys.stderr.isatty() and not json_out, **v)
+    loaded = load_run(run)
+    m = evaluate_api(loaded, v.pop("data"), progress=sys.stderr.isatty() and not json_out, **v)
     if json_out:
         print(json.dumps({k: val for k, val in m.items() if k not in ("confusion",)}))
         return
-    if m.get("task") == "segmentation":
-        from .cli_tasks import print_evaluation
-
-        print_evaluation(m)
-        return
-    if m.get("task") == "detection":
-        from .cli_tasks import print_detection_evaluation
-
-        print_detection_evaluation(m)
-        return
-    console.print(
-        f"accuracy {m['accuracy']:.4f}   balanced accuracy {m['balanced_accuracy']:.4f}   "
-        f"macro-F1 {m['macro_f1']:.4f}   images {m['n']}   skipped {m['skipped']}"
-    )
-    table = Table()
-    for col in ("class", "images", "recall", "precision", "F1"):
-        table.add_column(col)
-    for r in m["per_class"]:
-        if r["n"]:
-            table.add_row(
-                esc(r["class"]),
-                str(r["n"]),
-                f"{r['recall']:.3f}",
-                f"{r['precision']:.3f}",
-                f"{r['f1']:.3f}",
-            )
-    console.print(table)
-    if m["unknown_classes"]:
-        err.print(f"[yellow]left out, classes the model never saw:[/] {esc(m['unknown_classes'])}")
-    console.print(
-        f"confusion matrix: {esc(m['confusion_png'])}\nreport folder: {esc(m['output_dir'])}"
-    )
-    if m.get("explained_errors"):
-        console.print(f"maps of the surest errors: {esc(Path(m['explained_errors'][0]).parent)}")
+    print_evaluation(m, task_of_run(loaded))
 
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")]
@@ -332,47 +288,17 @@ def predict(ctx: typer.Context, given: dict, run: Path, paths: list[Path]) -> No
     """
     from .api import predict as predict_api
     from .io import write_text
+    from .runs import load_run
+    from .tasks import task_of_run
 
-    options = PredictConfig.from_options(**given)
-    fmt, output = options.format, options.output
-    results = predict_api(
-        run,
-        [str(p) for p in paths],
-        top_k=options.top_k,
-        cache=options.cache,
-        batch_size=options.batch_size,
-        device=options.device,
-        strict=options.strict,
-        prefix=options.prefix,
-        engine=options.engine,
-        **options.task_options(),
-    )
+    fmt, output = given["format"], given["output"]
+    loaded = load_run(run)
+    results = predict_api(loaded, [str(p) for p in paths], **given)
     if fmt == "json":
         text = json.dumps(results, indent=2) + "\n"
-    elif results and any("fractions" in r or "objects" in r for r in results):
-        import io
-
-        from .cli_tasks import detection_rows, prediction_rows
-
-        rows = (detection_rows if any("objects" in r for r in results) else prediction_rows)(
-            results
-        )
-        buf = io.StringIO()
-        csv.writer(buf).writerows(rows)
-        text = buf.getvalue()
     else:
-        import io
-
         buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["path", "frame", "rank", "label", "score", "error"])
-        for r in results:
-            if "error" in r:
-                writer.writerow([r["path"], "", "", "", "", r["error"]])
-            for rank, t in enumerate(r.get("top", []), start=1):
-                writer.writerow([r["path"], "", rank, t["label"], t["score"], ""])
-            for step in r.get("steps", []):  # clip runs: the head's top class after each step
-                writer.writerow([r["path"], step["frame"], 1, step["label"], step["score"], ""])
+        csv.writer(buf).writerows(task_of_run(loaded).prediction_rows(results))
         text = buf.getvalue()
     if output:
         write_text(output, text)
@@ -381,34 +307,24 @@ def predict(ctx: typer.Context, given: dict, run: Path, paths: list[Path]) -> No
         sys.stdout.write(text)
 
 
-@app.command()
-def explain(
-    run: Annotated[Path, typer.Argument(help="Run folder of an image classification run.")],
-    paths: Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the PNGs.")],
-    method: Annotated[
-        str,
-        typer.Option("--method", help="gradcam, guided-gradcam or integrated-gradients."),
-    ] = "gradcam",
-    target: Annotated[
-        str | None,
-        typer.Option("--target", help="Class the maps are for [default: each image's top class]."),
-    ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", help="Classes named in each title.")] = 3,
-) -> None:
+@app.command("explain")
+@config_command(
+    ExplainConfig,
+    extra=[
+        positional("run", Annotated[Path, typer.Argument(help="Run of a classification task.")]),
+        positional("paths", PathsArg),
+    ],
+)
+def explain(ctx: typer.Context, given: dict, run: Path, paths: list[Path]) -> None:
     """Where the model looks: class-activation maps over the images, one PNG each (image |
     overlay, top classes in the title) and a grid; the layer comes from the backbone registry.
 
     Example: tlcv explain runs/photos img1.jpg more/ --out maps/ --method gradcam
     """
     from .api import explain as explain_api
-    from .config import EXPLAIN_METHODS
 
-    if method not in EXPLAIN_METHODS:
-        raise TlcvError(f"unknown --method {method!r}", hint=f"choose one of {EXPLAIN_METHODS}")
-    answers = explain_api(
-        run, [str(p) for p in paths], out, method=method, target=target, top_k=top_k
-    )
+    _need(given, "out")
+    answers = explain_api(run, [str(p) for p in paths], **given)
     table = Table()
     for col in ("image", "map for", "top class", "file"):
         table.add_column(col)
@@ -429,23 +345,9 @@ def explain(
         console.print(f"grid: {esc(grid)}")
 
 
-@app.command()
-def serve(
-    run: Annotated[Path, typer.Argument(help="Run folder (classification or segmentation).")],
-    host: Annotated[
-        str,
-        typer.Option(
-            "--host",
-            help="Address to bind; anything but 127.0.0.1 is reachable "
-            "from other machines (no authentication).",
-        ),
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
-    engine: EngineOpt = "torch",
-    max_upload_mb: Annotated[
-        float, typer.Option("--max-upload-mb", help="Largest accepted upload.")
-    ] = 10,
-) -> None:
+@app.command("serve")
+@config_command(ServeConfig, extra=[positional("run", RunArg)])
+def serve(ctx: typer.Context, given: dict, run: Path) -> None:
     """A web page and HTTP API for a run: drop an image, see the top classes and where the
     model looked (segmentation runs: the mask). API: POST /predict, POST /explain, GET
     /metadata, GET /healthz; docs at /docs.
@@ -454,10 +356,11 @@ def serve(
     """
     from .api import serve as serve_api
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    options = ServeConfig.from_options(**given)
+    if options.host not in ("127.0.0.1", "localhost", "::1"):
         err.print(
-            f"[yellow]warning:[/] binding {esc(host)}: the model is reachable from other "
-            "machines, without authentication"
+            f"[yellow]warning:[/] binding {esc(options.host)}: the model is reachable from "
+            "other machines, without authentication"
         )
     try:
         import fastapi  # noqa: F401
@@ -466,38 +369,13 @@ def serve(
         raise TlcvError(
             "serving needs FastAPI and uvicorn", hint="pip install 'tlcv[serve]'"
         ) from exc
-    console.print(f"serving {esc(run)} on http://{esc(host)}:{port} (Ctrl-C stops)")
-    serve_api(run, host=host, port=port, engine=engine, max_upload_mb=max_upload_mb)
+    console.print(f"serving {esc(run)} on http://{esc(options.host)}:{options.port} (Ctrl-C stops)")
+    serve_api(run, **given)
 
 
-@app.command()
-def export(
-    run: Annotated[Path, typer.Argument(help="Run folder written by `tlcv train`.")],
-    fmt: Annotated[str, typer.Option("--format", help="onnx (the only format so far).")] = "onnx",
-    out: Annotated[
-        Path | None, typer.Option("--out", help="ONNX file [default: RUN/export/model.onnx].")
-    ] = None,
-    int8: Annotated[
-        bool,
-        typer.Option(
-            "--int8",
-            help="Also write a statically quantized int8 copy (calibrated on training images); "
-            "refused if validation accuracy drops by more than --max-drop points.",
-        ),
-    ] = False,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            "--data", help="Labelled images to check (and calibrate) on [default: the run's own]."
-        ),
-    ] = None,
-    calibration: Annotated[
-        int, typer.Option("--calibration", help="Training images used to calibrate --int8.")
-    ] = 128,
-    max_drop: Annotated[
-        float, typer.Option("--max-drop", help="Largest accepted int8 accuracy drop (points).")
-    ] = 1.0,
-) -> None:
+@app.command("export")
+@config_command(ExportConfig, extra=[positional("run", RunArg)])
+def export(ctx: typer.Context, given: dict, run: Path) -> None:
     """Export a run as one ONNX file (runs without tlcv or torch), checked against PyTorch.
 
     Examples:
@@ -506,11 +384,7 @@ def export(
     """
     from .api import export as export_api
 
-    if fmt != "onnx":
-        raise TlcvError(f"unknown --format {fmt!r}", hint="use onnx")
-    report = export_api(
-        run, out=out, int8=int8, data=data, calibration=calibration, max_drop=max_drop
-    )
+    report = export_api(run, **given)
     check = report["verification"]
     fp32 = check["onnxruntime_fp32"]
     console.print(f"wrote {esc(report['file'])} (exporter: {esc(report['exporter'])})")
@@ -519,7 +393,7 @@ def export(
         f"difference| {fp32['max_abs_logit_diff']:.2e}, top-1 agreement "
         f"{100 * fp32['top1_agreement']:.2f}%"
     )
-    if int8:
+    if given.get("int8"):
         q = check["onnxruntime_int8"]
         console.print(
             f"int8: {esc(report['int8_file'])}: {esc(report['int8_reason'])}; top-1 agreement "

@@ -21,8 +21,20 @@ from .cli_options import config_command, keyword
 from .config import AdaptConfig
 
 
+def method_names() -> list[str]:
+    """The registered adaptation methods, read from their files (importing them would import
+    torch before --help answers); tests/test_registry.py compares them with METHODS."""
+    from pathlib import Path
+
+    from .registry import declared_names
+
+    folder = Path(__file__).parent / "adaptation" / "methods"
+    return ["source-only", *declared_names(folder, "register_method")]  # the base class
+
+
 @config_command(
     AdaptConfig,
+    names={"method": method_names},
     extra=[
         keyword("json_out", Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")],
                 False),

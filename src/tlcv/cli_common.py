@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .config import ENGINE_HELP
 from .errors import TlcvError
 
 console = Console()
@@ -62,7 +61,6 @@ CacheOpt = Annotated[
 WorkersOpt = Annotated[
     int | None, typer.Option("--num-workers", help="Decoding processes [default: by CPU count].")
 ]
-EngineOpt = Annotated[str, typer.Option("--engine", help=ENGINE_HELP)]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 
 

@@ -1,112 +1,54 @@
-"""What `tlcv train / evaluate / predict` print for segmentation runs (mIoU) and detection runs
-(mAP), where classification's accuracy table does not apply."""
+"""What `tlcv train` and `tlcv evaluate` print, for any task: the columns come from the task
+(tasks/__init__.py's score_columns, per_class_columns, head_info, evaluation_files)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.table import Table
 
-from .cli_common import console, esc
+from .cli_common import console, err, esc
 
 
-def print_trained(run) -> None:
-    if run.info.get("task") == "detection":
-        _print_trained_detector(run)
-        return
-    table = Table(
-        title=esc(
-            f"{run.info['backbone']} + {run.info['decoder']} ({run.info['strategy']}) -> {run.path}"
-        )
-    )
-    for col in ("split", "images", "mIoU", "pixel acc.", "mean class acc."):
-        table.add_column(col)
-    for split in ("val", "test"):
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def print_trained(run, task) -> None:
+    """The run's scores per split (the splits it has)."""
+    info = run.info
+    how = info.get(task.head_info) or info.get("strategy", "")
+    if info.get(task.head_info) and info.get("strategy"):
+        how = f"{how} ({info['strategy']})"
+    table = Table(title=esc(f"{info['backbone']} + {how} -> {run.path}"))
+    for label in ("split", "images", *(label for label, _ in task.score_columns)):
+        table.add_column(label)
+    for split in ("train", "val", "test"):
         m = run.metrics.get(split)
-        if m:
+        if isinstance(m, dict) and all(key in m for _, key in task.score_columns):
+            table.add_row(split, str(m["n"]), *(_cell(m[key]) for _, key in task.score_columns))
+    console.print(table)
+
+
+def print_evaluation(m: dict, task) -> None:
+    """Headline scores, the per-class table (classes present in the data) and the files."""
+    scores = "   ".join(f"{label} {m[key]:.4f}" for label, key in task.score_columns)
+    console.print(f"{scores}   images {m['n']}   skipped {m['skipped']}")
+    (count_label, count_key), *columns = task.per_class_columns
+    table = Table()
+    for label in ("class", count_label, *(label for label, _ in columns)):
+        table.add_column(label)
+    for r in m["per_class"]:
+        if r.get(count_key):
             table.add_row(
-                split,
-                str(m["n"]),
-                f"{m['miou']:.3f}",
-                f"{m['pixel_accuracy']:.3f}",
-                f"{m['mean_class_accuracy']:.3f}",
+                esc(r["class"]), str(r[count_key]), *(_cell(r.get(key)) for _, key in columns)
             )
     console.print(table)
-
-
-def print_evaluation(m: dict) -> None:
-    console.print(
-        f"mIoU {m['miou']:.4f}   pixel accuracy {m['pixel_accuracy']:.4f}   mean class "
-        f"accuracy {m['mean_class_accuracy']:.4f}   images {m['n']}   skipped {m['skipped']}"
-    )
-    table = Table()
-    for col in ("class", "pixels", "IoU", "accuracy"):
-        table.add_column(col)
-    for r in m["per_class"]:
-        table.add_row(
-            esc(r["class"]),
-            str(r["pixels"]),
-            "-" if r["iou"] is None else f"{r['iou']:.3f}",
-            "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}",
-        )
-    console.print(table)
-    console.print(
-        f"overlays: {esc(m['output_dir'])}/overlays\nreport folder: {esc(m['output_dir'])}"
-    )
-
-
-def prediction_rows(results: list[dict]) -> list[list]:
-    """CSV rows: path, class, fraction of the image (or the error), mask and overlay files."""
-    rows = [["path", "class", "fraction", "mask", "overlay", "error"]]
-    for r in results:
-        if "error" in r:
-            rows.append([r["path"], "", "", "", "", r["error"]])
-        for name, share in r.get("fractions", {}).items():
-            rows.append([r["path"], name, share, r["mask"], r["overlay"], ""])
-    return rows
-
-
-def _print_trained_detector(run) -> None:
-    table = Table(
-        title=esc(
-            f"{run.info['backbone']} + {run.info['detector']} "
-            f"({run.info['strategy']}) -> {run.path}"
-        )
-    )
-    for col in ("split", "images", "mAP@0.5", "mAP@[.5:.95]", "recall"):
-        table.add_column(col)
-    for split in ("val", "test"):
-        m = run.metrics.get(split)
-        if m:
-            table.add_row(
-                split, str(m["n"]), f"{m['map50']:.3f}", f"{m['map']:.3f}", f"{m['recall']:.3f}"
-            )
-    console.print(table)
-
-
-def print_detection_evaluation(m: dict) -> None:
-    console.print(
-        f"mAP@0.5 {m['map50']:.4f}   mAP@[.5:.95] {m['map']:.4f}   recall "
-        f"{m['recall']:.4f}   images {m['n']}   skipped {m['skipped']}"
-    )
-    table = Table()
-    for col in ("class", "boxes", "AP@0.5", "AP@[.5:.95]"):
-        table.add_column(col)
-    for r in m["per_class"]:
-        table.add_row(
-            esc(r["class"]),
-            str(r["boxes"]),
-            "-" if r.get("ap50") is None else f"{r['ap50']:.3f}",
-            "-" if r.get("ap") is None else f"{r['ap']:.3f}",
-        )
-    console.print(table)
-    console.print(f"precision-recall: {esc(m['pr_png'])}\nreport folder: {esc(m['output_dir'])}")
-
-
-def detection_rows(results: list[dict]) -> list[list]:
-    """CSV rows: path, class, score, x1, y1, x2, y2 (or the error), drawn file."""
-    rows = [["path", "label", "score", "x1", "y1", "x2", "y2", "drawn", "error"]]
-    for r in results:
-        if "error" in r:
-            rows.append([r["path"], "", "", "", "", "", "", "", r["error"]])
-        for o in r.get("objects", []):
-            rows.append([r["path"], o["label"], o["score"], *o["box"], r["drawn"], ""])
-    return rows
+    if m.get("unknown_classes"):
+        err.print(f"[yellow]left out, classes the model never saw:[/] {esc(m['unknown_classes'])}")
+    for label, key in task.evaluation_files:
+        if m.get(key):
+            console.print(f"{label}: {esc(m[key])}")
+    console.print(f"report folder: {esc(m['output_dir'])}")
+    if m.get("explained_errors"):
+        console.print(f"maps of the surest errors: {esc(Path(m['explained_errors'][0]).parent)}")

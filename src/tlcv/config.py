@@ -295,8 +295,7 @@ class AdaptConfig(_Validated):
     out: str = option(help="Run folder to write.")
     method: str = option(
         "source-only",
-        "source-only, dann, cdan, cdan+e, dan, coral, mcc, adabn, self-training; combine "
-        "with + (dann+mcc).",
+        "Adaptation method (adaptation/methods/); combine with + (dann+mcc).",
     )
     backbone: str = shared("backbone")
     weights: str = shared("weights")
@@ -412,6 +411,11 @@ class EvaluateConfig(_Validated):
     window: int | None = _window()
     explain: int = option(0, "Class-activation maps of the N most confident errors.")
 
+    def task_options(self) -> dict:
+        """The options only some tasks take (window, explain), passed when set."""
+        given = {"window": self.window, "explain": self.explain or None}
+        return {k: v for k, v in given.items() if v is not None}
+
 
 @dataclass
 class PredictConfig(_Validated):
@@ -422,6 +426,7 @@ class PredictConfig(_Validated):
         None, "Store and reuse features in this folder [default: memory only]."
     )
     batch_size: int = _batch()
+    num_workers: int | None = shared("num_workers")
     device: str = shared("device")
     strict: bool = shared("strict")
     prefix: int | None = _prefix()
@@ -440,6 +445,43 @@ class PredictConfig(_Validated):
         if self.score_threshold != PredictConfig.score_threshold:  # the field's default
             given["score_threshold"] = self.score_threshold
         return {k: v for k, v in given.items() if v is not None}
+
+
+# --- after training: explain, serve, export ---
+@dataclass
+class ExplainConfig(_Validated):
+    out: str = option(help="Folder for the PNGs.")
+    method: str = option("gradcam", "How the maps are computed.", choices=EXPLAIN_METHODS)
+    target: str | None = option(None, "Class the maps are for [default: each image's top class].")
+    top_k: int = option(3, "Classes named in each title.")
+
+
+@dataclass
+class ServeConfig(_Validated):
+    host: str = option(
+        "127.0.0.1",
+        "Address to bind; anything but 127.0.0.1 is reachable from other machines (no "
+        "authentication).",
+    )
+    port: int = option(8000, "TCP port.")
+    engine: str = _engine()
+    max_upload_mb: float = option(10.0, "Largest accepted upload, in MB.")
+
+
+@dataclass
+class ExportConfig(_Validated):
+    format: str = option("onnx", "Export format (onnx, the only one so far).", choices=("onnx",))
+    out: str | None = option(None, "ONNX file [default: RUN/export/model.onnx].")
+    int8: bool = option(
+        False,
+        "Also write a statically quantized int8 copy (calibrated on training images); refused "
+        "if validation accuracy drops by more than --max-drop points.",
+    )
+    data: str | None = option(
+        None, "Labelled images to check (and calibrate) on [default: the run's own]."
+    )
+    calibration: int = option(128, "Training images used to calibrate --int8.")
+    max_drop: float = option(1.0, "Largest accepted int8 accuracy drop (points).")
 
 
 def read_config_file(path: str | Path, allowed: set[str]) -> dict:

@@ -9,9 +9,11 @@ Torch-free, so the CLI can import it before a command runs.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from .errors import TlcvError
@@ -91,3 +93,21 @@ def import_submodules(package: str, path: list[str]) -> Callable[[], None]:
                 importlib.import_module(f"{package}.{info.name}")
 
     return load
+
+
+def declared_names(folder: str | Path, decorator: str) -> list[str]:
+    """Names registered with ``@decorator("name")`` in the modules of ``folder``, read from
+    their source without importing them: help text that needs no torch. tests/test_registry.py
+    checks it against the loaded registry, so it cannot drift."""
+    names = []
+    for file in sorted(Path(folder).glob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            for deco in getattr(node, "decorator_list", []):
+                if (
+                    isinstance(deco, ast.Call)
+                    and getattr(deco.func, "id", getattr(deco.func, "attr", None)) == decorator
+                    and deco.args
+                    and isinstance(deco.args[0], ast.Constant)
+                ):
+                    names.append(str(deco.args[0].value))
+    return names

@@ -25,42 +25,14 @@ import yaml
 from safetensors.torch import load_file
 from torch import nn
 
-from .backbones import Backbone, Preprocessing, rebuild_backbone, state_fingerprint
+from .backbones import Preprocessing, rebuild_backbone, state_fingerprint
 from .errors import TlcvError
-from .heads import head_from_state
 from .io import remove_stale_temps, save_tensors, sha256_file, write_json, write_text
 
 MODEL_FILE = "model.safetensors"
 # Version of the run-folder layout. Runs written before it was recorded are version 1.
 FORMAT_VERSION = 1
 REQUIRED_INFO = ("backbone", "preprocessing", "head", "num_classes")
-
-
-class ClassifierModel(nn.Module):
-    """Backbone + head: images -> class scores. ``features`` exposes the embedding."""
-
-    def __init__(self, backbone: Backbone, head: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone(images)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
-
-
-class SequenceModel(nn.Module):
-    """Per-frame backbone + temporal head: clips -> class scores, and scores per step."""
-
-    def __init__(self, backbone: Backbone, head: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.head(feats, lengths)
 
 
 def environment() -> dict:
@@ -173,9 +145,7 @@ class RunWriter:
         ]
         write_text(self.path / "metrics.csv", rows_to_csv(rows))
 
-    def model(
-        self, model: ClassifierModel, classes: list[str], head_spec: dict, info: dict
-    ) -> None:
+    def model(self, model: nn.Module, classes: list[str], head_spec: dict, info: dict) -> None:
         backbone = model.backbone
         tensors = {f"backbone.{k}": v for k, v in backbone.net.state_dict().items()}
         tensors.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
@@ -209,7 +179,7 @@ class Run:
     # Loaded models and inference sessions, kept for repeated predictions in one process.
     loaded: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def model(self) -> ClassifierModel | SequenceModel:
+    def model(self) -> nn.Module:
         """load_model() once per Run object: a warm `predict` does not reload the weights."""
         if "model" not in self.loaded:
             self.loaded["model"] = self.load_model()
@@ -219,7 +189,7 @@ class Run:
     def preprocessing(self) -> Preprocessing:
         return Preprocessing.from_dict(self.info["preprocessing"])
 
-    def load_model(self) -> ClassifierModel:
+    def load_model(self) -> nn.Module:
         tensors = _read_weights(self.path, self.info.get("weights_sha256"))
         try:
             return self._build(tensors)
@@ -229,7 +199,10 @@ class Run:
                 self.path / "model.json", f"it does not fit {MODEL_FILE} ({first})"
             ) from exc
 
-    def _build(self, tensors: dict) -> ClassifierModel | SequenceModel:
+    def _build(self, tensors: dict) -> nn.Module:
+        from .models import DEFAULT_KIND, MODEL_KINDS
+
+        rebuild = MODEL_KINDS.get(self.info.get("task") or DEFAULT_KIND)
         backbone = rebuild_backbone(self.info["backbone"], self.preprocessing)
         backbone.net.load_state_dict(
             {k[len("backbone.") :]: v for k, v in tensors.items() if k.startswith("backbone.")},
@@ -237,28 +210,7 @@ class Run:
         )
         backbone.weights_id = state_fingerprint(backbone.net)
         head_state = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
-        if self.info.get("task") == "segmentation":
-            from .segmentation.model import rebuild_model
-
-            return rebuild_model(backbone, self.info["head"], head_state)
-        if self.info.get("task") == "detection":
-            from .detection.model import rebuild_model as rebuild_detector
-
-            return rebuild_detector(backbone, self.info["head"], head_state)
-        if self.is_sequence:
-            from .heads import TemporalHead
-
-            cfg = dict(self.info["head"])
-            cfg.pop("type", None)
-            kind, in_features, classes = (
-                cfg.pop("kind"),
-                cfg.pop("in_features"),
-                cfg.pop("num_classes"),
-            )
-            head = TemporalHead(kind, in_features, classes, **cfg)
-            head.load_state_dict(head_state, strict=True)
-            return SequenceModel(backbone, head.eval()).eval()
-        return ClassifierModel(backbone, head_from_state(self.info["head"], head_state)).eval()
+        return rebuild(backbone, self.info["head"], head_state)
 
     @property
     def metrics(self) -> dict:

@@ -19,7 +19,7 @@ import torch
 from ..backbones import create_backbone
 from ..evaluation import classification_metrics
 from ..heads import get_classifier
-from ..runs import ClassifierModel
+from ..heads.model import ClassifierModel
 from .health import check, verdict
 from .methods import parse_methods
 

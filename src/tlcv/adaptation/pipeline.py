@@ -27,8 +27,9 @@ from ..evaluation import classification_metrics, plot_confusion
 from ..features import extract_features
 from ..features.extract import resolve_device
 from ..heads import BottleneckHead
+from ..heads.model import ClassifierModel
 from ..io import write_text
-from ..runs import ClassifierModel, Run, rows_to_csv
+from ..runs import Run, rows_to_csv
 from .analysis import plot_domains, proxy_a_distance
 from .domains import Domains, read_domains
 from .guard import assess

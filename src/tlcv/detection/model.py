@@ -19,6 +19,8 @@ from torch import nn
 
 from ..backbones import Backbone
 from ..backbones.pyramid import STRIDES, PyramidTap, find_taps
+from ..errors import TlcvError
+from ..models import register_model_kind
 from ..registry import Registry
 
 DETECTORS: Registry[Callable[..., nn.Module]] = Registry("detector")
@@ -206,6 +208,21 @@ class DetectionModel(nn.Module):
         return self.head(images, targets)
 
 
+def parse_anchor_sizes(text: str) -> list[int]:
+    """--anchor-sizes: one size in pixels per pyramid level (P3-P7)."""
+    try:
+        sizes = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError as exc:
+        raise TlcvError(
+            f"--anchor-sizes {text!r}: whole numbers of pixels, e.g. 16,32,64,128,256"
+        ) from exc
+    if len(sizes) != 5 or any(s < 2 for s in sizes):
+        raise TlcvError(
+            "--anchor-sizes takes five sizes (one per pyramid level), e.g. 16,32,64,128,256"
+        )
+    return sizes
+
+
 def build_model(backbone: Backbone, spec: dict, seed: int = 0):
     """A fresh detector; ``spec`` (detector, num_classes, image_size, max_size, anchors) is
     completed with the pyramid taps and recorded in model.json to rebuild the run."""
@@ -220,6 +237,7 @@ def build_model(backbone: Backbone, spec: dict, seed: int = 0):
     return DetectionModel(backbone, head), spec
 
 
+@register_model_kind("detection")
 def rebuild_model(backbone: Backbone, spec: dict, head_state: dict) -> DetectionModel:
     tap = PyramidTap(backbone.net, spec["taps"])
     head = DETECTORS.get(spec["detector"])(spec, backbone, tap, list(spec["channels"]))

@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from ..config import OPTIMIZERS
 from ..data import normalize
 from ..errors import TlcvError
-from ..runs import ClassifierModel
+from ..heads.model import ClassifierModel
 from .seeding import seed_of
 
 NAN_CHECK_EVERY = 32  # steps between checks that the loss is finite

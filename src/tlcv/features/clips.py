@@ -34,6 +34,20 @@ class ClipFeatures:
     seconds: float = 0.0
 
 
+def clip_notes(features: ClipFeatures, frames: int) -> list[str]:
+    """What a clip run notes about its clips: short ones, unreadable ones."""
+    notes = []
+    short = sum(len(s) < frames for s in features.sequences)
+    if short:
+        notes.append(
+            f"{short} clip(s) have fewer than --frames {frames} frames: they are used whole, "
+            "as shorter packed sequences (nothing is padded into the RNN)"
+        )
+    if features.skipped:
+        notes.append(f"{len(features.skipped)} unreadable clip(s) skipped; see skipped.csv")
+    return notes
+
+
 def frame_key(identity: str, index: int) -> str:
     return item_key(f"{identity}#frame{index}")
 

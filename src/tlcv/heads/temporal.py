@@ -56,6 +56,14 @@ class TemporalHead(nn.Module):
             width = hidden * (2 if self.bidirectional else 1)
         self.classifier = nn.Linear(width, num_classes)
 
+    @classmethod
+    def from_config(cls, cfg, in_features: int, num_classes: int) -> TemporalHead:
+        """The head `tlcv train` options ask for (--temporal, --hidden, ...), seeded by --seed."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            options = dict(hidden=cfg.hidden, layers=cfg.rnn_layers, dropout=cfg.dropout)
+            return cls(cfg.temporal, in_features, num_classes, frame_pick=cfg.frame_pick, **options)
+
     def _run_rnn(self, feats: torch.Tensor, lengths: torch.Tensor):
         packed = pack_padded_sequence(feats, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed)

@@ -136,6 +136,7 @@ def evaluate_segmentation(
         skipped=len(skipped),
         skipped_files=[{"path": p, "reason": r} for p, r in skipped],
         overlays=write_panels(kept, colours, out_dir / "overlays"),
+        overlays_dir=str(out_dir / "overlays"),
         confusion_png=str(
             plot_confusion(
                 result["confusion"],

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..backbones import Backbone
 from ..backbones.pyramid import PyramidTap, find_taps
+from ..models import register_model_kind
 from ..registry import Registry
 
 DECODERS: Registry[Callable[[list[int], int], nn.Module]] = Registry("decoder")
@@ -114,6 +115,7 @@ def build_model(backbone: Backbone, decoder: str, num_classes: int, seed: int = 
     return SegmentationModel(backbone, head, taps), spec
 
 
+@register_model_kind("segmentation")
 def rebuild_model(backbone: Backbone, spec: dict, head_state: dict) -> SegmentationModel:
     head = build_head(spec)
     head.load_state_dict(head_state, strict=True)

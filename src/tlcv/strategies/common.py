@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..backbones import Backbone
+from ..backbones import Backbone, state_fingerprint
 from ..config import TrainConfig
 from ..data import Splits
 from ..engine import FreezeSchedule
@@ -27,15 +27,21 @@ def split_options(cfg: TrainConfig) -> dict:
 
 def resolved_config(backbone: Backbone, splits: Splits, strategy: str, **extra) -> dict:
     """config.yaml's ``resolved`` block: what the flags turned into for this run."""
+    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    return resolved_record(backbone, strategy, splits.classes, parts, **extra)
+
+
+def resolved_record(
+    backbone: Backbone, strategy: str, classes: list[str], parts: dict[str, list], **extra
+) -> dict:
+    """The same block from the items per split (dense tasks split pairs and scenes their way)."""
     return {
         "strategy": strategy,
         "preprocessing": backbone.preprocessing.to_dict(),
         "weights_source": backbone.weights_source,
         "weights_id": backbone.weights_id,
-        "classes": splits.classes,
-        "n_train": len(splits.train),
-        "n_val": len(splits.val),
-        "n_test": len(splits.test),
+        "classes": classes,
+        **{f"n_{name}": len(items) for name, items in parts.items()},
         **extra,
     }
 
@@ -67,6 +73,19 @@ def transfer_kind(cfg: TrainConfig, kind: str) -> tuple[TrainConfig, list[str], 
         cfg = replace(cfg, weights="none", backbone_lr_ratio=1.0, freeze_epochs=0)
         notes.append("scratch: random initialisation, one learning rate for every layer")
     return cfg, notes, cfg.epochs if kind == "features" else cfg.freeze_epochs
+
+
+def train_dense(life, cfg: TrainConfig, progress: bool, module, loaders, freeze: int, **engine):
+    """What every kind of a dense task (segmentation, detection) does to train: fit on the
+    engine under the freeze schedule (``freeze`` epochs with the encoder frozen), then name
+    the chosen epoch and the trained encoder's weights. None on ranks > 0."""
+    schedule = FreezeSchedule(freeze, cfg.unfreeze, cfg.bn)
+    options = engine_options(cfg, progress, callbacks=[schedule], **engine)
+    trained = life.train(module, *loaders, **options)
+    if trained is not None:
+        backbone = module.model.backbone
+        backbone.weights_id = state_fingerprint(backbone.net)
+    return trained
 
 
 def best_epoch_note(trained) -> list[str]:

@@ -7,31 +7,16 @@ from __future__ import annotations
 
 import lightning as L
 
-from ..backbones import create_backbone, state_fingerprint
+from ..backbones import create_backbone
 from ..config import TrainConfig
-from ..engine import FreezeSchedule, Recipe, TransferModule
+from ..engine import Recipe, TransferModule
 from ..engine.lifecycle import Outcome, RunLifecycle
-from ..errors import TlcvError
 from ..features.extract import resolve_device
 from ..runs import Run
 from . import DETECTION_STRATEGIES
-from .common import best_epoch_note, engine_options, register_kinds, transfer_kind
+from .common import best_epoch_note, register_kinds, resolved_record, train_dense, transfer_kind
 
 DEFAULT_SIZE = 800  # short side; GTSDB scenes are 1360x800 with signs from 16 px
-
-
-def _anchors(text: str) -> list[int]:
-    try:
-        sizes = [int(s) for s in str(text).split(",") if s.strip()]
-    except ValueError as exc:
-        raise TlcvError(
-            f"--anchor-sizes {text!r}: whole numbers of pixels, e.g. 16,32,64,128,256"
-        ) from exc
-    if len(sizes) != 5 or any(s < 2 for s in sizes):
-        raise TlcvError(
-            "--anchor-sizes takes five sizes (one per pyramid level), e.g. 16,32,64,128,256"
-        )
-    return sizes
 
 
 def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
@@ -39,14 +24,13 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     from ..detection.data import discover_detection, split_items
     from ..detection.evaluate import score_items
     from ..detection.loading import detection_loader, max_side
-    from ..detection.model import build_model
+    from ..detection.model import build_model, parse_anchor_sizes
     from ..detection.objective import DetectionObjective
 
     cfg, notes, freeze = transfer_kind(cfg, kind)
     if cfg.detector_weights:
         check_coco_choice(cfg.detector, cfg.backbone, kind)
     size = cfg.image_size or DEFAULT_SIZE
-    anchors = _anchors(cfg.anchor_sizes)
     life = RunLifecycle(cfg.out, overwrite=cfg.overwrite, resume=bool(cfg.resume))
     source = discover_detection(cfg.data, strict=cfg.strict, class_map=cfg.class_map)
     split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
@@ -69,7 +53,7 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
         "num_classes": len(classes),
         "image_size": size,
         "max_size": max_side(size),
-        "anchors": anchors,
+        "anchors": parse_anchor_sizes(cfg.anchor_sizes),
         "fpn_channels": cfg.fpn_channels,
     }
     model, head_spec = build_model(backbone, spec, seed=cfg.seed)
@@ -90,35 +74,16 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
         if parts["val"]
         else None
     )
-    resolved = {
-        "strategy": kind,
-        "task": "detection",
-        "classes": classes,
-        "image_size": size,
-        "preprocessing": backbone.preprocessing.to_dict(),
-        "taps": head_spec["taps"],
-        "weights_source": backbone.weights_source,
-        "weights_id": backbone.weights_id,
-        **{f"n_{name}": len(items) for name, items in parts.items()},
-    }
-    life.begin(cfg.to_dict(), resolved)
-    schedule = FreezeSchedule(freeze, cfg.unfreeze, cfg.bn)
-    trained = life.train(
-        module,
-        train_loader,
-        val_loader,
-        **engine_options(
-            cfg,
-            progress,
-            callbacks=[schedule],
-            monitor="val_map50" if val_loader else None,
-            stop_on=("val_map50", "max"),
-        ),
+    resolved = resolved_record(
+        backbone, kind, classes, parts, task="detection", image_size=size, taps=head_spec["taps"]
     )
+    life.begin(cfg.to_dict(), resolved)
+    monitor = "val_map50" if val_loader else None
+    trained = train_dense(life, cfg, progress, module, (train_loader, val_loader), freeze,
+                          monitor=monitor, stop_on=("val_map50", "max"))  # fmt: skip
     if trained is None:
         return None
     notes += best_epoch_note(trained)
-    backbone.weights_id = state_fingerprint(backbone.net)
     metrics: dict[str, dict] = {}
     device = resolve_device(cfg.device)
     for name in ("val", "test"):

@@ -15,7 +15,8 @@ from ..errors import TlcvError
 from ..evaluation import classification_metrics
 from ..features import extract_features
 from ..heads import get_classifier
-from ..runs import ClassifierModel, Run
+from ..heads.model import ClassifierModel
+from ..runs import Run
 from . import register_strategy
 from .common import resolved_config, split_options
 

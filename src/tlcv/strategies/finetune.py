@@ -19,7 +19,8 @@ from ..engine.tuning import predict_logits
 from ..errors import TlcvError
 from ..evaluation import classification_metrics
 from ..features.extract import resolve_device
-from ..runs import ClassifierModel, Run
+from ..heads.model import ClassifierModel
+from ..runs import Run
 from . import register_strategy
 from .common import engine_options, resolved_config, split_options
 

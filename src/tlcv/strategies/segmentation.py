@@ -7,14 +7,14 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from ..backbones import create_backbone, state_fingerprint
+from ..backbones import create_backbone
 from ..config import TrainConfig
-from ..engine import FreezeSchedule, Recipe, TransferModule
+from ..engine import Recipe, TransferModule
 from ..engine.lifecycle import Outcome, RunLifecycle
 from ..features.extract import resolve_device
 from ..runs import Run
 from . import SEGMENTATION_STRATEGIES
-from .common import best_epoch_note, engine_options, register_kinds, transfer_kind
+from .common import best_epoch_note, register_kinds, resolved_record, train_dense, transfer_kind
 
 DEFAULT_SIZE = 256  # short side; CamVid frames are 360 px high
 
@@ -65,32 +65,17 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     val_loader = (
         pair_loader(parts["val"], fmt, size, augment=None, **batches) if parts["val"] else None
     )
-    resolved = {
-        "strategy": kind,
-        "task": "segmentation",
-        "classes": classes,
-        "image_size": size,
-        "preprocessing": backbone.preprocessing.to_dict(),
-        "taps": head_spec["taps"],
-        "weights_source": backbone.weights_source,
-        "weights_id": backbone.weights_id,
-        **{f"n_{name}": len(items) for name, items in parts.items()},
-    }
+    resolved = resolved_record(
+        backbone, kind, classes, parts, task="segmentation", image_size=size, taps=head_spec["taps"]
+    )
     life.begin(cfg.to_dict(), resolved)
     # features: the pretrained encoder stays frozen (BN statistics too) for every epoch
-    schedule = FreezeSchedule(freeze, cfg.unfreeze, cfg.bn)
-    trained = life.train(
-        module,
-        train_loader,
-        val_loader,
-        **engine_options(
-            cfg, progress, callbacks=[schedule], monitor="val_miou" if val_loader else "train_acc"
-        ),
-    )
+    monitor = "val_miou" if val_loader else "train_acc"
+    trained = train_dense(life, cfg, progress, module, (train_loader, val_loader), freeze,
+                          monitor=monitor)  # fmt: skip
     if trained is None:
         return None
     notes += best_epoch_note(trained)
-    backbone.weights_id = state_fingerprint(backbone.net)
     metrics: dict[str, dict] = {}
     device = resolve_device(cfg.device)
     for name in ("val", "test"):  # at each image's own size, as published figures are

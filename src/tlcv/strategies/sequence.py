@@ -4,7 +4,6 @@ head (LSTM / GRU / bidirectional / mean / single frame), trained on the one engi
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..backbones import create_backbone, get_backbone_spec, state_fingerprint
 from ..config import TrainConfig
@@ -20,9 +19,10 @@ from ..engine.sequences import (
 )
 from ..errors import TlcvError
 from ..evaluation import classification_metrics
-from ..features.clips import extract_clip_features
+from ..features.clips import clip_notes, extract_clip_features
 from ..heads import TemporalHead
-from ..runs import Run, SequenceModel
+from ..heads.model import SequenceModel
+from ..runs import Run
 from ..video import discover_clips
 from . import CLIP_STRATEGIES
 from .common import engine_options, resolved_config, split_options
@@ -59,30 +59,12 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
         kept = [it for it in items if it.identity in by_id]
         return [by_id[it.identity] for it in kept], [lookup[it.label] for it in kept]
 
-    notes = list(splits.notes)
-    short = sum(len(s) < cfg.frames for s in cf.sequences)
-    if short:
-        notes.append(
-            f"{short} clip(s) have fewer than --frames {cfg.frames} frames: they are "
-            "used whole, as shorter packed sequences (nothing is padded into the RNN)"
-        )
-    if cf.skipped:
-        notes.append(f"{len(cf.skipped)} unreadable clip(s) skipped; see skipped.csv")
+    notes = list(splits.notes) + clip_notes(cf, cfg.frames)
     train_seq, train_y = part(splits.train)
     if len(set(train_y)) < 2:
         raise TlcvError("fewer than 2 classes have readable training clips", path=cfg.data)
     val_seq, _ = part(splits.val)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        head = TemporalHead(
-            cfg.temporal,
-            backbone.feature_dim,
-            len(classes),
-            hidden=cfg.hidden,
-            layers=cfg.rnn_layers,
-            dropout=cfg.dropout,
-            frame_pick=cfg.frame_pick,
-        )
+    head = TemporalHead.from_config(cfg, backbone.feature_dim, len(classes))
     end_to_end = cfg.strategy == "finetune"
     if end_to_end:
         make_loader = frame_loaders(cfg, backbone, {it.identity for it in cf.items}, lookup)

@@ -18,6 +18,10 @@ API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per 
                           what `tlcv experiment` varies (--shots sets this TrainConfig option)
                           and compares (metrics.json key of the first split present; the
                           history.csv column per epoch)
+  score_columns, per_class_columns, head_info, evaluation_files
+                          what the CLI shows of a trained or evaluated run (metrics.json keys
+                          with their labels), so no command branches on the task
+  prediction_rows(results)  `tlcv predict --format csv`: a header row, then one row per answer
 """
 
 from __future__ import annotations
@@ -44,6 +48,24 @@ class Task:
     score_label: ClassVar[str] = "accuracy"
     history_metric: ClassVar[str] = "val_acc"
     scored_splits: ClassVar[tuple[str, ...]] = ("test",)
+    # (column label, metrics.json key): the scores `tlcv train` and `tlcv evaluate` print
+    score_columns: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("accuracy", "accuracy"),
+        ("balanced acc.", "balanced_accuracy"),
+        ("macro-F1", "macro_f1"),
+    )
+    # (column label, key of a per_class entry): `tlcv evaluate`'s table; the first is a count
+    per_class_columns: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("images", "n"),
+        ("recall", "recall"),
+        ("precision", "precision"),
+        ("F1", "f1"),
+    )
+    head_info: ClassVar[str] = "classifier"  # model.json entry named next to the backbone
+    # (label, key of evaluate's result): the files `tlcv evaluate` points the user to
+    evaluation_files: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("confusion matrix", "confusion_png"),
+    )
 
     def claims(self, data: str | Path) -> bool:
         return False
@@ -66,6 +88,18 @@ class Task:
         from ..inference import predict
 
         return predict(run, paths, task=self, **options)
+
+    def prediction_rows(self, results: list[dict]) -> list[list]:
+        """Top-k classes per input (and, for clips, the top class after each step)."""
+        rows: list[list] = [["path", "frame", "rank", "label", "score", "error"]]
+        for r in results:
+            if "error" in r:
+                rows.append([r["path"], "", "", "", "", r["error"]])
+            for rank, top in enumerate(r.get("top", []), start=1):
+                rows.append([r["path"], "", rank, top["label"], top["score"], ""])
+            for step in r.get("steps", []):
+                rows.append([r["path"], step["frame"], 1, step["label"], step["score"], ""])
+        return rows
 
 
 TASKS: Registry[type[Task]] = Registry("task", load=import_submodules(__name__, __path__))

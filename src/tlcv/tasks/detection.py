@@ -23,6 +23,10 @@ class Detection(Task):
     score_label = "mAP@0.5"
     history_metric = "val_map50"
     scored_splits = ("test", "val")
+    score_columns = (("mAP@0.5", "map50"), ("mAP@[.5:.95]", "map"), ("recall", "recall"))
+    per_class_columns = (("boxes", "boxes"), ("AP@0.5", "ap50"), ("AP@[.5:.95]", "ap"))
+    head_info = "detector"
+    evaluation_files = (("precision-recall", "pr_png"),)
 
     def claims(self, data: str | Path) -> bool:
         from ..detection.data import is_detection_data
@@ -48,3 +52,13 @@ class Detection(Task):
         from ..detection.evaluate import predict_detection
 
         return predict_detection(run, paths, **options)
+
+    def prediction_rows(self, results: list[dict]) -> list[list]:
+        """One row per box: class, score, corners (or the input's error), drawn file."""
+        rows: list[list] = [["path", "label", "score", "x1", "y1", "x2", "y2", "drawn", "error"]]
+        for r in results:
+            if "error" in r:
+                rows.append([r["path"], "", "", "", "", "", "", "", r["error"]])
+            for o in r.get("objects", []):
+                rows.append([r["path"], o["label"], o["score"], *o["box"], r["drawn"], ""])
+        return rows

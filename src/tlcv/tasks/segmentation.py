@@ -23,6 +23,14 @@ class Segmentation(Task):
     score_label = "mIoU"
     history_metric = "val_miou"
     scored_splits = ("test", "val")  # CamVid-style data: val is the published evaluation split
+    score_columns = (
+        ("mIoU", "miou"),
+        ("pixel acc.", "pixel_accuracy"),
+        ("mean class acc.", "mean_class_accuracy"),
+    )
+    per_class_columns = (("pixels", "pixels"), ("IoU", "iou"), ("accuracy", "accuracy"))
+    head_info = "decoder"
+    evaluation_files = (("overlays", "overlays_dir"), ("confusion matrix", "confusion_png"))
 
     def claims(self, data: str | Path) -> bool:
         from ..segmentation.data import is_segmentation_data
@@ -48,3 +56,13 @@ class Segmentation(Task):
         from ..segmentation.evaluate import predict_segmentation
 
         return predict_segmentation(run, paths, **options)
+
+    def prediction_rows(self, results: list[dict]) -> list[list]:
+        """Per image: each class's fraction of the pixels, with the mask and overlay files."""
+        rows: list[list] = [["path", "class", "fraction", "mask", "overlay", "error"]]
+        for r in results:
+            if "error" in r:
+                rows.append([r["path"], "", "", "", "", r["error"]])
+            for name, share in r.get("fractions", {}).items():
+                rows.append([r["path"], name, share, r["mask"], r["overlay"], ""])
+        return rows

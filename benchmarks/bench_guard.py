@@ -11,6 +11,11 @@ MMD on the bottleneck only, TLlib's setting) and mcc unless --methods says other
 run is scored against its own source-only reference (the logistic-regression probe the guard
 falls back to); target labels are read only for this table, after the check has spoken.
 Cells run in 2 worker processes and are appended to a JSONL file: a rerun skips finished ones.
+
+Label shift (`--tasks 'A->W~,D->A~'`): a task ending in ~ adapts to a class-skewed copy of the
+target (symlinks under bench_out/skewed/: the first SKEW_KEEP classes whole, two images of
+every other class), the setting where aligning the marginal feature distributions is known to
+hurt (Zhao et al. 2019) and a check of the predicted-class mix may not see it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,20 @@ from bench_adapt import DOMAINS, TASKS, finished_cells, run_cells  # noqa: E402
 DIGIT_TASKS = ["U->M", "M->U"]
 DIGITS = {"U": "usps/train", "M": "mnist/train"}
 METHODS = ["source-only", "dann", "cdan", "dan", "dan-features", "mcc"]
+SKEW_KEEP, SKEW_OTHERS = 6, 2  # label shift: classes kept whole, images left of the others
+
+
+def skewed(domain: Path, out: Path) -> Path:
+    """A class-skewed copy of ``domain`` made of symlinks (the same every time)."""
+    for rank, class_dir in enumerate(sorted(p for p in domain.iterdir() if p.is_dir())):
+        images = sorted(class_dir.iterdir())
+        keep = images if rank < SKEW_KEEP else images[:SKEW_OTHERS]
+        (out / class_dir.name).mkdir(parents=True, exist_ok=True)
+        for image in keep:
+            link = out / class_dir.name / image.name
+            if not link.exists():
+                link.symlink_to(image.resolve())
+    return out
 
 
 def _cell(job: dict) -> dict:
@@ -39,15 +58,18 @@ def _cell(job: dict) -> dict:
     torch.set_num_threads(1)
     import tlcv
 
-    src, tgt = job["task"].split("->")
+    src, tgt = job["task"].rstrip("~").split("->")
     digits = job["task"] in DIGIT_TASKS
     root = Path(job["shared"]) / "data" / ("digits" if digits else "office31")
     names = DIGITS if digits else DOMAINS
+    target = root / names[tgt]
+    if job["task"].endswith("~"):
+        target = Path(job["skewed"]) / names[tgt]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         run = tlcv.adapt(
             root / names[src],
-            root / names[tgt],
+            target,
             Path(tmp) / "run",
             method=job["method"],
             backbone="mobilenet_v2",
@@ -119,6 +141,13 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--tasks", default=",".join(TASKS + DIGIT_TASKS))
     parser.add_argument("--select", default=None, help="default: tlcv adapt's default validator")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="apply the current check (health.verdict) to the recorded health of finished runs "
+        "(label-free and deterministic: what the run would have decided), instead of the "
+        "decision recorded when it ran",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=ROOT / "cache" / "features")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "guard.jsonl")
@@ -132,8 +161,11 @@ def main() -> None:
     select = args.select or AdaptConfig.select
 
     office = args.shared / "data" / "office31"
+    skewed_root = ROOT / "bench_out" / "skewed"
     for domain in DOMAINS.values():  # fill the cache once, before the workers share it
         tlcv.extract(office / domain, "mobilenet_v2", weights=weights, cache=args.cache)
+        if any(t.endswith("~") and DOMAINS[t[-2]] == domain for t in tasks):
+            skewed(office / domain, skewed_root / domain)
     for domain in DIGITS.values():
         tlcv.extract(
             args.shared / "data" / "digits" / domain,
@@ -157,6 +189,7 @@ def main() -> None:
             weights=weights,
             cache=str(args.cache),
             select=select,
+            skewed=str(skewed_root),
         )  # fmt: skip
         for s in range(args.seeds)
         for t in tasks
@@ -182,6 +215,13 @@ def main() -> None:
         and r["epochs"] == args.epochs
         and r.get("select", "source-val") == select
     ]
+    if args.rescore:
+        from tlcv.adaptation.health import verdict
+
+        for r in wanted:
+            names = [f"class {i}" for i in range(len(r["health"]["source_prior"]))]
+            r["reasons"] = verdict(r["health"], names)
+            r["fired"] = bool(r["reasons"])
     print(summarise(wanted))
 
 

@@ -1,5 +1,6 @@
 """The negative-transfer guard on real adaptation runs: a constructed collapse is caught, named
-and (with --fallback source-only) replaced by the source-only model; a sound run stays quiet."""
+and (by default, --fallback source-only) replaced by the source-only model; a sound run stays
+quiet."""
 
 from __future__ import annotations
 
@@ -59,26 +60,21 @@ def test_collapse_is_caught_and_the_fallback_keeps_source_only(
     domains, collapsing_method, tmp_path
 ):
     source, target = domains
-    warned = api.adapt(source, target, tmp_path / "warn", method=collapsing_method, **COMMON)
+    warned = api.adapt(
+        source, target, tmp_path / "warn", method=collapsing_method, fallback="none", **COMMON
+    )
     m = _metrics(warned)
     health = m["health"]
     assert health["fired"] and any("collapsed" in r for r in health["reasons"])
     assert health["adapted"]["top_share"] > 0.6
     assert "WARNING" in (warned.path / "notes.txt").read_text()
-    assert warned.info["kept"] == collapsing_method  # warned only: the default keeps it
+    assert warned.info["kept"] == collapsing_method  # --fallback none: warned only
     assert m["target"]["accuracy"] < m["target_source_only"]["accuracy"] - 0.2
     html, _ = api.report([warned.path], tmp_path / "report.html")
     text = html.read_text()
     assert "target check (no labels)" in text and "collapsed" in text
 
-    kept = api.adapt(
-        source,
-        target,
-        tmp_path / "fallback",
-        method=collapsing_method,
-        fallback="source-only",
-        **COMMON,
-    )
+    kept = api.adapt(source, target, tmp_path / "fallback", method=collapsing_method, **COMMON)
     k = _metrics(kept)
     assert kept.info["kept"] == "source-only (fallback)" and k["health"]["kept"] == "source-only"
     assert k["target"]["accuracy"] == pytest.approx(k["target_source_only"]["accuracy"])

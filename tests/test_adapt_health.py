@@ -54,6 +54,19 @@ def test_healthy_adaptation_and_a_truly_imbalanced_target_stay_quiet():
     assert verdict(health, CLASSES) == []
 
 
+def test_predictions_pulled_to_the_source_mix_under_label_shift_fire():
+    """The target is mostly three classes (the source-only model sees it); the adapted model
+    spreads its predictions like the balanced source: marginal alignment under label shift."""
+    rng = np.random.default_rng(2)
+    source = np.arange(500) % 10
+    reference = np.where(rng.random(300) < 0.8, rng.integers(0, 3, 300), rng.integers(0, 10, 300))
+    flattened = rng.integers(0, 10, 300)
+    health = check(_onehot_probs(flattened), source, 10, _onehot_probs(reference))
+    reasons = verdict(health, CLASSES)
+    assert any("pulled towards the source class mix" in r for r in reasons)
+    assert health["source_only"]["kl_to_source_prior"] > health["adapted"]["kl_to_source_prior"]
+
+
 def test_without_a_reference_the_prior_alone_decides():
     source = np.arange(500) % 10
     collapsed = np.array([7] * 80 + list(range(10)) * 2)

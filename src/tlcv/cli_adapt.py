@@ -104,8 +104,8 @@ def adapt(ctx: typer.Context, given: dict, json_out: bool = False, config=None) 
             err.print(f"[bold red]warning:[/] adaptation probably hurt: {esc(reason)}")
         if health.get("reasons") and health.get("kept") != "source-only":
             err.print(
-                "[red]the adapted model was kept; rerun with --fallback source-only to keep the "
-                "source-only model instead[/]"
+                "[red]the adapted model was kept (--fallback none); rerun without it to keep "
+                "the source-only model instead[/]"
             )
     if "oracle" in metrics:
         o = metrics["oracle"]

@@ -340,9 +340,11 @@ class AdaptConfig(_Validated):
     augment: str = option("light", "Full mode: none, light or strong.", choices=AUGMENTS)
     warmup_epochs: float = option(1.0, "Linear warm-up, then cosine decay.")
     fallback: str = option(
-        "none",
-        "none (warn only) or source-only (keep the source-only model) when the label-free "
-        "check says the adaptation probably hurt (collapsed or drifted target predictions).",
+        "source-only",
+        "When the label-free check says the adaptation probably hurt (target predictions "
+        "collapsed, drifted, or pulled to the source's class mix): source-only keeps the "
+        "source-only model (it never fired on 288 runs without label shift, docs/benchmarks.md); "
+        "none warns and keeps the adapted model.",
         choices=FALLBACKS,
     )
     plots: bool = option(True, "t-SNE picture.", flag="--plots/--no-plots")

@@ -5,8 +5,8 @@ A source-only reference costs seconds: a logistic-regression probe (what
 features of the source training split, which the run already holds. Its target predictions
 and the adapted model's go to ``health.check``; when ``health.verdict`` finds the adaptation
 probably hurt, the run says so
-(notes, metrics.json, console, report) and, with ``--fallback source-only``, keeps the
-reference instead. No target label is read.
+(notes, metrics.json, console, report) and, with ``--fallback source-only`` (the default),
+keeps the reference instead. No target label is read.
 """
 
 from __future__ import annotations

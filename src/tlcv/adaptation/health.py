@@ -4,8 +4,12 @@ Adaptation can fail silently: aligned target features may collapse onto one clas
 held-out source accuracy, the honest selection signal, stays high. Without target labels the
 symptoms are still visible: the predicted-class histogram drifts far from the source class
 prior, far further than the source-only model's does, and the adapted model stops agreeing
-with the source-only model. ``check`` measures those symptoms; ``verdict`` says whether they
-add up to "probably hurt". Target labels are never read here.
+with the source-only model. The opposite drift is a symptom too: when the target's classes are
+mixed differently from the source's (label shift), aligning the domains pulls the target
+predictions towards the source's class mix, moving target images into the wrong classes
+(Zhao et al. 2019); the source-only model's predictions show the target's own mix. ``check``
+measures those symptoms; ``verdict`` says whether they add up to "probably hurt". Target labels
+are never read here.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ EPS = 1e-6
 
 # When the check fires (chosen from the Office-31 and digits measurements in docs/benchmarks.md):
 # the adapted model's predicted-class histogram is this much further (KL, nats) from the source
-# prior than the source-only model's ...
+# prior than the source-only model's, or this much closer to it (label shift, the same margin) ...
 KL_MARGIN = 0.5
 # ... or one class takes at least this share of the target, this many times its source share,
 # while the source-only model gives it less than half of that.
@@ -115,5 +119,14 @@ def verdict(health: dict, classes: list[str]) -> list[str]:
                 f"predicted classes drifted from the source class mix (KL {kl:.2f} vs "
                 f"{kl_ref:.2f} for source-only); agreement with "
                 f"source-only {100 * health['agreement_with_source_only']:.0f}%"
+            )
+        elif -drift >= KL_MARGIN:
+            kl, kl_ref = adapted["kl_to_source_prior"], reference["kl_to_source_prior"]
+            reasons.append(
+                f"predicted classes were pulled towards the source class mix (KL {kl:.2f} vs "
+                f"{kl_ref:.2f} for source-only): the target's classes seem mixed differently "
+                "from the source's, and aligning the domains then moves target images into the "
+                f"wrong classes; agreement with source-only "
+                f"{100 * health['agreement_with_source_only']:.0f}%"
             )
     return reasons

@@ -26,6 +26,10 @@ def mk_mmd(x: torch.Tensor, y: torch.Tensor, multipliers=BANDWIDTH_MULTIPLIERS) 
 
 @register_method("dan")
 class DAN(AdaptationMethod):
+    """Matching the class predictions as well as the features: the best DAN on Office-31's
+    balanced tasks, the worst method when the target's class mix differs from the source's
+    (it pulls the target predictions to the source's mix; docs/benchmarks.md, label shift)."""
+
     def loss(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
         mmd = mk_mmd(batch.f_s, batch.f_t) + mk_mmd(
             F.softmax(batch.logits_s, dim=1), F.softmax(batch.logits_t, dim=1)

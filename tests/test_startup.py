@@ -95,11 +95,15 @@ def test_completion_is_installable_and_answers():
     script = str(Path(sys.executable).with_name("tlcv"))  # the installed console script
     done = subprocess.run([script], capture_output=True, text=True, env=env, timeout=60)
     assert "train" in done.stdout.split()
+    # typer detects the shell from the parent processes unless told not to; a test run whose
+    # parent shell has exited (a detached job) has none, so name the shell explicitly
+    explicit = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
     shown = subprocess.run(
         [script, "--show-completion", "bash"],
         capture_output=True,
         text=True,
         timeout=60,
+        env=explicit,
     )
     assert "_TLCV_COMPLETE" in shown.stdout
 

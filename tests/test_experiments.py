@@ -129,7 +129,7 @@ def test_report_holds_every_plot_and_table(experiment, digits, tmp_path):
 
 def test_experiment_cli_and_its_errors(digits, tmp_path):
     config = tmp_path / "cells.yaml"
-    config.write_text("val_fraction: 0.3\nshots: '2'\n")  # a `tlcv train` key reaches each cell
+    config.write_text("val_fraction: 0.3\nshots: '2'\nclassifier: svm\n")  # train keys reach cells
     done = tlcv("experiment", "data-efficiency", "--data", digits, "--strategies", "classical",
                 "--seeds", 1, "--config", config, "--out", tmp_path / "e")  # fmt: skip
     assert "classical" in done.stdout and (tmp_path / "e" / "summary.json").is_file()
@@ -184,8 +184,11 @@ def test_generalization_scores_every_domain_pair_with_and_without_adaptation(tmp
         link_subset(DATA / "digits" / domain / "train", data / domain / "train", 10)
         link_subset(DATA / "digits" / domain / "test", data / domain / "test", 5)
     out = tmp_path / "gen"
+    config = tmp_path / "svm.yaml"  # a `tlcv train` key for every cell: the linear SVM's grid
+    config.write_text("classifier: svm\n")  # is a third of logistic regression's time on HOG
     done = tlcv("experiment", "generalization", "--data", data, "--strategies", "classical",
-                "--methods", "mcc", "--image-size", 32, "--epochs", 1, "--out", out)  # fmt: skip
+                "--methods", "mcc", "--image-size", 32, "--epochs", 1, "--out", out,
+                "--config", config)  # fmt: skip
     assert "adapt:mcc" in done.stdout
     summary = json.loads((out / "summary.json").read_text())
     pairs = {(p["model"], p["source"], p["target"]) for p in summary["pairs"]}

@@ -60,9 +60,10 @@ def test_classical_strategy_is_a_full_run(digits, tmp_path):
 @pytest.fixture(scope="module")
 def experiment(digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("exp") / "de"
+    # classifier svm: its grid takes a third of logistic regression's time on HOG features
     summary = get_experiment("data-efficiency")(
         digits, out, strategies="features,classical", shots="2,40", seeds=2,
-        image_size=32, echo=lambda row: None,
+        image_size=32, classifier="svm", echo=lambda row: None,
     )  # fmt: skip
     return out, summary
 
@@ -90,8 +91,8 @@ def test_data_efficiency_has_every_point_with_spreads_from_the_seeds(experiment)
 def test_a_rerun_experiment_skips_finished_cells(experiment, digits):
     out, _ = experiment
     again = get_experiment("data-efficiency")(
-        digits, out, strategies="features,classical", shots="2,40", seeds=2,
-        image_size=32, echo=lambda row: pytest.fail("a finished cell ran again"),
+        digits, out, strategies="features,classical", shots="2,40", seeds=2, image_size=32,
+        classifier="svm", echo=lambda row: pytest.fail("a finished cell ran again"),
     )  # fmt: skip
     assert again["resumed_cells"] == 8
 
@@ -138,21 +139,40 @@ def test_experiment_cli_and_its_errors(digits, tmp_path):
     run_config = (tmp_path / "e" / "runs" / "classical-2-seed0" / "config.yaml").read_text()
     assert "val_fraction: 0.3" in run_config
     config.write_text("per_class: 3\n")  # data-efficiency sets it per cell: refused, not ignored
-    bad = tlcv("experiment", "data-efficiency", "--data", digits, "--config", config,
-               "--out", tmp_path / "p", check=False)  # fmt: skip
-    assert bad.returncode == 2 and "per_class" in bad.stderr and "Traceback" not in bad.stderr
-    bad = tlcv("experiment", "nonsense", "--data", digits, "--out", tmp_path / "x", check=False)
-    assert bad.returncode == 2 and "data-efficiency" in bad.stderr
-    bad = tlcv("experiment", "data-efficiency", "--data", digits, "--out", tmp_path / "y",
-               "--strategies", "features,magic", check=False)  # fmt: skip
-    assert bad.returncode == 2 and "magic" in bad.stderr and "Traceback" not in bad.stderr
-    bad = tlcv("experiment", "convergence", "--data", digits, "--out", tmp_path / "z",
-               "--strategies", "features", check=False)  # fmt: skip
-    assert bad.returncode == 2 and "trained strategies" in bad.stderr
+    code, said = _cli_in_process("experiment", "data-efficiency", "--data", digits,
+                                 "--config", config, "--out", tmp_path / "p")  # fmt: skip
+    assert code == 2 and "per_class" in said and "Traceback" not in said
+    code, said = _cli_in_process("experiment", "nonsense", "--data", digits, "--out", tmp_path)
+    assert code == 2 and "data-efficiency" in said
+    code, said = _cli_in_process("experiment", "data-efficiency", "--data", digits, "--out",
+                                 tmp_path / "y", "--strategies", "features,magic")  # fmt: skip
+    assert code == 2 and "magic" in said and "Traceback" not in said
+    code, said = _cli_in_process("experiment", "convergence", "--data", digits, "--out",
+                                 tmp_path / "z", "--strategies", "features")  # fmt: skip
+    assert code == 2 and "trained strategies" in said
     empty = tmp_path / "empty"
     empty.mkdir()
-    bad = tlcv("report", empty, "--out", tmp_path / "r.html", check=False)
-    assert bad.returncode == 2 and "no finished run" in bad.stderr
+    code, said = _cli_in_process("report", empty, "--out", tmp_path / "r.html")
+    assert code == 2 and "no finished run" in said
+
+
+def _cli_in_process(*args) -> tuple[int, str]:
+    """`tlcv ARGS` through the CLI's own entry point, in this process (the error paths need no
+    fresh interpreter; the subprocess call above covers the real start): exit code, stderr."""
+    import contextlib
+    import io
+    import sys
+
+    from tlcv.cli import main
+
+    stderr, argv = io.StringIO(), sys.argv
+    sys.argv = ["tlcv", *map(str, args)]
+    try:
+        with contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as stopped:
+            main()
+    finally:
+        sys.argv = argv
+    return stopped.value.code, " ".join(stderr.getvalue().split())
 
 
 def test_convergence_compares_pretrained_and_scratch_curves(tmp_path):

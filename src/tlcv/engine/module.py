@@ -188,11 +188,13 @@ class TransferModule(L.LightningModule):
         means = {key: total / count for key, total in self._epoch_sums.items()}
         if "train_loss" in means:
             self._check_finite(means["train_loss"], "in the epoch's mean")
+        # logged once per epoch, so the batch size weights nothing; giving it spares Lightning
+        # guessing it from a detection batch (lists of images and box dicts), with a warning
+        once = dict(on_step=False, on_epoch=True, batch_size=1)
         for key, value in means.items():
-            prog = key == "train_loss"
-            self.log(key, value, on_step=False, on_epoch=True, prog_bar=prog, sync_dist=True)
+            self.log(key, value, prog_bar=key == "train_loss", sync_dist=True, **once)
         if self._has_train_acc:
-            self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
+            self.log("train_acc", self.train_acc, **once)
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         self.objective.validate(self, batch, dataloader_idx)

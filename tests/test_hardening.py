@@ -271,6 +271,18 @@ def test_a_run_written_before_format_versions_still_loads(finished_run, tmp_path
     assert api.predict(run, [DATA / "office31" / "dslr" / "bike"])[0]["top"]
 
 
+def test_a_model_kind_this_tlcv_does_not_know_is_named_with_what_to_do(finished_run, tmp_path):
+    import json
+
+    run = tmp_path / "future"
+    shutil.copytree(finished_run, run)
+    info = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps({**info, "task": "hologram"}))
+    with pytest.raises(TlcvError, match="'hologram' model") as info:
+        api.predict(run, [DATA / "office31" / "dslr" / "bike"])
+    assert "model.json" in str(info.value) and "pip install -U tlcv" in info.value.render()
+
+
 def test_a_damaged_resume_checkpoint_is_named(tmp_path):
     from tlcv.engine.fit import _check_checkpoint
 

@@ -31,11 +31,7 @@ def _import_model_modules() -> None:
         importlib.import_module(f"{__package__}.{module.parent.name}.model")
 
 
-MODEL_KINDS: Registry[Rebuild] = Registry(
-    "model kind",
-    load=_import_model_modules,
-    hint="the run was written by a newer tlcv: upgrade tlcv (pip install -U tlcv)",
-)
+MODEL_KINDS: Registry[Rebuild] = Registry("model kind", load=_import_model_modules)
 
 
 def register_model_kind(name: str) -> Callable[[Rebuild], Rebuild]:

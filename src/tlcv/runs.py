@@ -202,7 +202,15 @@ class Run:
     def _build(self, tensors: dict) -> nn.Module:
         from .models import DEFAULT_KIND, MODEL_KINDS
 
-        rebuild = MODEL_KINDS.get(self.info.get("task") or DEFAULT_KIND)
+        kind = self.info.get("task") or DEFAULT_KIND
+        if kind not in MODEL_KINDS:
+            raise TlcvError(
+                f"{self.path / 'model.json'} holds a {kind!r} model, which this tlcv cannot "
+                f"rebuild (it knows: {', '.join(MODEL_KINDS.names())})",
+                path=str(self.path / "model.json"),
+                hint="the run was written by a newer tlcv: pip install -U tlcv",
+            )
+        rebuild = MODEL_KINDS.get(kind)
         backbone = rebuild_backbone(self.info["backbone"], self.preprocessing)
         backbone.net.load_state_dict(
             {k[len("backbone.") :]: v for k, v in tensors.items() if k.startswith("backbone.")},

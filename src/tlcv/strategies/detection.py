@@ -31,6 +31,7 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     if cfg.detector_weights:
         check_coco_choice(cfg.detector, cfg.backbone, kind)
     size = cfg.image_size or DEFAULT_SIZE
+    anchors = parse_anchor_sizes(cfg.anchor_sizes)  # a typo fails before the scenes are read
     life = RunLifecycle(cfg.out, overwrite=cfg.overwrite, resume=bool(cfg.resume))
     source = discover_detection(cfg.data, strict=cfg.strict, class_map=cfg.class_map)
     split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
@@ -53,7 +54,7 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
         "num_classes": len(classes),
         "image_size": size,
         "max_size": max_side(size),
-        "anchors": parse_anchor_sizes(cfg.anchor_sizes),
+        "anchors": anchors,
         "fpn_channels": cfg.fpn_channels,
     }
     model, head_spec = build_model(backbone, spec, seed=cfg.seed)

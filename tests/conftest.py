@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,35 @@ def _private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TLCV_CACHE", str(base / "feature-cache"))
     monkeypatch.setenv("TORCH_HOME", str(base / "torch-home"))
     monkeypatch.setenv("TLCV_OFFLINE", "1")
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli_in_process(*args, check: bool = True) -> CliResult:
+    """`tlcv ARGS` through the CLI's own entry point, in the test's process: the same parsing,
+    errors and printing as the installed command, without a fresh interpreter's seconds of
+    imports (each CLI test keeps one real subprocess call for the real start)."""
+    from tlcv.cli import main
+
+    out, err, argv = io.StringIO(), io.StringIO(), sys.argv
+    sys.argv = ["tlcv", *map(str, args)]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as stopped:
+        code = stopped.code if isinstance(stopped.code, int) else (0 if stopped.code is None else 1)
+    finally:
+        sys.argv = argv
+    done = CliResult(code, out.getvalue(), err.getvalue())
+    if check:
+        assert code == 0, done.stderr[-3000:]
+    return done
 
 
 def link_subset(src: Path, dst: Path, per_class: int, classes: list[str] | None = None) -> Path:

@@ -11,7 +11,7 @@ from PIL import Image
 from test_cli import tlcv
 
 import tlcv as tlcv_api
-from conftest import DATA, MOBILENET_V2, link_subset
+from conftest import DATA, MOBILENET_V2, cli_in_process, link_subset
 from tlcv.api import evaluate, predict, train
 from tlcv.backbones import create_backbone
 from tlcv.backbones.classical import hog_dim
@@ -157,22 +157,9 @@ def test_experiment_cli_and_its_errors(digits, tmp_path):
 
 
 def _cli_in_process(*args) -> tuple[int, str]:
-    """`tlcv ARGS` through the CLI's own entry point, in this process (the error paths need no
-    fresh interpreter; the subprocess call above covers the real start): exit code, stderr."""
-    import contextlib
-    import io
-    import sys
-
-    from tlcv.cli import main
-
-    stderr, argv = io.StringIO(), sys.argv
-    sys.argv = ["tlcv", *map(str, args)]
-    try:
-        with contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as stopped:
-            main()
-    finally:
-        sys.argv = argv
-    return stopped.value.code, " ".join(stderr.getvalue().split())
+    """Exit code and stderr (whitespace folded) of an in-process CLI call."""
+    done = cli_in_process(*args, check=False)
+    return done.returncode, " ".join(done.stderr.split())
 
 
 def test_convergence_compares_pretrained_and_scratch_curves(tmp_path):

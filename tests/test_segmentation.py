@@ -13,7 +13,13 @@ from PIL import Image
 from safetensors.torch import load_file
 from test_cli import tlcv
 
-from conftest import DATA, MOBILENET_V2, kill_after_first_checkpoint, tlcv_torchrun
+from conftest import (
+    DATA,
+    MOBILENET_V2,
+    cli_in_process,
+    kill_after_first_checkpoint,
+    tlcv_torchrun,
+)
 from tlcv.errors import TlcvError
 from tlcv.segmentation.data import IGNORE, discover_segmentation, split_pairs
 from tlcv.segmentation.metrics import PixelMetrics
@@ -211,7 +217,7 @@ def camvid_small(tmp_path_factory):
 
 def test_cli_on_camvid_frames_train_evaluate_predict(tmp_path, camvid_small):
     run = tmp_path / "run"
-    refused = tlcv(
+    refused = cli_in_process(
         "train", "--data", camvid_small, "--out", run, "--task", "segmentation", check=False
     )
     assert refused.returncode != 0 and "--ignore-index 11" in refused.stderr
@@ -249,7 +255,8 @@ def test_cli_on_camvid_frames_train_evaluate_predict(tmp_path, camvid_small):
     assert 0.0 < metrics["val"]["miou"] <= 1.0 and metrics["val"]["n"] == 3
     assert len(metrics["val"]["per_class"]) == 11
 
-    evaluated = tlcv("evaluate", run, "--data", camvid_small)  # the printed summary
+    # the rest in-process: the training above was the real command's start
+    evaluated = cli_in_process("evaluate", run, "--data", camvid_small)  # the printed summary
     said = " ".join(evaluated.stdout.split())
     assert "mIoU" in said and "pixel acc" in said and "IoU" in said and "overlays:" in said
     result = json.loads((run / "eval" / "frames.csv" / "metrics.json").read_text())
@@ -260,11 +267,15 @@ def test_cli_on_camvid_frames_train_evaluate_predict(tmp_path, camvid_small):
 
     image = next((CAMVID / "val" / "images").iterdir())
     masks = tmp_path / "masks"
-    answer = json.loads(tlcv("predict", run, image, "--format", "json", "--masks", masks).stdout)
+    answer = json.loads(
+        cli_in_process("predict", run, image, "--format", "json", "--masks", masks).stdout
+    )
     mask = np.array(Image.open(answer[0]["mask"]))
     assert mask.shape == (360, 480) and mask.max() < 11  # the image's own size
     assert sum(answer[0]["fractions"].values()) == pytest.approx(1.0, abs=1e-3)
-    windowed = tlcv("predict", run, image, "--format", "json", "--masks", masks, "--window", "64")
+    windowed = cli_in_process(
+        "predict", run, image, "--format", "json", "--masks", masks, "--window", "64"
+    )
     assert json.loads(windowed.stdout)[0]["fractions"]
 
 

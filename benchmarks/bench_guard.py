@@ -16,6 +16,9 @@ Label shift (`--tasks 'A->W~,D->A~'`): a task ending in ~ adapts to a class-skew
 target (symlinks under bench_out/skewed/: the first SKEW_KEEP classes whole, two images of
 every other class), the setting where aligning the marginal feature distributions is known to
 hurt (Zhao et al. 2019) and a check of the predicted-class mix may not see it.
+
+`--dump DIR` also saves each run's arrays (both models' logits, the starting features, the
+labels) so that other checks can be studied offline in seconds: benchmarks/guard_study.py.
 """
 
 from __future__ import annotations
@@ -52,11 +55,72 @@ def skewed(domain: Path, out: Path) -> Path:
     return out
 
 
+_DUMP_TO: list[Path] = []  # where the current run's arrays go (one worker runs one cell at a time)
+
+
+def _dump_arrays(path: Path) -> None:
+    """Wrap the pipeline's guard call so that each run also saves what any label-free check
+    could look at (both models' logits on the source hold-out and the target, the adapted
+    bottleneck features, the starting features of the target) and the labels that score it:
+    other checks can then be studied offline, in seconds, without rerunning the adaptation."""
+    if _DUMP_TO:  # already wrapped in this worker process
+        _DUMP_TO[0] = path
+        return
+    _DUMP_TO.append(path)
+    import numpy as np
+    import torch
+
+    from tlcv.adaptation import guard, pipeline
+
+    fitted = []
+    real_get, real_assess = guard.get_classifier, pipeline.assess
+
+    def get_classifier(*args, **kwargs):
+        fitted.append(real_get(*args, **kwargs))
+        return fitted[-1]
+
+    def assess(cfg, trained, split, tgt_kept, logits_tgt, classes, features, domains):
+        out = real_assess(cfg, trained, split, tgt_kept, logits_tgt, classes, features, domains)
+        head, lookup = trained.model.head.eval(), {c: i for i, c in enumerate(classes)}
+        val_feats, val_kept = features(trained.model.backbone, split[1])
+        tgt_feats, _ = features(trained.model.backbone, [*tgt_kept])
+        bottleneck_t, _ = pipeline._head_outputs(head, tgt_feats)
+        _, logits_val = pipeline._head_outputs(head, val_feats)
+        reference = fitted[-1].to_head().eval()
+        truth = dict(
+            zip((it.identity for it in domains.target), domains.target_labels, strict=True)
+        )
+        with torch.no_grad():
+            ref_val = reference(torch.from_numpy(val_feats).float()).numpy()
+            ref_t = reference(torch.from_numpy(tgt_feats).float()).numpy()
+        np.savez_compressed(
+            _DUMP_TO[0],
+            logits_t=logits_tgt,
+            logits_val=logits_val,
+            ref_logits_t=ref_t,
+            ref_logits_val=ref_val,
+            y_t=np.array([lookup[truth[it.identity]] for it in tgt_kept]),
+            y_val=np.array([lookup[it.label] for it in val_kept]),
+            y_train=np.array([lookup[it.label] for it in split[0]]),
+            bottleneck_t=bottleneck_t.astype(np.float16),
+            # the same for every method of a task: kept once, with the source-only run
+            **({"features_t": tgt_feats.astype(np.float16)} if cfg.method == "source-only" else {}),
+        )
+        return out
+
+    guard.get_classifier, pipeline.assess = get_classifier, assess
+
+
 def _cell(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
     import tlcv
+
+    if job.get("dump"):
+        dump = Path(job["dump"]) / f"{job['task']}_{job['method']}_{job['seed']}.npz"
+        dump.parent.mkdir(parents=True, exist_ok=True)
+        _dump_arrays(dump)
 
     src, tgt = job["task"].rstrip("~").split("->")
     digits = job["task"] in DIGIT_TASKS
@@ -148,12 +212,21 @@ def main() -> None:
         "(label-free and deterministic: what the run would have decided), instead of the "
         "decision recorded when it ran",
     )
+    parser.add_argument(
+        "--dump",
+        type=Path,
+        default=None,
+        help="a folder for each run's logits, features and labels (studying other checks "
+        "offline); rows go to a separate JSONL file next to it",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=ROOT / "cache" / "features")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "guard.jsonl")
     args = parser.parse_args()
     weights = str(args.shared / "weights" / "mobilenet_v2-b0353104.pth")
     tasks = args.tasks.split(",")
+    if args.dump:
+        args.out = args.dump / "guard.jsonl"
 
     import tlcv
     from tlcv.config import AdaptConfig
@@ -190,6 +263,7 @@ def main() -> None:
             cache=str(args.cache),
             select=select,
             skewed=str(skewed_root),
+            dump=str(args.dump) if args.dump else None,
         )  # fmt: skip
         for s in range(args.seeds)
         for t in tasks

@@ -31,6 +31,23 @@ def collapsing_method():
     METHODS.remove("test-collapse")
 
 
+@pytest.fixture
+def confusing_method():
+    """A subtly harmful 'adaptation': on the target it pulls classes 0 and 1 (and 2 and 3)
+    towards each other's predictions, so their images end up split at random between the two,
+    while the predicted-class mix stays as it was. Registered for this test only."""
+
+    @register_method("test-confuse")
+    class Confuse(AdaptationMethod):
+        def loss(self, batch):
+            probs = F.softmax(batch.logits_t, 1).detach()
+            partner = probs[:, [1, 0, 3, 2, *range(4, probs.shape[1])]]
+            return {"confuse": 5.0 * F.cross_entropy(batch.logits_t, partner)}
+
+    yield "test-confuse"
+    METHODS.remove("test-confuse")
+
+
 @pytest.fixture(scope="module")
 def domains(tmp_path_factory):
     base = tmp_path_factory.mktemp("guard")
@@ -81,6 +98,22 @@ def test_collapse_is_caught_and_the_fallback_keeps_source_only(
     # the saved model is the source-only one: predictions through the run folder agree
     evaluated = api.evaluate(kept, target, out=tmp_path / "eval")
     assert evaluated["accuracy"] == pytest.approx(k["target"]["accuracy"])
+
+
+def test_a_loss_without_a_histogram_trace_is_caught_by_the_arbiter(
+    domains, confusing_method, tmp_path
+):
+    source, target = domains
+    run = api.adapt(
+        source, target, tmp_path / "confused", method=confusing_method, fallback="none", **COMMON
+    )
+    m = _metrics(run)
+    health, vote = m["health"], m["health"]["arbiter"]
+    assert vote["sides_with_source_only"] > vote["sides_with_adapted"]
+    assert health["fired"] and any("side with source-only" in r for r in health["reasons"])
+    assert len(health["reasons"]) == 1  # the histogram symptoms saw nothing
+    # and it was right: the target labels, read after the check, agree
+    assert m["target"]["accuracy"] < m["target_source_only"]["accuracy"] - 0.1
 
 
 def test_a_sound_adaptation_stays_quiet(domains, tmp_path):

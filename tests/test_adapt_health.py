@@ -73,3 +73,49 @@ def test_without_a_reference_the_prior_alone_decides():
     health = check(_onehot_probs(collapsed), source, 10)
     assert "source_only" not in health
     assert any("collapsed" in r for r in verdict(health, CLASSES))
+
+
+def _clusters(rng, n_per_class: int, n_classes: int = 4, dim: int = 16):
+    """Well-separated class clusters: features and their true classes."""
+    centres = rng.normal(0, 5, (n_classes, dim))
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    return centres[labels] + rng.normal(0, 1, (len(labels), dim)), labels
+
+
+def test_the_arbiter_sides_with_whichever_model_the_neighbourhoods_support():
+    """A swap of two classes on part of the target leaves the class histogram as it was (the
+    histogram symptoms cannot see it); the labelled neighbours can. Fixing the reference's
+    errors is credited to the adapted model."""
+    from tlcv.adaptation.arbiter import arbitrate
+
+    rng = np.random.default_rng(3)
+    source, source_y = _clusters(rng, 50)
+    target, truth = source + rng.normal(0, 0.5, source.shape), source_y.copy()
+    reference = truth.copy()
+    swapped = truth.copy()
+    for a, b in ((0, 1), (2, 3)):  # 20 images of each class moved to its partner class
+        swapped[np.flatnonzero(truth == a)[:20]] = b
+        swapped[np.flatnonzero(truth == b)[:20]] = a
+    vote = arbitrate(swapped, reference, target, source, source_y)
+    assert vote["disagreements"] == 80 and vote["sides_with_source_only"] >= 70
+    assert vote["estimated_gain"] < -0.3
+    health = check(
+        _onehot_probs(swapped, 4),
+        source_y,
+        4,
+        _onehot_probs(reference, 4),
+        (target, source, source_y),
+    )
+    assert health["adapted"]["histogram"] == health["source_only"]["histogram"]
+    assert any("side with source-only" in r for r in verdict(health, CLASSES[:4]))
+    # the other way round: the reference is the one with the swapped classes
+    fixed = arbitrate(reference, swapped, target, source, source_y)
+    assert fixed["estimated_gain"] > 0.3
+    health = check(
+        _onehot_probs(reference, 4),
+        source_y,
+        4,
+        _onehot_probs(swapped, 4),
+        (target, source, source_y),
+    )
+    assert verdict(health, CLASSES[:4]) == []

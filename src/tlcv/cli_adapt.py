@@ -99,6 +99,14 @@ def adapt(ctx: typer.Context, given: dict, json_out: bool = False, config=None) 
                 f" (source-only {ref['kl_to_source_prior']:.2f}), agreement with source-only "
                 f"{100 * health['agreement_with_source_only']:.0f}%"
             )
+        vote = health.get("arbiter")
+        if vote and vote["disagreements"]:
+            line += (
+                f"; where they disagree ({vote['disagreements']}), the neighbours side with "
+                f"the adapted model {vote['sides_with_adapted']}, with source-only "
+                f"{vote['sides_with_source_only']} (estimated {100 * vote['estimated_gain']:+.1f} "
+                "points)"
+            )
         console.print(line)
         for reason in health.get("reasons", []):
             err.print(f"[bold red]warning:[/] adaptation probably hurt: {esc(reason)}")

@@ -280,6 +280,9 @@ def _health_rows(metrics: dict) -> list[dict]:
             )
     if "agreement_with_source_only" in health and rows:
         rows[0]["agreement with source-only"] = round(health["agreement_with_source_only"], 3)
+    vote = health.get("arbiter")
+    if vote and rows:  # who the neighbours side with where the two models disagree
+        rows[0]["arbiter: estimated gain (points)"] = round(100 * vote["estimated_gain"], 1)
     if "target_source_only" in metrics and len(rows) > 1:
         rows[1]["target accuracy (labels, after the check)"] = round(
             metrics["target_source_only"]["accuracy"], 4

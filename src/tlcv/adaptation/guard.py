@@ -3,7 +3,8 @@
 A source-only reference costs seconds: a logistic-regression probe (what
 `tlcv train --strategy features` fits, at a fixed regularisation) on the starting backbone's
 features of the source training split, which the run already holds. Its target predictions
-and the adapted model's go to ``health.check``; when ``health.verdict`` finds the adaptation
+and the adapted model's go to ``health.check``, with the starting features of the target and
+of the labelled source for the arbiter; when ``health.verdict`` finds the adaptation
 probably hurt, the run says so
 (notes, metrics.json, console, report) and, with ``--fallback source-only`` (the default),
 keeps the reference instead. No target label is read.
@@ -79,12 +80,16 @@ def assess(cfg, trained, split, tgt_kept, logits_tgt, classes, features, domains
     # adaptation itself (a check should take seconds).
     clf = get_classifier("logreg", seed=cfg.seed, cv_folds=1).fit(before_s[rows], y)
     head = clf.to_head().eval()
-    ref_t = {it.identity: p for it, p in zip(tgt_before, _probs(head, before_t), strict=True)}
-    common = [i for i, it in enumerate(tgt_kept) if it.identity in ref_t]
-    ref = np.stack([ref_t[tgt_kept[i].identity] for i in common])
+    row_of = {it.identity: i for i, it in enumerate(tgt_before)}
+    common = [i for i, it in enumerate(tgt_kept) if it.identity in row_of]
+    start_t = before_t[[row_of[tgt_kept[i].identity] for i in common]]
+    ref = _probs(head, start_t)
     reference_pred = np.full(len(tgt_kept), -1)
     reference_pred[common] = ref.argmax(1)
-    health = check(probs[common], source_labels, len(classes), ref)
+    # The arbiter's voters: the labelled source rows the reference learnt from, in the same
+    # starting feature space as the target rows.
+    voters = (start_t, before_s[rows], np.array([lookup[label] for label in y]))
+    health = check(probs[common], source_labels, len(classes), ref, voters)
     health["reference"] = "logistic regression on the starting backbone's source features"
     reasons = verdict(health, classes)
     metrics = {**health, "fired": bool(reasons), "reasons": reasons, "fallback": cfg.fallback}

@@ -7,14 +7,17 @@ prior, far further than the source-only model's does, and the adapted model stop
 with the source-only model. The opposite drift is a symptom too: when the target's classes are
 mixed differently from the source's (label shift), aligning the domains pulls the target
 predictions towards the source's class mix, moving target images into the wrong classes
-(Zhao et al. 2019); the source-only model's predictions show the target's own mix. ``check``
-measures those symptoms; ``verdict`` says whether they add up to "probably hurt". Target labels
-are never read here.
+(Zhao et al. 2019); the source-only model's predictions show the target's own mix. A model
+that is only a few points worse leaves no such trace; the arbiter (arbiter.py) asks who is
+right where the two models disagree. ``check`` measures those symptoms; ``verdict`` says
+whether they add up to "probably hurt". Target labels are never read here.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .arbiter import arbitrate
 
 EPS = 1e-6
 
@@ -78,11 +81,15 @@ def check(
     source_labels: np.ndarray,
     n_classes: int,
     reference_probs: np.ndarray | None = None,
+    features: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Symptoms of the adapted model's target probabilities ``probs`` (N, C), against the
     source class prior and, when given, the source-only model's probabilities on the same
-    target images (rows aligned)."""
-    prior = class_histogram(np.asarray(source_labels, dtype=int), n_classes)
+    target images (rows aligned). With ``features`` (the starting backbone's features of those
+    target images, of labelled source images, and those images' class indices), the arbiter
+    also settles the images the two models disagree on."""
+    source_labels = np.asarray(source_labels, dtype=int)
+    prior = class_histogram(source_labels, n_classes)
     out = {"n_target": int(len(probs)), "source_prior": [round(float(p), 4) for p in prior]}
     out["adapted"] = _summary(probs, prior)
     if reference_probs is not None:
@@ -90,6 +97,8 @@ def check(
         out["agreement_with_source_only"] = float(
             np.mean(probs.argmax(1) == reference_probs.argmax(1))
         )
+        if features is not None:
+            out["arbiter"] = arbitrate(probs.argmax(1), reference_probs.argmax(1), *features)
     return out
 
 
@@ -129,4 +138,13 @@ def verdict(health: dict, classes: list[str]) -> list[str]:
                 f"wrong classes; agreement with source-only "
                 f"{100 * health['agreement_with_source_only']:.0f}%"
             )
+    vote = health.get("arbiter")
+    if vote and vote["estimated_gain"] < 0:
+        reasons.append(
+            f"where the adapted and the source-only model disagree ({vote['disagreements']} "
+            f"target images), the nearest labelled images side with source-only "
+            f"{vote['sides_with_source_only']} times and with the adapted model "
+            f"{vote['sides_with_adapted']} times: an estimated "
+            f"{100 * vote['estimated_gain']:+.1f} points of target accuracy"
+        )
     return reasons

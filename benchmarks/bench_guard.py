@@ -39,6 +39,10 @@ from bench_adapt import DOMAINS, TASKS, finished_cells, run_cells  # noqa: E402
 DIGIT_TASKS = ["U->M", "M->U"]
 DIGITS = {"U": "usps/train", "M": "mnist/train"}
 METHODS = ["source-only", "dann", "cdan", "dan", "dan-features", "mcc"]
+WEIGHT_FILES = {  # ../shared/weights
+    "mobilenet_v2": "mobilenet_v2-b0353104.pth",
+    "efficientnet_lite0": "efficientnet-lite0-57934424.pth",
+}
 SKEW_KEEP, SKEW_OTHERS = 6, 2  # label shift: classes kept whole, images left of the others
 
 
@@ -136,7 +140,7 @@ def _cell(job: dict) -> dict:
             target,
             Path(tmp) / "run",
             method=job["method"],
-            backbone="mobilenet_v2",
+            backbone=job["backbone"],
             weights=job["weights"],
             image_size=32 if digits else None,
             mode="frozen",
@@ -150,7 +154,7 @@ def _cell(job: dict) -> dict:
         metrics = json.loads((run.path / "metrics.json").read_text())
     health = metrics["health"]
     return {
-        **{k: job[k] for k in ("task", "method", "seed", "epochs", "select")},
+        **{k: job[k] for k in ("task", "method", "seed", "epochs", "select", "backbone")},
         "target_accuracy": metrics["target"]["accuracy"],
         "target_balanced_accuracy": metrics["target"]["balanced_accuracy"],
         "source_only_accuracy": metrics["target_source_only"]["accuracy"],
@@ -219,11 +223,12 @@ def main() -> None:
         help="a folder for each run's logits, features and labels (studying other checks "
         "offline); rows go to a separate JSONL file next to it",
     )
+    parser.add_argument("--backbone", default="mobilenet_v2", choices=sorted(WEIGHT_FILES))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=ROOT / "cache" / "features")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "guard.jsonl")
     args = parser.parse_args()
-    weights = str(args.shared / "weights" / "mobilenet_v2-b0353104.pth")
+    weights = str(args.shared / "weights" / WEIGHT_FILES[args.backbone])
     tasks = args.tasks.split(",")
     if args.dump:
         args.out = args.dump / "guard.jsonl"
@@ -236,22 +241,25 @@ def main() -> None:
     office = args.shared / "data" / "office31"
     skewed_root = ROOT / "bench_out" / "skewed"
     for domain in DOMAINS.values():  # fill the cache once, before the workers share it
-        tlcv.extract(office / domain, "mobilenet_v2", weights=weights, cache=args.cache)
+        tlcv.extract(office / domain, args.backbone, weights=weights, cache=args.cache)
         if any(t.endswith("~") and DOMAINS[t[-2]] == domain for t in tasks):
             skewed(office / domain, skewed_root / domain)
-    for domain in DIGITS.values():
+    for domain in DIGITS.values() if any(t in DIGIT_TASKS for t in tasks) else ():
         tlcv.extract(
             args.shared / "data" / "digits" / domain,
-            "mobilenet_v2",
+            args.backbone,
             weights=weights,
             image_size=32,
             cache=args.cache,
         )
 
     done = finished_cells(args.out)
-    # rows written before --select existed used source-val
     key = ("task", "method", "seed", "epochs")
-    finished = {(*(r[k] for k in key), r.get("select", "source-val")) for r in done}
+    # rows written before --select / --backbone existed used source-val / mobilenet_v2
+    finished = {
+        (*(r[k] for k in key), r.get("select", "source-val"), r.get("backbone", "mobilenet_v2"))
+        for r in done
+    }
     jobs = [
         dict(
             task=t,
@@ -264,11 +272,12 @@ def main() -> None:
             select=select,
             skewed=str(skewed_root),
             dump=str(args.dump) if args.dump else None,
+            backbone=args.backbone,
         )  # fmt: skip
         for s in range(args.seeds)
         for t in tasks
         for m in args.methods.split(",")
-        if (t, m, s, args.epochs, select) not in finished
+        if (t, m, s, args.epochs, select, args.backbone) not in finished
     ]
     print(f"{len(jobs)} cells to run ({len(finished)} already done)", flush=True)
     done += run_cells(
@@ -288,6 +297,7 @@ def main() -> None:
         if r["task"] in tasks
         and r["epochs"] == args.epochs
         and r.get("select", "source-val") == select
+        and r.get("backbone", "mobilenet_v2") == args.backbone
     ]
     if args.rescore:
         from tlcv.adaptation.health import verdict

@@ -119,8 +119,8 @@ def summarise(runs: list[dict], fires: list[bool], name: str) -> str:
     )
 
 
-def arbiter_check(margin: float, neighbours: int) -> Callable[[dict], bool]:
-    """The arbiter alone, at another neighbour count or margin (sensitivity)."""
+def arbiter_check(margin: float, neighbours: int, lead_sd: float = 0.0) -> Callable[[dict], bool]:
+    """The arbiter alone, at another neighbour count, margin or required lead (sensitivity)."""
     from tlcv.adaptation.arbiter import arbitrate
 
     def fire(run: dict) -> bool:
@@ -132,7 +132,7 @@ def arbiter_check(margin: float, neighbours: int) -> Callable[[dict], bool]:
             run["labels_s"],
             neighbours,
         )
-        return vote["estimated_gain"] < -margin
+        return vote["estimated_gain"] < -margin and vote["source_only_lead_sd"] >= lead_sd
 
     return fire
 
@@ -160,9 +160,10 @@ def main() -> None:
     if args.sensitivity:
         for neighbours in (5, 10, 20):
             for margin in (0.0, 0.005, 0.01):
-                checks[f"arbiter alone k={neighbours} < -{margin}"] = arbiter_check(
-                    margin, neighbours
-                )
+                for lead in (0.0, 1.0, 1.64):
+                    checks[f"arbiter alone k={neighbours} < -{margin} lead {lead} sd"] = (
+                        arbiter_check(margin, neighbours, lead)
+                    )
     groups = {
         "no label shift": [r for r in runs if not r["task"].endswith("~")],
         "label shift": [r for r in runs if r["task"].endswith("~")],

@@ -120,9 +120,12 @@ def test_evaluate_and_predict_work_on_an_adapted_run(frozen_run):
 
 def test_adabn_in_frozen_mode_changes_only_batchnorm_statistics(frozen_run, tmp_path):
     _, source, target, _ = frozen_run
+    # One epoch at 64 px: the guard rightly prefers source-only here (34% vs 70% on the target
+    # labels), so keep the adapted model: this test is about what AdaBN changes.
     run = adapt(
         source, target, tmp_path / "adabn", method="adabn", backbone="mobilenet_v2",
         weights=str(MOBILENET_V2), image_size=64, epochs=1, batch_size=16, plots=False,
+        fallback="none",
     )  # fmt: skip
     from tlcv.backbones import create_backbone
 

@@ -119,3 +119,17 @@ def test_the_arbiter_sides_with_whichever_model_the_neighbourhoods_support():
         (target, source, source_y),
     )
     assert verdict(health, CLASSES[:4]) == []
+
+
+def test_a_narrow_vote_on_few_disagreements_does_not_fire():
+    """Six to five on a 50-image target estimates -2 points, but a fair coin splits a dozen
+    votes that way often: only a lead of one standard deviation or more fires."""
+    source = np.arange(500) % 10
+    pred = np.arange(50) % 10
+    health = check(_onehot_probs(pred), source, 10, _onehot_probs(pred))
+    narrow = {"disagreements": 12, "sides_with_adapted": 5, "sides_with_source_only": 6}
+    health["arbiter"] = {**narrow, "estimated_gain": -0.02, "source_only_lead_sd": 1 / 11**0.5}
+    assert verdict(health, CLASSES) == []
+    clear = {"disagreements": 12, "sides_with_adapted": 1, "sides_with_source_only": 10}
+    health["arbiter"] = {**clear, "estimated_gain": -0.18, "source_only_lead_sd": 9 / 11**0.5}
+    assert any("side with source-only 10 times" in r for r in verdict(health, CLASSES))

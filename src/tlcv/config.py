@@ -342,8 +342,9 @@ class AdaptConfig(_Validated):
     fallback: str = option(
         "source-only",
         "When the label-free check says the adaptation probably hurt (target predictions "
-        "collapsed, drifted, or pulled to the source's class mix): source-only keeps the "
-        "source-only model (it never fired on 288 runs without label shift, docs/benchmarks.md); "
+        "collapsed, drifted, pulled to the source's class mix, or outvoted by their labelled "
+        "neighbours where they differ from source-only's): source-only keeps the source-only "
+        "model (it removed no gain of over 2 points in 276 measured runs, docs/benchmarks.md); "
         "none warns and keeps the adapted model.",
         choices=FALLBACKS,
     )

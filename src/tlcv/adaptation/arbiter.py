@@ -54,12 +54,13 @@ def arbitrate(
         "source_only_lead_sd": 0.0,
         "neighbours": neighbours,
     }
-    voters = np.concatenate([_unit(source_features), _unit(target_features)[~differ]])
-    labels = np.concatenate([np.asarray(source_labels), pred[~differ]])
-    if not differ.any() or len(voters) < neighbours:
+    if not differ.any() or len(source_features) + int((~differ).sum()) < neighbours:
         return out
+    target = _unit(target_features)
+    voters = np.concatenate([_unit(source_features), target[~differ]])
+    labels = np.concatenate([np.asarray(source_labels), pred[~differ]])
     vote = KNeighborsClassifier(n_neighbors=neighbours).fit(voters, labels)
-    said = vote.predict(_unit(target_features)[differ])
+    said = vote.predict(target[differ])
     adapted, reference = (
         int(np.sum(said == pred[differ])),
         int(np.sum(said == reference_pred[differ])),

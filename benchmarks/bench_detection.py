@@ -114,11 +114,11 @@ def train_cell(args, strategy: str, seed: int, mapping: Path) -> dict:
 
 def speed(args, tmp: Path) -> dict:
     from tlcv.backbones import create_backbone
-    from tlcv.detection.data import discover_detection
-    from tlcv.detection.loading import detection_loader
-    from tlcv.detection.model import build_model
-    from tlcv.detection.objective import DetectionObjective, as_float
     from tlcv.engine import FreezeSchedule, Recipe, RunArtifacts, TransferModule, build_trainer
+    from tlcv.tasks.detection.data import discover_detection
+    from tlcv.tasks.detection.loading import detection_loader
+    from tlcv.tasks.detection.model import build_model
+    from tlcv.tasks.detection.objective import DetectionObjective, as_float
 
     source = discover_detection(args.shared / "data/gtsdb/train", class_map=class_map(tmp))
     items, classes = source.all_items()[:24], source.classes
@@ -191,8 +191,8 @@ def speed(args, tmp: Path) -> dict:
 
 
 def inference_fps(args, run_dir: Path, frames: int = 10) -> float:
-    from tlcv.detection.evaluate import _read, detect
     from tlcv.runs import load_run
+    from tlcv.tasks.detection.evaluate import _read, detect
 
     model = load_run(run_dir).model()
     files = sorted((args.shared / "data/gtsdb/train/images").iterdir())[:frames]

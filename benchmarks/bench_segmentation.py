@@ -108,10 +108,10 @@ def speed(args, tmp: Path, rounds: int = 2) -> dict:
     from tlcv.backbones import create_backbone
     from tlcv.data import normalize
     from tlcv.engine import FreezeSchedule, Recipe, RunArtifacts, TransferModule, build_trainer
-    from tlcv.segmentation.data import IGNORE, discover_segmentation
-    from tlcv.segmentation.loading import pair_loader
-    from tlcv.segmentation.model import build_model
-    from tlcv.segmentation.objective import SegmentationObjective
+    from tlcv.tasks.segmentation.data import IGNORE, discover_segmentation
+    from tlcv.tasks.segmentation.loading import pair_loader
+    from tlcv.tasks.segmentation.model import build_model
+    from tlcv.tasks.segmentation.objective import SegmentationObjective
 
     source = discover_segmentation(args.shared / "data/camvid", ignore_index=11)
     items, fmt, skip = source.splits["train"][::3][:96], source.format, 2
@@ -183,7 +183,7 @@ def speed(args, tmp: Path, rounds: int = 2) -> dict:
 def inference_speed(args, run_dir: Path, frames: int = 20) -> dict:
     """Frames/s on 360x480 CamVid frames: at the trained scale (the default) and at 360."""
     from tlcv.runs import load_run
-    from tlcv.segmentation.inference import class_scores, read_image
+    from tlcv.tasks.segmentation.inference import class_scores, read_image
 
     run = load_run(run_dir)
     model = run.model()

@@ -12,8 +12,8 @@ from PIL import Image
 from test_cli import tlcv
 
 from conftest import DATA, MOBILENET_V2, kill_after_first_checkpoint, tlcv_torchrun
-from tlcv.detection.data import discover_detection, split_items
 from tlcv.errors import TlcvError
+from tlcv.tasks.detection.data import discover_detection, split_items
 
 GTSDB = DATA / "gtsdb" / "train"
 SUPER = {
@@ -140,7 +140,7 @@ def test_map_against_a_hand_computed_case():
     """One class, two true boxes; three detections: a hit (0.9), a miss (0.8), a hit (0.7).
     Precision-recall points: (0.5, 1.0), (0.5, 0.5), (1.0, 0.667): COCO's 101-point
     interpolated AP@0.5 = (51 * 1.0 + 50 * 0.667) / 101."""
-    from tlcv.detection.objective import box_metric
+    from tlcv.tasks.detection.objective import box_metric
 
     metric = box_metric(class_metrics=True)
     truth = {
@@ -160,7 +160,7 @@ def test_map_against_a_hand_computed_case():
 
 def test_every_registered_detector_trains_and_predicts():
     from tlcv.backbones import create_backbone
-    from tlcv.detection.model import DETECTORS, build_model
+    from tlcv.tasks.detection.model import DETECTORS, build_model
 
     backbone = create_backbone("mobilenet_v2", "none")
     image = torch.rand(3, 96, 128)
@@ -184,8 +184,8 @@ def test_every_registered_detector_trains_and_predicts():
 def test_object_crop_keeps_the_chosen_object_inside_the_window():
     from torchvision import tv_tensors
 
-    from tlcv.detection.loading import ObjectCrop
     from tlcv.engine.seeding import seeded
+    from tlcv.tasks.detection.loading import ObjectCrop
 
     image = tv_tensors.Image(torch.zeros(3, 400, 680, dtype=torch.uint8))
     boxes = tv_tensors.BoundingBoxes(
@@ -210,9 +210,9 @@ def test_torchvision_coco_detectors_load_into_the_same_layout(tmp_path, detector
     import torchvision
 
     from tlcv.backbones import create_backbone
-    from tlcv.detection.coco import COCO_MODELS, load_coco
-    from tlcv.detection.model import PROPOSALS, build_model
     from tlcv.errors import TlcvError
+    from tlcv.tasks.detection.coco import COCO_MODELS, load_coco
+    from tlcv.tasks.detection.model import PROPOSALS, build_model
 
     name = COCO_MODELS[detector][0]
     sizes = dict(min_size=128, max_size=224)
@@ -252,8 +252,8 @@ def test_torchvision_coco_detectors_load_into_the_same_layout(tmp_path, detector
 
 
 def test_detector_choices_match_the_registry():
-    from tlcv.config import DETECTORS as CHOICES
-    from tlcv.detection.model import DETECTORS
+    from tlcv.tasks.detection.model import DETECTORS
+    from tlcv.tasks.detection.options import DETECTORS as CHOICES
 
     assert sorted(DETECTORS.names()) == sorted(CHOICES)
 

@@ -12,7 +12,7 @@ from tlcv.experiments import EXPERIMENTS
 from tlcv.heads.classifiers import CLASSIFIERS
 from tlcv.models import MODEL_KINDS
 from tlcv.registry import Registry
-from tlcv.strategies import STRATEGIES
+from tlcv.tasks.classification import STRATEGIES
 
 NEEDS_SHARED = False
 

@@ -21,8 +21,8 @@ from conftest import (
     tlcv_torchrun,
 )
 from tlcv.errors import TlcvError
-from tlcv.segmentation.data import IGNORE, discover_segmentation, split_pairs
-from tlcv.segmentation.metrics import PixelMetrics
+from tlcv.tasks.segmentation.data import IGNORE, discover_segmentation, split_pairs
+from tlcv.tasks.segmentation.metrics import PixelMetrics
 
 CAMVID = DATA / "camvid"
 COLOURS = {"sky": (128, 128, 128), "road": (128, 64, 128), "void": (0, 0, 0)}
@@ -152,7 +152,7 @@ def test_unknown_colour_is_named(tmp_path):
 
 def test_every_registered_decoder_builds_and_keeps_the_input_size():
     from tlcv.backbones import create_backbone
-    from tlcv.segmentation.model import DECODERS, build_model
+    from tlcv.tasks.segmentation.model import DECODERS, build_model
 
     backbone = create_backbone("mobilenet_v2", "none")
     for name in DECODERS.names():
@@ -163,8 +163,8 @@ def test_every_registered_decoder_builds_and_keeps_the_input_size():
 
 
 def test_decoder_choices_match_the_registry():
-    from tlcv.config import DECODERS as CHOICES
-    from tlcv.segmentation.model import DECODERS
+    from tlcv.tasks.segmentation.model import DECODERS
+    from tlcv.tasks.segmentation.options import DECODERS as CHOICES
 
     assert sorted(DECODERS.names()) == sorted(CHOICES)
 
@@ -172,7 +172,7 @@ def test_decoder_choices_match_the_registry():
 @pytest.mark.parametrize("strategy", ["finetune", "features", "scratch"])
 def test_every_strategy_learns_the_synthetic_scenes(tmp_path, index_data, strategy):
     from tlcv import api
-    from tlcv.strategies import SEGMENTATION_STRATEGIES
+    from tlcv.tasks.segmentation import STRATEGIES as SEGMENTATION_STRATEGIES
 
     assert strategy in SEGMENTATION_STRATEGIES.names()
     run = api.train(

@@ -28,11 +28,9 @@ def _dispatch(cfg: TrainConfig, progress: bool) -> Run | None:
     """The task (asked for, or what the data holds) picks the strategy's trainer."""
     from .tasks import task_for_data
 
-    requested = cfg.task or ("clip-classification" if cfg.temporal else None)
-    task = task_for_data(cfg.data, requested)
+    task = task_for_data(cfg.data, cfg.task, cfg)
     cfg.task = task.name
-    if task.name == "clip-classification" and cfg.temporal is None:
-        cfg.temporal = "lstm"
+    task.prepare(cfg)
     return task.strategies.get(cfg.strategy)(cfg, progress=progress)
 
 

@@ -26,7 +26,7 @@ from .cli_common import (
 )
 from .cli_experiment import experiment as experiment_command
 from .cli_experiment import report as report_command
-from .cli_options import config_command, keyword, positional
+from .cli_options import TaskHelpCommand, config_command, keyword, positional
 from .config import (
     EvaluateConfig,
     ExplainConfig,
@@ -193,7 +193,7 @@ def _task_names() -> list[str]:
     return TASKS.names()
 
 
-@app.command("train")
+@app.command("train", cls=TaskHelpCommand)
 @config_command(TrainConfig, extra=[keyword("config", ConfigOpt)], names={"task": _task_names})
 def train(ctx: typer.Context, given: dict, config: Path | None = None) -> None:
     """Train a classifier on an image folder and write a self-contained run folder.

@@ -11,8 +11,41 @@ from dataclasses import MISSING, fields
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
-from .config import choices_of
+from .options import choices_of
+
+TASK_PANEL = "(--task "  # a task's options panel ends "(--task NAME)" (tasks/<name>/options.py)
+
+
+class TaskHelpCommand(TyperCommand):
+    """`tlcv train --task NAME --help` lists the shared options and NAME's only; without
+    --task, every task's options, each task in its own panel."""
+
+    def parse_args(self, ctx, args):  # noqa: ANN001 - click's signature
+        ctx.meta["tlcv_task"] = _task_named(args)  # before --help's eager callback runs
+        return super().parse_args(ctx, args)
+
+    def get_params(self, ctx):  # noqa: ANN001
+        params = super().get_params(ctx)
+        task = ctx.meta.get("tlcv_task")
+        if not task:
+            return params
+        own = f"{TASK_PANEL}{task})"
+        return [
+            p for p in params
+            if TASK_PANEL not in (getattr(p, "rich_help_panel", None) or "")
+            or own in p.rich_help_panel
+        ]  # fmt: skip
+
+
+def _task_named(args: list[str]) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == "--task" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--task="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def config_parameters(
@@ -43,7 +76,10 @@ def config_parameters(
             help_text += f" Choices: {', '.join(allowed)}."
         help_text = help_text.replace("[", "\\[")  # rich would read "[default: x]" as markup
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-        annotation = Annotated[kind, typer.Option(flag, help=help_text, show_default=True)]
+        panel = f.metadata.get("panel")
+        annotation = Annotated[
+            kind, typer.Option(flag, help=help_text, show_default=True, rich_help_panel=panel)
+        ]
         params.append(
             inspect.Parameter(
                 f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation

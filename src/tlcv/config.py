@@ -6,7 +6,7 @@ the same keys (``image-size`` or ``image_size``). Torch-free: the CLI imports it
 
 from __future__ import annotations
 
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import yaml
 
 from .catalog import DEFAULT_BACKBONE
 from .errors import TlcvError
+from .options import Validated, option
 
 # Choices of the options that take one of a fixed set (the modules that act on them import
 # these names from here).
@@ -21,87 +22,11 @@ AUGMENTS = ("none", "light", "strong")
 UNFREEZE_MODES = ("all", "gradual")
 BN_MODES = ("train", "frozen")
 OPTIMIZERS = ("adamw", "sgd")
-TEMPORAL_HEADS = ("lstm", "gru", "bilstm", "bigru", "mean", "frame")
-SAMPLINGS = ("uniform", "random", "stride")
-FRAME_PICKS = ("middle", "first")
 ADAPT_MODES = ("frozen", "full")
 # the validators (adaptation/validators, one file each) + "last"
 SELECTIONS = ("source-val", "entropy", "im", "bnm", "snd", "dev", "last")
 FALLBACKS = ("none", "source-only")
-DECODERS = ("unet", "fpn", "lraspp")  # segmentation/model.py registers one builder each
-CLASS_WEIGHTINGS = ("none", "median-frequency")
-# detection/model.py registers one builder each
-DETECTORS = ("fasterrcnn", "retinanet", "fcos", "ssdlite")
 EXPLAIN_METHODS = ("gradcam", "guided-gradcam", "integrated-gradients")  # interpret/EXPLAINERS
-
-
-def option(
-    default: Any = MISSING,
-    help: str = "",  # noqa: A002 - the word typer and click use
-    *,
-    choices: tuple[str, ...] | None = None,
-    flag: str | None = None,
-    cli: bool = True,
-) -> Any:
-    """A config field with what the CLI and validation need: ``choices`` the allowed values;
-    ``flag`` overrides the flag spelling (e.g.
-    "--plots/--no-plots"); ``cli=False`` keeps a field out of the command line."""
-    metadata = {"help": help, "choices": choices, "flag": flag, "cli": cli}
-    return field(default=default, metadata=metadata)
-
-
-def choices_of(f: Field) -> list[str] | None:
-    found = f.metadata.get("choices")
-    return None if found is None else list(found)
-
-
-class _Validated:
-    """``validate()``: every field with choices holds one of them (None: not chosen)."""
-
-    def validate(self) -> None:
-        for f in fields(self):  # type: ignore[arg-type]
-            allowed = choices_of(f)
-            value = getattr(self, f.name)
-            if allowed is not None and value is not None and value not in allowed:
-                flag = "--" + f.name.replace("_", "-")
-                raise TlcvError(
-                    f"unknown {flag} {value!r}", hint=f"choose one of: {', '.join(allowed)}"
-                )
-
-    def to_dict(self) -> dict:
-        return asdict(self)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_options(cls, **values: Any):
-        """A validated config from keyword options; unknown names are one clear error."""
-        valid = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(values) - valid)
-        if unknown:
-            raise TlcvError(
-                f"unknown option(s): {', '.join(unknown)}",
-                hint=f"valid: {', '.join(sorted(valid))}",
-            )
-        config = cls(**values)
-        config.validate()
-        return config
-
-    @classmethod
-    def resumed(cls, run_dir: Path, saved: dict, changed: dict | None = None):
-        """The saved config of an interrupted run, writing where it is pointed (``run_dir``:
-        a copied run folder never rewrites its original). An option in ``changed`` that
-        differs from the saved value is refused: a resumed run must be the run it claims."""
-        valid = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        changed = {k: v for k, v in (changed or {}).items() if k in valid and k != "resume"}
-        differ = sorted(k for k, v in changed.items() if saved.get(k) != v)
-        if differ:
-            detail = ", ".join(f"{k}: saved {saved.get(k)!r}, now {changed[k]!r}" for k in differ)
-            raise TlcvError(
-                f"refusing to resume with a changed configuration ({detail})",
-                hint="drop those flags to resume as saved, or start a new run",
-            )
-        config = cls(**{k: v for k, v in saved.items() if k in valid})
-        config.out = config.resume = str(run_dir)  # type: ignore[attr-defined]
-        return config
 
 
 # Options `train` and `adapt` share mean one thing: declared here once, used by both.
@@ -111,7 +36,12 @@ _SHARED: dict[str, tuple] = {  # name: (default, help[, flag])
         "imagenet",
         "'imagenet' (default source), 'none' (random) or a .pth/.pt/.safetensors file.",
     ),
-    "image_size": (None, "Input size in pixels (default: the backbone's own)."),
+    "image_size": (
+        None,
+        "The short side, in pixels, of what the network sees: an N x N centre crop for image "
+        "and clip classification (default: the backbone's own), whole images scaled to it for "
+        "segmentation and detection (default 256 and 800).",
+    ),
     "seed": (0, "Seed for splits, subsets, training."),
     "num_workers": (None, "Decoding processes [default: by CPU count]."),
     "cache": (None, "Feature cache folder [default: $TLCV_CACHE or ~/.cache/tlcv/features]."),
@@ -134,7 +64,10 @@ def shared(name: str) -> Any:
 
 
 @dataclass
-class TrainConfig(_Validated):
+class SharedTrainOptions(Validated):
+    """The options of `tlcv train` every task takes; each task adds its own dataclass
+    (``Task.options``, in its package) and TrainConfig is all of them together."""
+
     data: str = option(
         help="Image folder (CLASS/*.jpg, optional train/ val/ test/), CSV manifest, .npz, or "
         "clips (video files / frame folders per class)."
@@ -190,103 +123,28 @@ class TrainConfig(_Validated):
     lr_find: bool = option(False, "Pick --lr with the learning-rate finder first.")
     deterministic: bool = option(False, "Force torch's deterministic kernels (slower).")
     resume: str | None = option(None, "Continue an interrupted run from its last finished epoch.")
-    # --- clips (video files or frame folders) ---
-    temporal: str | None = option(
-        None,
-        "Clips: lstm, gru, bilstm, bigru, mean or frame (single-frame baseline). "
-        "[default for video data: lstm]",
-        choices=TEMPORAL_HEADS,
-    )
-    frames: int = option(16, "Clips: frames per clip (T).")
-    # Training windows: random (T consecutive frames at a new place each epoch; measured better
-    # on whole tracks and prefixes, docs/benchmarks.md) | uniform | stride. Evaluation always
-    # spreads T frames uniformly.
-    sampling: str = option(
-        "random",
-        "Clips, training: random (a window of T consecutive frames, moved each epoch), "
-        "uniform (T frames spread over the clip) or stride. Evaluation spreads T frames.",
-        choices=SAMPLINGS,
-    )
-    stride: int = option(1, "Clips: step for --sampling stride.")
-    hidden: int = option(256, "Clips: RNN hidden size.")
-    rnn_layers: int = option(1, "Clips: RNN layers.")
     dropout: float = option(0.2, "Dropout before the new head's output layer.")
-    frame_pick: str = option(
-        "middle", "Clips, --temporal frame: middle or first frame.", choices=FRAME_PICKS
-    )
-    # --- segmentation (images/ + masks/ folders, or an image,mask CSV) ---
-    decoder: str = option(
-        "fpn",
-        "Segmentation: unet, fpn (smp) or lraspp (torchvision) decoder on the backbone's "
-        "pyramid. --image-size is the short side images are seen at [default 256].",
-        choices=DECODERS,
-    )
-    ignore_index: int = option(
-        255, "Segmentation: mask value of void pixels (ignored), besides rows named void."
-    )
-    class_weighting: str = option(
-        "none",
-        "Segmentation: none or median-frequency (SegNet's class-balanced cross-entropy).",
-        choices=CLASS_WEIGHTINGS,
-    )
-    dice: bool = option(False, "Segmentation: add a Dice loss to the cross-entropy.")
     max_images: int | None = option(
-        None, "Segmentation / detection: use at most N training images (the few-shot budget)."
-    )
-    # --- detection (a box list, Pascal VOC, COCO JSON or YOLO labels) ---
-    detector: str = option(
-        "fasterrcnn",
-        "Detection: fasterrcnn (FPN), retinanet, fcos or ssdlite (torchvision) on the backbone's "
-        "pyramid. --image-size is the short side images are seen at [default 800].",
-        choices=DETECTORS,
-    )
-    anchor_sizes: str = option(
-        "16,32,64,128,256", "Detection: anchor size (px) per pyramid level, smallest first."
-    )
-    detector_weights: str | None = option(
-        None,
-        "Detection: start the whole detector (encoder, FPN, heads) from torchvision's "
-        "COCO-trained weights: coco (downloaded once, then cached) or FILE (that model's "
-        "state dict); fasterrcnn, retinanet or fcos with --backbone resnet50; the class layers "
-        "are re-sized to your classes. Otherwise only the encoder is pretrained (--weights).",
-    )
-    train_crop: int | None = option(
-        None,
-        "Detection: train on N x N crops of each scene at the --image-size scale (half of them "
-        "around an object), so small objects keep their pixels at a fraction of the cost; "
-        "validation and prediction see whole images.",
-    )
-    fpn_channels: int = option(
-        256, "Detection: width of the feature pyramid and heads (128 or 96: faster on CPUs)."
-    )
-    class_map: str | None = option(
-        None, "Detection: CSV from,to mapping class ids/names to coarser classes (empty: drop)."
+        None, "Use at most N training images (the few-shot budget of tasks that count images)."
     )
 
-    def validate(self) -> None:
-        super().validate()
-        if self.frames < 1:
-            raise TlcvError("--frames must be at least 1")
+    def check(self) -> None:
         if self.max_images is not None and self.max_images < 1:
             raise TlcvError("--max-images must be at least 1")
-        if self.train_crop is not None and self.train_crop < 32:
-            raise TlcvError("--train-crop must be at least 32 pixels")
-        if self.detector == "ssdlite" and self.batch_size < 2:
-            raise TlcvError(
-                "ssdlite needs --batch-size 2 or more: its smallest maps are 1 x 1, and "
-                "batch norm needs two values a channel"
-            )
-        if self.train_crop is not None and self.detector == "ssdlite":
-            raise TlcvError(
-                "--train-crop does not suit ssdlite: its default boxes are fractions of its "
-                "fixed input, so crops would teach other sizes; train it on whole images"
-            )
-        if self.fpn_channels < 32 or self.fpn_channels % 32:
-            raise TlcvError("--fpn-channels: a multiple of 32 (FCOS normalises in 32 groups)")
+
+
+def _task_options() -> tuple[type, ...]:
+    """Each registered task's options dataclass (tasks are torch-free until trained)."""
+    from .tasks import TASKS
+
+    return tuple(cls.options for _, cls in reversed(TASKS.items()) if cls.options is not None)
 
 
 @dataclass
-class AdaptConfig(_Validated):
+class TrainConfig(*_task_options(), SharedTrainOptions):
+    """Every option of `tlcv train`: the shared ones first, then each task's."""
+@dataclass
+class AdaptConfig(Validated):
     source: str = option(help="Labelled source images (CLASS/ folders).")
     target: str = option(
         help="Target images. Class folders optional; their labels are read only for the "
@@ -383,7 +241,7 @@ def _window() -> Any:
 
 
 @dataclass
-class ExtractConfig(_Validated):
+class ExtractConfig(Validated):
     data: str = option(
         help="Image folder (CLASS/*.jpg, optional train/ val/ test/), CSV manifest or .npz."
     )
@@ -399,7 +257,7 @@ class ExtractConfig(_Validated):
 
 
 @dataclass
-class EvaluateConfig(_Validated):
+class EvaluateConfig(Validated):
     data: str = option(
         help="Labelled data to score, in any layout `tlcv train` takes for the run's task."
     )
@@ -421,7 +279,7 @@ class EvaluateConfig(_Validated):
 
 
 @dataclass
-class PredictConfig(_Validated):
+class PredictConfig(Validated):
     top_k: int = option(5, "Classes per image.")
     format: str = option("csv", "csv or json.", choices=("csv", "json"))
     output: str | None = option(None, "Write to a file instead of stdout.")
@@ -452,7 +310,7 @@ class PredictConfig(_Validated):
 
 # --- after training: explain, serve, export ---
 @dataclass
-class ExplainConfig(_Validated):
+class ExplainConfig(Validated):
     out: str = option(help="Folder for the PNGs.")
     method: str = option("gradcam", "How the maps are computed.", choices=EXPLAIN_METHODS)
     target: str | None = option(None, "Class the maps are for [default: each image's top class].")
@@ -460,7 +318,7 @@ class ExplainConfig(_Validated):
 
 
 @dataclass
-class ServeConfig(_Validated):
+class ServeConfig(Validated):
     host: str = option(
         "127.0.0.1",
         "Address to bind; anything but 127.0.0.1 is reachable from other machines (no "
@@ -472,7 +330,7 @@ class ServeConfig(_Validated):
 
 
 @dataclass
-class ExportConfig(_Validated):
+class ExportConfig(Validated):
     format: str = option("onnx", "Export format (onnx, the only one so far).", choices=("onnx",))
     out: str | None = option(None, "ONNX file [default: RUN/export/model.onnx].")
     int8: bool = option(

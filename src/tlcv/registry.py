@@ -95,6 +95,15 @@ def import_submodules(package: str, path: list[str]) -> Callable[[], None]:
     return load
 
 
+def import_module_later(name: str) -> Callable[[], None]:
+    """A ``load`` that imports one module (a task's strategies) the first time it is asked."""
+
+    def load() -> None:
+        importlib.import_module(name)
+
+    return load
+
+
 def declared_names(folder: str | Path, decorator: str) -> list[str]:
     """Names registered with ``@decorator("name")`` in the modules of ``folder``, read from
     their source without importing them: help text that needs no torch. tests/test_registry.py

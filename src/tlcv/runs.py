@@ -200,9 +200,9 @@ class Run:
             ) from exc
 
     def _build(self, tensors: dict) -> nn.Module:
-        from .models import DEFAULT_KIND, MODEL_KINDS
+        from .models import MODEL_KINDS, default_kind
 
-        kind = self.info.get("task") or DEFAULT_KIND
+        kind = self.info.get("task") or default_kind()
         if kind not in MODEL_KINDS:
             raise TlcvError(
                 f"{self.path / 'model.json'} holds a {kind!r} model, which this tlcv cannot "

@@ -36,11 +36,11 @@ def parse_shots(text: str) -> list[int | None]:
 
 def parse_strategies(text: str | list[str], registry=None) -> list[str]:
     """Names checked against ``registry`` (a task's strategies; default: classification's)."""
-    from ..strategies import STRATEGIES
+    from ..tasks import DEFAULT_TASK, get_task
 
     names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
     for name in names:
-        (registry or STRATEGIES).get(name)  # a clear error listing the valid ones
+        (registry or get_task(DEFAULT_TASK).strategies).get(name)  # an unknown one: listed
     if not names:
         raise TlcvError("--strategies is empty", hint="e.g. features,finetune,scratch,classical")
     return names

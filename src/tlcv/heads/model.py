@@ -1,5 +1,6 @@
-"""The two models image and clip classification runs hold, and how a run folder rebuilds them
-(model kinds ``classification`` and ``sequence``, tlcv/models.py)."""
+"""ClassifierModel: a backbone and a head, images -> class scores. The model image
+classification and domain adaptation train; the classification task registers how a run folder
+rebuilds it (tasks/classification/model.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,6 @@ import torch
 from torch import nn
 
 from ..backbones import Backbone
-from ..models import register_model_kind
-from .classifiers import head_from_state
-from .temporal import TemporalHead
 
 
 class ClassifierModel(nn.Module):
@@ -25,29 +23,3 @@ class ClassifierModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images))
-
-
-class SequenceModel(nn.Module):
-    """Per-frame backbone + temporal head: clips -> class scores, and scores per step."""
-
-    def __init__(self, backbone: Backbone, head: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.head(feats, lengths)
-
-
-@register_model_kind("classification")
-def rebuild_classifier(backbone: Backbone, spec: dict, head_state: dict) -> ClassifierModel:
-    return ClassifierModel(backbone, head_from_state(spec, head_state)).eval()
-
-
-@register_model_kind("sequence")
-def rebuild_sequence(backbone: Backbone, spec: dict, head_state: dict) -> SequenceModel:
-    options = {k: v for k, v in spec.items() if k not in ("type", "kind", "in_features")}
-    classes = options.pop("num_classes")
-    head = TemporalHead(spec["kind"], spec["in_features"], classes, **options)
-    head.load_state_dict(head_state, strict=True)
-    return SequenceModel(backbone, head.eval()).eval()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..config import FRAME_PICKS, TEMPORAL_HEADS  # declared with the options
+from ..tasks.clips.options import FRAME_PICKS, TEMPORAL_HEADS  # declared with the options
 
 
 class TemporalHead(nn.Module):

@@ -127,7 +127,7 @@ class Server:
         }
 
     def _segment(self, image: Image.Image) -> dict:
-        from ..segmentation.inference import class_scores, overlay, palette
+        from ..tasks.segmentation.inference import class_scores, overlay, palette
 
         pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
         with self.lock:
@@ -150,7 +150,7 @@ class Server:
 
     def _detect(self, image: Image.Image, threshold: float = 0.5) -> tuple[dict, bytes]:
         """Objects above ``threshold`` (as bars: one per object) and the drawn image."""
-        from ..detection.evaluate import detect, draw
+        from ..tasks.detection.evaluate import detect, draw
 
         pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
         with self.lock:

@@ -6,8 +6,12 @@ API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per 
 
   name, description       shown by `tlcv train --help` and in errors
   strategies              a Registry of trainers for this task: (TrainConfig, progress) -> Run
+  options                 a dataclass of the options only this task takes (TrainConfig is the
+                          shared options plus every task's; --help groups them by task)
   claims(data)            True when ``data`` is this task's kind (auto-detection when --task
                           is not given; classification, the default, is asked last)
+  chosen_by(cfg)          True when an option only this task takes picks it (--temporal)
+  prepare(cfg)            the task's defaults that depend on others, before training
   discover(data, strict)  labelled examples found on disk -> data.Source (items per split)
   collect(paths)          unlabelled inputs for predict (files and folders as given)
   score(run, items, ...)  class probabilities of the readable inputs (inference.Scored)
@@ -27,7 +31,7 @@ API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..registry import Registry, import_submodules
 
@@ -42,6 +46,7 @@ class Task:
     description: ClassVar[str] = ""
     run_tags: ClassVar[tuple[str, ...]] = ()
     strategies: ClassVar[Registry]
+    options: ClassVar[type | None] = None
     budget_option: ClassVar[str] = "per_class"
     budget_label: ClassVar[str] = "labelled training images per class"
     score_metric: ClassVar[str] = "accuracy"
@@ -69,6 +74,12 @@ class Task:
 
     def claims(self, data: str | Path) -> bool:
         return False
+
+    def chosen_by(self, cfg: Any) -> bool:  # a TrainConfig (config.py imports tasks)
+        return False
+
+    def prepare(self, cfg: Any) -> None:
+        """Fill the task's defaults that depend on the data or other options."""
 
     def discover(self, data: str | Path, strict: bool) -> Source:
         raise NotImplementedError
@@ -110,10 +121,17 @@ def get_task(name: str) -> Task:
     return TASKS.get(name)()
 
 
-def task_for_data(data: str | Path, requested: str | None = None) -> Task:
-    """The task asked for, or the one that claims ``data`` (the default task last)."""
+def task_for_data(
+    data: str | Path, requested: str | None = None, cfg: Any = None
+) -> Task:
+    """The task asked for, the one an option of its own picks, or the one that claims
+    ``data`` (the default task last)."""
     if requested:
         return get_task(requested)
+    if cfg is not None:
+        for name in TASKS.names():
+            if get_task(name).chosen_by(cfg):
+                return get_task(name)
     for name in [n for n in TASKS.names() if n != DEFAULT_TASK]:
         task = get_task(name)
         if task.claims(data):

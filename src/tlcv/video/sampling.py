@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import SAMPLINGS  # declared with the options
+from ..tasks.clips.options import SAMPLINGS  # declared with the options
 
 
 def sample_indices(

@@ -7,18 +7,18 @@ import logging
 import numpy as np
 import torch
 
-from ..backbones import create_backbone, get_backbone_spec
-from ..config import TrainConfig
-from ..data import ImageItem, discover, make_splits
-from ..engine.lifecycle import Outcome, RunLifecycle
-from ..errors import TlcvError
-from ..evaluation import classification_metrics
-from ..features import extract_features
-from ..heads import get_classifier
-from ..heads.model import ClassifierModel
-from ..runs import Run
-from . import register_strategy
-from .common import resolved_config, split_options
+from ....backbones import create_backbone, get_backbone_spec
+from ....config import TrainConfig
+from ....data import ImageItem, discover, make_splits
+from ....engine.lifecycle import Outcome, RunLifecycle
+from ....errors import TlcvError
+from ....evaluation import classification_metrics
+from ....features import extract_features
+from ....heads import get_classifier
+from ....heads.model import ClassifierModel
+from ....runs import Run
+from ....strategies.common import resolved_config, split_options
+from .. import STRATEGIES
 
 log = logging.getLogger("tlcv")
 
@@ -39,7 +39,7 @@ def score(head: torch.nn.Module, X: np.ndarray, labels: list[str], classes: list
     return classification_metrics(np.array([lookup[lab] for lab in labels]), pred, classes)
 
 
-@register_strategy("features")
+@STRATEGIES.register("features")
 def train_features(cfg: TrainConfig, progress: bool = False) -> Run | None:
     return fit_on_features(cfg, progress, strategy="features")
 

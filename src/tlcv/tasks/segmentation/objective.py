@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from ..engine.module import Objective
+from ...engine.module import Objective
 from .data import IGNORE
 
 

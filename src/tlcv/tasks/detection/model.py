@@ -17,11 +17,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..backbones import Backbone
-from ..backbones.pyramid import STRIDES, PyramidTap, find_taps
-from ..errors import TlcvError
-from ..models import register_model_kind
-from ..registry import Registry
+from ...backbones import Backbone
+from ...backbones.pyramid import STRIDES, PyramidTap, find_taps
+from ...errors import TlcvError
+from ...models import register_model_kind
+from ...registry import Registry
 
 DETECTORS: Registry[Callable[..., nn.Module]] = Registry("detector")
 FPN_CHANNELS = 256  # torchvision's width; spec["fpn_channels"] narrows it (CPU budgets)

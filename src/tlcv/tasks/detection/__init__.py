@@ -6,9 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from ..registry import Registry
-from ..strategies import DETECTION_STRATEGIES
-from . import TASKS, Task
+from ...registry import Registry, import_module_later
+from .. import TASKS, Task
+from .options import DetectionOptions
+
+# (TrainConfig, progress) -> Run, one per transfer kind; loaded on first use (they import torch)
+STRATEGIES: Registry = Registry(
+    "detection strategy", load=import_module_later(f"{__name__}.strategies")
+)
 
 
 @TASKS.register("detection")
@@ -16,7 +21,8 @@ class Detection(Task):
     name = "detection"
     description = "boxes around objects, with their class"
     run_tags = ("detection",)
-    strategies: ClassVar[Registry] = DETECTION_STRATEGIES
+    strategies: ClassVar[Registry] = STRATEGIES
+    options = DetectionOptions
     budget_option = "max_images"  # --shots counts images
     budget_label = "labelled training images"
     score_metric = "map50"
@@ -29,27 +35,27 @@ class Detection(Task):
     evaluation_files = (("precision-recall", "pr_png"),)
 
     def claims(self, data: str | Path) -> bool:
-        from ..detection.data import is_detection_data
+        from .data import is_detection_data
 
         return is_detection_data(data)
 
     def discover(self, data, strict):
-        from ..detection.data import discover_detection
+        from .data import discover_detection
 
         return discover_detection(data, strict=strict)
 
     def collect(self, paths):
-        from ..inference import collect_images
+        from ...inference import collect_images
 
         return collect_images(paths)
 
     def evaluate(self, run, data, **options) -> dict:
-        from ..detection.evaluate import evaluate_detection
+        from .evaluate import evaluate_detection
 
         return evaluate_detection(run, data, **options)
 
     def predict(self, run, paths, **options) -> list[dict]:
-        from ..detection.evaluate import predict_detection
+        from .evaluate import predict_detection
 
         return predict_detection(run, paths, **options)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..backbones.weights import _download, hub_checkpoint_dir, read_state_dict
-from ..errors import TlcvError
+from ...backbones.weights import _download, hub_checkpoint_dir, read_state_dict
+from ...errors import TlcvError
 
 BACKBONE = "resnet50"
 # tlcv detector -> (torchvision's COCO-trained model of the same layout, its weights enum)

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbones import Backbone
-from ..backbones.pyramid import PyramidTap, find_taps
-from ..models import register_model_kind
-from ..registry import Registry
+from ...backbones import Backbone
+from ...backbones.pyramid import PyramidTap, find_taps
+from ...models import register_model_kind
+from ...registry import Registry
 
 DECODERS: Registry[Callable[[list[int], int], nn.Module]] = Registry("decoder")
 

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data import open_rgb
-from ..errors import BadImageError, TlcvError
-from ..io import write_bytes, write_json, write_text
+from ...data import open_rgb
+from ...errors import BadImageError, TlcvError
+from ...io import write_bytes, write_json, write_text
 from .data import DetItem
 from .objective import as_float, box_metric
 
@@ -140,8 +140,8 @@ def evaluate_detection(
 ) -> dict:
     """mAP@0.5 / @[.5:.95], recall, per-class AP over every labelled image under ``data``;
     writes metrics.json, per_class.csv, pr_curve.png and drawn/ to ``out``."""
-    from ..features.extract import resolve_device
-    from ..runs import rows_to_csv
+    from ...features.extract import resolve_device
+    from ...runs import rows_to_csv
     from .data import discover_detection
 
     source = discover_detection(data, strict=strict, class_map=run.config.get("class_map"))
@@ -204,8 +204,8 @@ def predict_detection(
 ) -> list[dict]:
     """Boxes (x1, y1, x2, y2 in the image's pixels), class and score of each object found
     above ``score_threshold``, and a drawn PNG per image in ``out`` (default RUN/predictions)."""
-    from ..features.extract import resolve_device
-    from ..inference import collect_images
+    from ...features.extract import resolve_device
+    from ...inference import collect_images
 
     items = collect_images(paths)
     if not items:

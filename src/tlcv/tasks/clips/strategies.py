@@ -5,31 +5,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backbones import create_backbone, get_backbone_spec, state_fingerprint
-from ..config import TrainConfig
-from ..data import make_splits
-from ..engine import Recipe, TransferModule
-from ..engine.lifecycle import Outcome, RunLifecycle
-from ..engine.sequences import (
+from ...backbones import create_backbone, get_backbone_spec, state_fingerprint
+from ...config import TrainConfig
+from ...data import make_splits
+from ...engine import Recipe, TransferModule
+from ...engine.lifecycle import Outcome, RunLifecycle
+from ...engine.sequences import (
     ClipObjective,
     SequenceObjective,
     clip_logits,
     feature_loaders,
     frame_loaders,
 )
-from ..errors import TlcvError
-from ..evaluation import classification_metrics
-from ..features.clips import clip_notes, extract_clip_features
-from ..heads import TemporalHead
-from ..heads.model import SequenceModel
-from ..runs import Run
-from ..video import discover_clips
-from . import CLIP_STRATEGIES
-from .common import engine_options, resolved_config, split_options
+from ...errors import TlcvError
+from ...evaluation import classification_metrics
+from ...features.clips import clip_notes, extract_clip_features
+from ...heads import TemporalHead
+from ...runs import Run
+from ...strategies.common import engine_options, resolved_config, split_options
+from ...video import discover_clips
+from . import STRATEGIES
+from .model import SequenceModel
 
 
-@CLIP_STRATEGIES.register("features")
-@CLIP_STRATEGIES.register("finetune")
+@STRATEGIES.register("features")
+@STRATEGIES.register("finetune")
 def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
     """features: frozen per-frame CNN (features cached) + a trained temporal head;
     finetune: the CNN trains too, on clips decoded every epoch."""
@@ -81,7 +81,8 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
         module = TransferModule(head, len(classes), recipe, objective)
     life.begin(
         cfg.to_dict(),
-        resolved_config(backbone, splits, cfg.strategy, task="sequence", n_train=len(train_seq),
+        resolved_config(backbone, splits, cfg.strategy, task="clip-classification",
+                        n_train=len(train_seq),
                         n_val=len(val_seq)),
     )  # fmt: skip
     trained = life.train(
@@ -116,7 +117,7 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
     }
     info = {
         "strategy": cfg.strategy,
-        "task": "sequence",
+        "task": "clip-classification",
         "frames": cfg.frames,
         "sampling": cfg.sampling,
         "temporal": cfg.temporal,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.module import Objective
+from ...engine.module import Objective
 
 
 def box_metric(class_metrics: bool = False, sync: bool = True):

@@ -6,9 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from ..registry import Registry
-from ..strategies import SEGMENTATION_STRATEGIES
-from . import TASKS, Task
+from ...registry import Registry, import_module_later
+from .. import TASKS, Task
+from .options import SegmentationOptions
+
+# (TrainConfig, progress) -> Run, one per transfer kind; loaded on first use (they import torch)
+STRATEGIES: Registry = Registry(
+    "segmentation strategy", load=import_module_later(f"{__name__}.strategies")
+)
 
 
 @TASKS.register("segmentation")
@@ -16,7 +21,8 @@ class Segmentation(Task):
     name = "segmentation"
     description = "a class per pixel"
     run_tags = ("segmentation",)
-    strategies: ClassVar[Registry] = SEGMENTATION_STRATEGIES
+    strategies: ClassVar[Registry] = STRATEGIES
+    options = SegmentationOptions
     budget_option = "max_images"  # --shots counts images, not images per class
     budget_label = "labelled training images"
     score_metric = "miou"
@@ -33,27 +39,27 @@ class Segmentation(Task):
     evaluation_files = (("overlays", "overlays_dir"), ("confusion matrix", "confusion_png"))
 
     def claims(self, data: str | Path) -> bool:
-        from ..segmentation.data import is_segmentation_data
+        from .data import is_segmentation_data
 
         return is_segmentation_data(data)
 
     def discover(self, data, strict):
-        from ..segmentation.data import discover_segmentation
+        from .data import discover_segmentation
 
         return discover_segmentation(data, strict=strict)
 
     def collect(self, paths):
-        from ..inference import collect_images
+        from ...inference import collect_images
 
         return collect_images(paths)
 
     def evaluate(self, run, data, **options) -> dict:
-        from ..segmentation.evaluate import evaluate_segmentation
+        from .evaluate import evaluate_segmentation
 
         return evaluate_segmentation(run, data, **options)
 
     def predict(self, run, paths, **options) -> list[dict]:
-        from ..segmentation.evaluate import predict_segmentation
+        from .evaluate import predict_segmentation
 
         return predict_segmentation(run, paths, **options)
 

@@ -9,20 +9,20 @@ import lightning as L
 import torch
 from torch import nn
 
-from ..backbones import create_backbone, get_backbone_spec, state_fingerprint
-from ..config import TrainConfig
-from ..data import discover, make_splits
-from ..engine import Recipe, TransferModule, labelled_loader
-from ..engine.lifecycle import Outcome, RunLifecycle
-from ..engine.tuning import find_lr as lr_range_test
-from ..engine.tuning import predict_logits
-from ..errors import TlcvError
-from ..evaluation import classification_metrics
-from ..features.extract import resolve_device
-from ..heads.model import ClassifierModel
-from ..runs import Run
-from . import register_strategy
-from .common import engine_options, resolved_config, split_options
+from ....backbones import create_backbone, get_backbone_spec, state_fingerprint
+from ....config import TrainConfig
+from ....data import discover, make_splits
+from ....engine import Recipe, TransferModule, labelled_loader
+from ....engine.lifecycle import Outcome, RunLifecycle
+from ....engine.tuning import find_lr as lr_range_test
+from ....engine.tuning import predict_logits
+from ....errors import TlcvError
+from ....evaluation import classification_metrics
+from ....features.extract import resolve_device
+from ....heads.model import ClassifierModel
+from ....runs import Run
+from ....strategies.common import engine_options, resolved_config, split_options
+from .. import STRATEGIES
 
 
 def _check(cfg: TrainConfig) -> None:
@@ -114,11 +114,11 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
     )
 
 
-@register_strategy("finetune")
+@STRATEGIES.register("finetune")
 def train_finetune(cfg: TrainConfig, progress: bool = False) -> Run | None:
     return _train(cfg, progress, scratch=False)
 
 
-@register_strategy("scratch")
+@STRATEGIES.register("scratch")
 def train_scratch(cfg: TrainConfig, progress: bool = False) -> Run | None:
     return _train(cfg, progress, scratch=True)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.decode import IMAGE_SUFFIXES, file_identity
-from ..errors import TlcvError
+from ...data.decode import IMAGE_SUFFIXES, file_identity
+from ...errors import TlcvError
 
 IGNORE = 255  # void pixels in the masks the model trains on (uint8)
 VOID_NAMES = frozenset({"void", "unlabelled", "unlabeled", "ignore", "background-void"})

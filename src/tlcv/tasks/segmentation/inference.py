@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import normalize, open_rgb
-from ..errors import BadImageError
-from ..io import write_bytes
+from ...data import normalize, open_rgb
+from ...errors import BadImageError
+from ...io import write_bytes
 from .loading import MULTIPLE, pad_batch
 
 PALETTE_SEED = 7

@@ -7,25 +7,31 @@ from __future__ import annotations
 
 import lightning as L
 
-from ..backbones import create_backbone
-from ..config import TrainConfig
-from ..engine import Recipe, TransferModule
-from ..engine.lifecycle import Outcome, RunLifecycle
-from ..features.extract import resolve_device
-from ..runs import Run
-from . import DETECTION_STRATEGIES
-from .common import best_epoch_note, register_kinds, resolved_record, train_dense, transfer_kind
+from ...backbones import create_backbone
+from ...config import TrainConfig
+from ...engine import Recipe, TransferModule
+from ...engine.lifecycle import Outcome, RunLifecycle
+from ...features.extract import resolve_device
+from ...runs import Run
+from ...strategies.common import (
+    best_epoch_note,
+    register_kinds,
+    resolved_record,
+    train_dense,
+    transfer_kind,
+)
+from . import STRATEGIES
 
 DEFAULT_SIZE = 800  # short side; GTSDB scenes are 1360x800 with signs from 16 px
 
 
 def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
-    from ..detection.coco import check_coco_choice, load_coco
-    from ..detection.data import discover_detection, split_items
-    from ..detection.evaluate import score_items
-    from ..detection.loading import detection_loader, max_side
-    from ..detection.model import build_model, parse_anchor_sizes
-    from ..detection.objective import DetectionObjective
+    from .coco import check_coco_choice, load_coco
+    from .data import discover_detection, split_items
+    from .evaluate import score_items
+    from .loading import detection_loader, max_side
+    from .model import build_model, parse_anchor_sizes
+    from .objective import DetectionObjective
 
     cfg, notes, freeze = transfer_kind(cfg, kind)
     if cfg.detector_weights:
@@ -104,4 +110,4 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     return life.finish(Outcome(model, classes, head_spec, info, metrics, notes, skipped))
 
 
-register_kinds(DETECTION_STRATEGIES, _train, "detect")
+register_kinds(STRATEGIES, _train, "detect")

@@ -13,10 +13,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from ..data import open_rgb
-from ..data.loading import default_workers_for, lower_priority
-from ..engine.data import EpochSampler, seeded
-from ..errors import BadImageError
+from ...data import open_rgb
+from ...data.loading import default_workers_for, lower_priority
+from ...engine.data import EpochSampler, seeded
+from ...errors import BadImageError
 from .data import DetItem
 
 

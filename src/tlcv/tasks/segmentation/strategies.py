@@ -7,14 +7,20 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from ..backbones import create_backbone
-from ..config import TrainConfig
-from ..engine import Recipe, TransferModule
-from ..engine.lifecycle import Outcome, RunLifecycle
-from ..features.extract import resolve_device
-from ..runs import Run
-from . import SEGMENTATION_STRATEGIES
-from .common import best_epoch_note, register_kinds, resolved_record, train_dense, transfer_kind
+from ...backbones import create_backbone
+from ...config import TrainConfig
+from ...engine import Recipe, TransferModule
+from ...engine.lifecycle import Outcome, RunLifecycle
+from ...features.extract import resolve_device
+from ...runs import Run
+from ...strategies.common import (
+    best_epoch_note,
+    register_kinds,
+    resolved_record,
+    train_dense,
+    transfer_kind,
+)
+from . import STRATEGIES
 
 DEFAULT_SIZE = 256  # short side; CamVid frames are 360 px high
 
@@ -28,12 +34,12 @@ def _pixel_counts(items, fmt, num_classes: int) -> torch.Tensor:
 
 
 def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
-    from ..segmentation.data import IGNORE, discover_segmentation, split_pairs
-    from ..segmentation.evaluate import score_pairs, write_panels
-    from ..segmentation.inference import palette
-    from ..segmentation.loading import pair_loader
-    from ..segmentation.model import build_model
-    from ..segmentation.objective import SegmentationObjective, median_frequency_weights
+    from .data import IGNORE, discover_segmentation, split_pairs
+    from .evaluate import score_pairs, write_panels
+    from .inference import palette
+    from .loading import pair_loader
+    from .model import build_model
+    from .objective import SegmentationObjective, median_frequency_weights
 
     cfg, notes, freeze = transfer_kind(cfg, kind)
     size = cfg.image_size or DEFAULT_SIZE
@@ -99,4 +105,4 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     return life.finish(Outcome(model, classes, head_spec, info, metrics, notes, skipped))
 
 
-register_kinds(SEGMENTATION_STRATEGIES, _train, "segment")
+register_kinds(STRATEGIES, _train, "segment")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..data.decode import IMAGE_SUFFIXES, file_identity
-from ..errors import TlcvError
+from ...data.decode import IMAGE_SUFFIXES, file_identity
+from ...errors import TlcvError
 
 SPLITS = ("train", "val", "test")
 

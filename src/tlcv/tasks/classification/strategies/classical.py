@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..backbones import get_backbone_spec
-from ..config import TrainConfig
-from ..errors import TlcvError
-from ..runs import Run
-from . import register_strategy
+from ....backbones import get_backbone_spec
+from ....config import TrainConfig
+from ....errors import TlcvError
+from ....runs import Run
+from .. import STRATEGIES
 from .features import fit_on_features
 
 DEFAULT_DESCRIPTOR = "hog_color"
 LINEAR = ("svm", "logreg")
 
 
-@register_strategy("classical")
+@STRATEGIES.register("classical")
 def train_classical(cfg: TrainConfig, progress: bool = False) -> Run | None:
     descriptor = cfg.backbone
     if get_backbone_spec(descriptor).family != "classical":

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import TlcvError
-from ..io import write_bytes, write_json, write_text
+from ...errors import TlcvError
+from ...io import write_bytes, write_json, write_text
 from .data import MaskFormat, SegItem
 from .inference import class_scores, overlay, palette, safe_read, save_panel
 from .metrics import PixelMetrics
@@ -102,8 +102,8 @@ def evaluate_segmentation(
 ) -> dict:
     """mIoU, per-class IoU and accuracy, pixel accuracy over every labelled pair under
     ``data``; writes metrics.json, per_class.csv, confusion.png and overlays/ to ``out``."""
-    from ..evaluation import plot_confusion
-    from ..features.extract import resolve_device
+    from ...evaluation import plot_confusion
+    from ...features.extract import resolve_device
     from .data import discover_segmentation
 
     fmt = MaskFormat.from_dict(run.info["mask_format"])
@@ -147,7 +147,7 @@ def evaluate_segmentation(
         ),
     )
     write_json(out_dir / "metrics.json", result)
-    from ..runs import rows_to_csv
+    from ...runs import rows_to_csv
 
     write_text(out_dir / "per_class.csv", rows_to_csv(per_class_rows(result)))
     result["output_dir"] = str(out_dir)
@@ -176,8 +176,8 @@ def predict_segmentation(
 ) -> list[dict]:
     """An index-mask PNG and a colour overlay per image in ``out`` (default RUN/predictions),
     and each image's class fractions; unreadable inputs get an ``error``."""
-    from ..features.extract import resolve_device
-    from ..inference import collect_images
+    from ...features.extract import resolve_device
+    from ...inference import collect_images
 
     items = collect_images(paths)
     if not items:

@@ -1,0 +1,31 @@
+"""Options only segmentation runs take (`tlcv train --task segmentation --help` groups them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...options import Validated, option
+
+DECODERS = ("unet", "fpn", "lraspp")  # model.py registers one builder each (a test compares)
+CLASS_WEIGHTINGS = ("none", "median-frequency")
+PANEL = "Segmentation (--task segmentation)"
+
+
+@dataclass
+class SegmentationOptions(Validated):
+    decoder: str = option(
+        "fpn",
+        "unet, fpn (smp) or lraspp (torchvision) decoder on the backbone's pyramid.",
+        choices=DECODERS,
+        panel=PANEL,
+    )
+    ignore_index: int = option(
+        255, "Mask value of void pixels (ignored), besides rows named void.", panel=PANEL
+    )
+    class_weighting: str = option(
+        "none",
+        "none or median-frequency (SegNet's class-balanced cross-entropy).",
+        choices=CLASS_WEIGHTINGS,
+        panel=PANEL,
+    )
+    dice: bool = option(False, "Add a Dice loss to the cross-entropy.", panel=PANEL)

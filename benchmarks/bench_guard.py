@@ -74,7 +74,7 @@ def _dump_arrays(path: Path) -> None:
     import numpy as np
     import torch
 
-    from tlcv.adaptation import guard, pipeline
+    from tlcv.adaptation import guard, outcome, pipeline
 
     fitted = []
     real_get, real_assess = guard.get_classifier, pipeline.assess
@@ -83,13 +83,15 @@ def _dump_arrays(path: Path) -> None:
         fitted.append(real_get(*args, **kwargs))
         return fitted[-1]
 
-    def assess(cfg, trained, split, tgt_kept, logits_tgt, classes, features, domains):
-        out = real_assess(cfg, trained, split, tgt_kept, logits_tgt, classes, features, domains)
-        head, lookup = trained.model.head.eval(), {c: i for i, c in enumerate(classes)}
-        val_feats, val_kept = features(trained.model.backbone, split[1])
-        tgt_feats, _ = features(trained.model.backbone, [*tgt_kept])
-        bottleneck_t, _ = pipeline._head_outputs(head, tgt_feats)
-        _, logits_val = pipeline._head_outputs(head, val_feats)
+    def assess(context, model, tgt_kept, logits_tgt):
+        out = real_assess(context, model, tgt_kept, logits_tgt)
+        cfg, features, domains = context.cfg, context.features, context.domains
+        split, lookup = (context.train_items, context.val_items), context.lookup
+        head = model.head.eval()
+        val_feats, val_kept = features(model.backbone, split[1])
+        tgt_feats, _ = features(model.backbone, [*tgt_kept])
+        bottleneck_t, _ = outcome.head_outputs(head, tgt_feats)
+        _, logits_val = outcome.head_outputs(head, val_feats)
         reference = fitted[-1].to_head().eval()
         truth = dict(
             zip((it.identity for it in domains.target), domains.target_labels, strict=True)

@@ -118,7 +118,7 @@ def speed(args, tmp: Path, rounds: int = 2) -> dict:
 
     def parts():
         backbone = create_backbone("mobilenet_v2", _weights(args, "mobilenet_v2"))
-        model, _ = build_model(backbone, args.decoder, len(fmt.classes))
+        model, _ = build_model(backbone, args.decoder, len(fmt.classes), args.image_size)
         objective = SegmentationObjective(len(fmt.classes))
         module = TransferModule(
             model,
@@ -192,7 +192,7 @@ def inference_speed(args, run_dir: Path, frames: int = 20) -> dict:
         for p in sorted((args.shared / "data/camvid/val/images").iterdir())[:frames]
     ]
     out = {}
-    for size in (run.info["image_size"], 360):
+    for size in (None, 360):  # the model's own scale, then a larger one
         class_scores(model, images[0], size, torch.device("cpu"))
         start = time.perf_counter()
         for image in images:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, MOBILENET_V2, link_subset
-from tlcv.adaptation import pipeline
+from tlcv.adaptation import context as pipeline  # where the domains are read
 from tlcv.adaptation.validators import VALIDATORS, metric_name
 from tlcv.experiments import experiment
 

@@ -156,7 +156,7 @@ def test_every_registered_decoder_builds_and_keeps_the_input_size():
 
     backbone = create_backbone("mobilenet_v2", "none")
     for name in DECODERS.names():
-        model, spec = build_model(backbone, name, 3)
+        model, spec = build_model(backbone, name, 3, 64)
         out = model.eval()(torch.zeros(1, 3, 64, 96))
         assert out.shape == (1, 3, 64, 96), name
         assert spec["taps"] == ["features.1", "features.3", "features.6", "features.13", "features"]

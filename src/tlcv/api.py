@@ -154,10 +154,11 @@ def explain(
     ExplainConfig's fields (``method``, ``target``: the class the maps are for, default each
     image's top class, ``top_k``)."""
     from .config import ExplainConfig
-    from .interpret.pictures import explain_run
+    from .tasks import task_of_run
 
     cfg = ExplainConfig.from_options(out=str(out), **options).to_dict()
-    return explain_run(_run(run), paths, cfg.pop("out"), **cfg)
+    loaded = _run(run)
+    return task_of_run(loaded).explain(loaded, paths, cfg.pop("out"), **cfg)
 
 
 def serve(run: str | Path, **options) -> None:

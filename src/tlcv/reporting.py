@@ -104,84 +104,20 @@ def validator_curves(history: list[dict], chosen: int | None) -> bytes | None:
     return _png(fig)
 
 
-def per_class_bars(per_class: list[dict], title: str) -> bytes:
+def per_class_bars(
+    per_class: list[dict], title: str, key: str = "recall", label: str = "accuracy (recall) %"
+) -> bytes:
+    """A bar per class of ``key`` (classes without a value, absent from what was scored,
+    are left out)."""
     plt = _plt()
-    rows = [r for r in per_class if r.get("n")]
-    fig, ax = plt.subplots(figsize=(max(5, 0.25 * len(rows) + 2), 3.4))
-    ax.bar(range(len(rows)), [100 * r["recall"] for r in rows])
+    rows = [r for r in per_class if r.get(key) is not None and r.get("n", 1)]
+    fig, ax = plt.subplots(figsize=(max(5, 0.3 * len(rows) + 2), 3.4))
+    ax.bar(range(len(rows)), [100 * r[key] for r in rows])
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([r["class"] for r in rows], rotation=90, fontsize=7)
-    ax.set_ylabel("accuracy (recall) %")
+    ax.set_ylabel(label)
     ax.set_title(title)
     return _png(fig)
-
-
-def iou_bars(per_class: list[dict], title: str) -> bytes:
-    """Segmentation: IoU per class (classes that occur in what was scored)."""
-    plt = _plt()
-    rows = [r for r in per_class if r.get("iou") is not None]
-    fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(rows) + 2), 3.4))
-    ax.bar(range(len(rows)), [100 * r["iou"] for r in rows])
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([r["class"] for r in rows], rotation=90, fontsize=7)
-    ax.set_ylabel("IoU %")
-    ax.set_title(title)
-    return _png(fig)
-
-
-def _segmentation_parts(path: Path, metrics: dict, section: Section) -> None:
-    """Scores, IoU bars and overlay panels of a segmentation run (and of its evaluations)."""
-    section.tables.append(
-        (
-            "scores",
-            [
-                {
-                    "split": split,
-                    "images": m["n"],
-                    "mIoU": round(m["miou"], 4),
-                    "pixel accuracy": round(m["pixel_accuracy"], 4),
-                    "mean class accuracy": round(m["mean_class_accuracy"], 4),
-                }
-                for split, m in metrics.items()
-                if isinstance(m, dict) and "miou" in m
-            ],
-        )
-    )
-    scored = next((k for k in ("test", "val") if k in metrics), None)
-    if scored:
-        title = f"IoU per class ({scored})"
-        section.images.append((title, iou_bars(metrics[scored]["per_class"], title)))
-    panels = sorted(path.glob("overlays/*.png")) + sorted(path.glob("eval/*/overlays/*.png"))
-    for png in panels[:6]:
-        section.images.append((f"image | truth | prediction: {png.stem}", png.read_bytes()))
-
-
-def _detection_parts(path: Path, metrics: dict, section: Section) -> None:
-    """Scores, AP per class and drawn images of a detection run (and of its evaluations)."""
-    section.tables.append(
-        (
-            "scores",
-            [
-                {
-                    "split": split,
-                    "images": m["n"],
-                    "mAP@0.5": round(m["map50"], 4),
-                    "mAP@[.5:.95]": round(m["map"], 4),
-                    "recall": round(m["recall"], 4),
-                }
-                for split, m in metrics.items()
-                if isinstance(m, dict) and "map50" in m
-            ],
-        )
-    )
-    scored = next((k for k in ("test", "val") if k in metrics), None)
-    if scored:
-        section.tables.append((f"AP per class ({scored})", metrics[scored]["per_class"]))
-    for png in [
-        *sorted(path.glob("eval/*/pr_curve.png")),
-        *sorted(path.glob("eval/*/drawn/*.png")),
-    ][:6]:
-        section.images.append((png.parent.name + ": " + png.stem, png.read_bytes()))
 
 
 def confusion_png(confusion: list[list[int]], classes: list[str], title: str) -> bytes:
@@ -194,37 +130,58 @@ def confusion_png(confusion: list[list[int]], classes: list[str], title: str) ->
         return Path(path).read_bytes()
 
 
+def score_rows(metrics: dict, columns: tuple[tuple[str, str], ...]) -> list[dict]:
+    """One row per scored split: its item count and the task's score columns."""
+    keys = [key for _, key in columns]
+    return [
+        {"split": split, "items": m["n"],
+         **{label: round(m[key], 4) for label, key in columns if m.get(key) is not None}}
+        for split, m in metrics.items()
+        if isinstance(m, dict) and "n" in m and all(k in m for k in keys)
+    ]  # fmt: skip
+
+
+def classifier_pictures(path: Path, metrics: dict) -> list[tuple[str, bytes]]:
+    """Confusion matrix and per-class accuracy of the first scored split, and the maps of
+    `evaluate --explain N`: what a classifier run's section shows."""
+    classes = json.loads((path / "classes.json").read_text())
+    pictures = []
+    scored = next((k for k in ("test", "target", "source", "val") if k in metrics), None)
+    if scored and "confusion" in metrics[scored]:
+        m = metrics[scored]
+        pictures.append(
+            (f"confusion matrix ({scored})", confusion_png(m["confusion"], classes, scored))
+        )
+        pictures.append((f"per-class accuracy ({scored})", per_class_bars(m["per_class"], scored)))
+    for png in sorted(path.glob("eval/*/explain/*.png"))[:6]:  # evaluate --explain N
+        pictures.append((f"class-activation map: {png.stem}", png.read_bytes()))
+    return pictures
+
+
 def _run_section(path: Path) -> Section:
+    from .tasks import task_of_info
+
     info = json.loads((path / "model.json").read_text())
     metrics = json.loads((path / "metrics.json").read_text())
     classes = json.loads((path / "classes.json").read_text())
+    task = task_of_info(info)
     what = info.get("method") or info.get("classifier") or ""
     section = Section(f"run {path.name}")
     section.facts = [
+        ("task", task.name),
         ("strategy", str(info.get("strategy", ""))),
         ("backbone", str(info.get("backbone", ""))),
         ("method / classifier", str(what)),
         ("classes", str(len(classes))),
     ]
-    if info.get("task") == "segmentation":
-        section.facts.append(("decoder", str(info.get("decoder", ""))))
-        _segmentation_parts(path, metrics, section)
-    if info.get("task") == "detection":
-        section.facts.append(("detector", str(info.get("detector", ""))))
-        _detection_parts(path, metrics, section)
-    rows = [
-        {
-            "split": split,
-            "images": m["n"],
-            "accuracy": round(m["accuracy"], 4),
-            "balanced accuracy": round(m["balanced_accuracy"], 4),
-            "macro-F1": round(m["macro_f1"], 4),
-        }
-        for split, m in metrics.items()
-        if isinstance(m, dict) and "balanced_accuracy" in m and "n" in m
-    ]
+    if task.head_info in info:  # decoder, detector
+        section.facts.append((task.head_info, str(info[task.head_info])))
+    rows = score_rows(metrics, task.score_columns)
     if rows:
         section.tables.append(("scores", rows))
+    tables, pictures = task.report_parts(path, metrics)
+    section.tables += tables
+    section.images += pictures
     if "health" in metrics:
         section.tables.append(("target check (no labels)", _health_rows(metrics)))
         section.notes += [f"adaptation probably hurt: {r}" for r in metrics["health"]["reasons"]]
@@ -242,17 +199,6 @@ def _run_section(path: Path) -> Section:
             validators = validator_curves(history, chosen)
             if validators is not None:
                 section.images.append(("validators per epoch", validators))
-    scored = next((k for k in ("test", "target", "source", "val") if k in metrics), None)
-    if scored and "confusion" in metrics[scored]:
-        m = metrics[scored]
-        section.images.append(
-            (f"confusion matrix ({scored})", confusion_png(m["confusion"], classes, scored))
-        )
-        section.images.append(
-            (f"per-class accuracy ({scored})", per_class_bars(m["per_class"], scored))
-        )
-    for png in sorted(path.glob("eval/*/explain/*.png"))[:6]:  # evaluate --explain N
-        section.images.append((f"class-activation map: {png.stem}", png.read_bytes()))
     if (path / "tsne.png").is_file():
         section.images.append(
             ("t-SNE of source vs target features", (path / "tsne.png").read_bytes())

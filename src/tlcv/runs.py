@@ -218,7 +218,10 @@ class Run:
         )
         backbone.weights_id = state_fingerprint(backbone.net)
         head_state = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
-        return rebuild(backbone, self.info["head"], head_state)
+        spec = self.info["head"]
+        if "image_size" in self.info and isinstance(spec, dict):  # runs from before the model
+            spec = {"image_size": self.info["image_size"], **spec}  # recorded its own scale
+        return rebuild(backbone, spec, head_state)
 
     @property
     def metrics(self) -> dict:
@@ -236,10 +239,6 @@ class Run:
             text = file.read_text(encoding="utf-8", errors="replace") if file.is_file() else ""
             self.loaded["notes"] = [n[2:] for n in text.splitlines() if n.startswith("- ")]
         return self.loaded["notes"]
-
-    @property
-    def is_sequence(self) -> bool:
-        return self.info.get("task") == "sequence"
 
 
 def load_run(path: str | Path) -> Run:

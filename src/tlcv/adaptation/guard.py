@@ -17,12 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..backbones import create_backbone
 from ..evaluation import classification_metrics
 from ..heads import get_classifier
 from ..heads.model import ClassifierModel
 from .health import check, verdict
-from .methods import parse_methods
 
 
 @dataclass
@@ -55,20 +53,20 @@ def _probs(head: torch.nn.Module, feats: np.ndarray) -> np.ndarray:
     return _softmax(head(torch.from_numpy(feats).float()).numpy())
 
 
-def assess(cfg, trained, split, tgt_kept, logits_tgt, classes, features, domains) -> Assessment:
-    """Health of the adapted target predictions against the source-only reference."""
-    train_items, val_items = split
+def assess(context, model, tgt_kept: list, logits_tgt: np.ndarray) -> Assessment:
+    """Health of the adapted ``model``'s target predictions against the source-only
+    reference fitted on the start model's features (``context``: adaptation/context.py)."""
+    cfg, classes, train_items = context.cfg, context.classes, context.train_items
     lookup = {c: i for i, c in enumerate(classes)}
     source_labels = np.array([lookup[it.label] for it in train_items])
     probs = _softmax(logits_tgt)
-    backbone = trained.model.backbone
-    if backbone.weights_source == "random":  # no pretrained features to build a reference on
+    if context.start.weights_source == "random":  # no pretrained features to build a reference on
         health = check(probs, source_labels, len(classes))
         health["source_only"] = None
         health["reference"] = "none: the backbone started from random weights"
         return Assessment({**health, "fired": False, "reasons": []}, [])
-    before_s, before_t = trained.before
-    src_kept, tgt_before = trained.before_items
+    before_s, before_t = context.before
+    src_kept, tgt_before = context.before_items
     train_ids = {it.identity for it in train_items}
     rows = [i for i, it in enumerate(src_kept) if it.identity in train_ids]
     y = np.array([src_kept[i].label for i in rows])
@@ -98,25 +96,23 @@ def assess(cfg, trained, split, tgt_kept, logits_tgt, classes, features, domains
     return Assessment(
         {**metrics, "kept": "source-only"},
         reasons,
-        _fallback(cfg, trained, clf, head, split, tgt_kept, classes, features, domains),
+        _fallback(context, clf, head, tgt_kept),
         reference_pred,
     )
 
 
-def _fallback(cfg, trained, clf, head, split, tgt_kept, classes, features, domains) -> Fallback:
-    """Pretrained backbone + the reference head, scored like the adapted model would be."""
-    start = trained.model.backbone
-    if cfg.mode != "frozen" or "adabn" in parse_methods(cfg.method):  # backbone was changed
-        start = create_backbone(cfg.backbone, cfg.weights, cfg.image_size, seed=cfg.seed)
+def _fallback(context, clf, head, tgt_kept: list) -> Fallback:
+    """The start backbone + the reference head, scored like the adapted model would be."""
+    start, classes, features = context.start, context.classes, context.features
+    lookup = context.lookup
     model = ClassifierModel(start, head).eval()
-    lookup = {c: i for i, c in enumerate(classes)}
-    val_feats, val_kept = features(start, split[1])
+    val_feats, val_kept = features(start, context.val_items)
     source = classification_metrics(
         np.array([lookup[it.label] for it in val_kept]),
         _probs(head, val_feats).argmax(1),
         classes,
     )
-    tgt_feats, tgt_items = features(start, domains.target)
+    tgt_feats, tgt_items = features(start, context.domains.target)
     by_id = dict(
         zip((it.identity for it in tgt_items), _probs(head, tgt_feats).argmax(1), strict=True)
     )

@@ -98,18 +98,14 @@ def run_fingerprint(run: Run) -> str:
 
 
 def _check_exportable(run: Run) -> None:
-    task = run.info.get("task")
-    if task in ("segmentation", "detection"):
+    from ..tasks import task_of_run
+
+    task = task_of_run(run)
+    reason = task.export_refusal(run)
+    if reason:
         raise TlcvError(
-            f"{task} runs cannot be exported to ONNX yet (the graph covers image classifiers)",
-            hint=f"use the torch engine: tlcv predict {run.path} IMAGE",
-            path=str(run.path),
-        )
-    if run.is_sequence:
-        raise TlcvError(
-            "clip runs cannot be exported yet: their temporal head runs on packed "
-            "variable-length frame sequences, which the exported graph does not cover",
-            hint="use the torch engine for clip runs",
+            f"{task.name} runs cannot be exported to ONNX yet: {reason}",
+            hint=f"use the torch engine: tlcv predict {run.path} INPUT",
             path=str(run.path),
         )
     if run.info.get("strategy") == "classical":

@@ -45,15 +45,12 @@ def explain_tensors(
     method: str = "gradcam",
     target: str | None = None,
     top_k: int = 3,
+    clip: bool = False,
 ) -> list[tuple]:
-    """(heat, target name, top-k) per uint8 (3, H, W) image already at the model's input size."""
+    """(heat, target name, top-k) per uint8 (3, H, W) image already at the model's input size;
+    ``clip``: the images are one clip's frames, each explaining the clip's class."""
     from ..data import normalize
 
-    if not run.is_sequence and run.info.get("task") not in (None, "classification"):
-        raise TlcvError(
-            "class-activation maps are for classification runs (images or clips)",
-            hint="this run is a " + str(run.info.get("task")) + " run",
-        )
     explainer = EXPLAINERS.get(method)
     if target is not None and target not in run.classes:
         raise TlcvError(
@@ -63,7 +60,7 @@ def explain_tensors(
     model = run.model()
     layer = target_layer(model)
     x = normalize(torch.stack(images), model.backbone.preprocessing, torch.device("cpu"), False)
-    if run.is_sequence:  # the images are one clip's frames: every frame explains the clip's class
+    if clip:  # the images are one clip's frames: every frame explains the clip's class
         model = _ClipPerFrame(model)
     with torch.inference_mode():
         probs = model(x).softmax(1)
@@ -111,7 +108,7 @@ def explain_clip(run, path: str, **options) -> list[Explanation]:
     images = [transform(frames[i]) for i in chosen]
     out = []
     for i, image, (heat, name, top) in zip(
-        chosen, images, explain_tensors(run, images, **options), strict=True
+        chosen, images, explain_tensors(run, images, clip=True, **options), strict=True
     ):
         out.append(
             Explanation(f"{path}#frame{i:04d}", image.permute(1, 2, 0).numpy(), heat, name, top)
@@ -142,23 +139,35 @@ def explain_files(run, paths: list[str], **options) -> tuple[list[Explanation], 
     return out, bad
 
 
-def explain_run(run, paths: list, out: str | Path, **options) -> list[dict]:
-    """`tlcv explain`: a PNG per image (+ a grid) in ``out``; per image its top classes, the
-    class the map is for, and the file (or an ``error``)."""
-    from ..inference import collect_clips, collect_images
+def explain_images(run, paths: list, out: str | Path, **options) -> list[dict]:
+    """`tlcv explain` of an image classifier: a PNG per image (+ a grid) in ``out``."""
+    from ..inference import collect_images
 
-    items = collect_clips(paths) if run.is_sequence else collect_images(paths)
+    items = collect_images(paths)
     if not items:
-        raise TlcvError("no images or clips found in the given paths")
-    if run.is_sequence:
-        explanations, bad = [], []
-        for item in items:
-            try:
-                explanations += explain_clip(run, item.path, **options)
-            except TlcvError as exc:
-                bad.append((item.path, exc.message))
-    else:
-        explanations, bad = explain_files(run, [it.path for it in items], **options)
+        raise TlcvError("no images found in the given paths")
+    explanations, bad = explain_files(run, [it.path for it in items], **options)
+    return _answers(explanations, bad, out)
+
+
+def explain_clips(run, paths: list, out: str | Path, **options) -> list[dict]:
+    """`tlcv explain` of a clip classifier: a PNG per sampled frame of each clip."""
+    from ..inference import collect_clips
+
+    items = collect_clips(paths)
+    if not items:
+        raise TlcvError("no clips found in the given paths")
+    explanations, bad = [], []
+    for item in items:
+        try:
+            explanations += explain_clip(run, item.path, **options)
+        except TlcvError as exc:
+            bad.append((item.path, exc.message))
+    return _answers(explanations, bad, out)
+
+
+def _answers(explanations: list[Explanation], bad: list[tuple], out: str | Path) -> list[dict]:
+    """Per image its top classes, the class the map is for, and the file (or an ``error``)."""
     files = save(explanations, Path(out))
     answers = [
         {

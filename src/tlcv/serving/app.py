@@ -9,15 +9,12 @@ the decompression-bomb pixel limit; every bad request is a 4xx with a JSON ``det
 
 from __future__ import annotations
 
-import base64
 import io
 import threading
 import warnings
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
-import torch
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
@@ -57,24 +54,27 @@ def decode_upload(data: bytes) -> Image.Image:
 
 
 class Server:
-    """The run, its model and engine, and the lock that serialises inference."""
+    """The run, its task, model and engine, and the lock that serialises inference. What an
+    answer holds is the task's (``serve_answer`` / ``serve_picture``)."""
 
     def __init__(self, run_dir: str | Path, engine: str = "torch"):
+        from ..errors import TlcvError
+        from ..tasks import task_of_run
+
         self.run = load_run(run_dir)
+        self.task = task_of_run(self.run)
         self.engine = engine
-        self.task = self.run.info.get("task") or "classification"
         self.lock = threading.Lock()
-        if self.task not in ("classification", "segmentation", "detection"):
-            from ..errors import TlcvError
-
+        if self.task.serve_refusal:
             raise TlcvError(
-                f"serving {self.task} runs is not supported yet",
-                hint="serve an image classification or segmentation run",
+                f"{self.task.name} runs cannot be served: {self.task.serve_refusal}",
+                path=str(self.run.path),
             )
-        if engine != "torch" and self.task != "classification":
-            from ..errors import TlcvError
-
-            raise TlcvError("--engine onnxruntime serves classification runs only")
+        if engine not in self.task.serve_engines:
+            raise TlcvError(
+                f"--engine {engine} does not serve {self.task.name} runs",
+                hint=f"choose one of: {', '.join(self.task.serve_engines)}",
+            )
         self.model = self.run.model()  # loaded once, shared by every request
         if engine != "torch":
             from ..deploy.export import run_encoder
@@ -85,110 +85,21 @@ class Server:
         info = self.run.info
         return {
             "run": self.run.path.name,
-            "task": self.task,
+            "task": self.task.name,
             "classes": self.run.classes,
             "backbone": info["backbone"],
             "preprocessing": info["preprocessing"],
             "fingerprint": info.get("weights_sha256"),
             "engine": self.engine,
             "tlcv_version": __version__,
+            "page": self.task.page_labels,
         }
-
-    def _input(self, image: Image.Image) -> torch.Tensor:
-        from ..data import eval_transform
-
-        return eval_transform(self.run.preprocessing)(image)
 
     def predict(self, image: Image.Image, top_k: int) -> dict:
-        if self.task == "segmentation":
-            return self._segment(image)
-        if self.task == "detection":
-            return self._detect(image)[0]
-        x = self._input(image)
-        with self.lock:
-            if self.engine == "torch":
-                from ..data import normalize
-
-                with torch.inference_mode():
-                    batch = normalize(
-                        x[None], self.model.backbone.preprocessing, torch.device("cpu")
-                    )
-                    probs = self.model(batch).softmax(1)[0].numpy()
-            else:
-                logits = self.onnx.run(x[None].numpy(), ["logits"])["logits"][0]
-                probs = np.exp(logits - logits.max())
-                probs /= probs.sum()
-        order = np.argsort(-probs)[: max(1, min(top_k, len(probs)))]
-        return {
-            "top": [
-                {"label": self.run.classes[int(i)], "score": round(float(probs[i]), 6)}
-                for i in order
-            ]
-        }
-
-    def _segment(self, image: Image.Image) -> dict:
-        from ..tasks.segmentation.inference import class_scores, overlay, palette
-
-        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
-        with self.lock:
-            mask = (
-                class_scores(self.model, pixels, self.run.info["image_size"], torch.device("cpu"))
-                .argmax(0)
-                .numpy()
-            )
-        counts = np.bincount(mask.ravel(), minlength=len(self.run.classes))
-        order = np.argsort(-counts)
-        colours = palette(len(self.run.classes), self.run.info.get("mask_format"))
-        return {
-            "top": [
-                {"label": self.run.classes[int(i)], "score": round(float(counts[i]) / mask.size, 6)}
-                for i in order
-                if counts[i]
-            ],
-            "overlay_png": _png_data(overlay(np.array(image), mask.astype(np.uint8), colours)),
-        }
-
-    def _detect(self, image: Image.Image, threshold: float = 0.5) -> tuple[dict, bytes]:
-        """Objects above ``threshold`` (as bars: one per object) and the drawn image."""
-        from ..tasks.detection.evaluate import detect, draw
-
-        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
-        with self.lock:
-            found = detect(self.model, pixels, torch.device("cpu"))
-        keep = found["scores"] >= threshold
-        objects = [
-            {
-                "label": self.run.classes[int(c) - 1],
-                "score": round(float(s), 6),
-                "box": [round(float(v), 1) for v in box],
-            }
-            for box, c, s in zip(
-                found["boxes"][keep], found["labels"][keep], found["scores"][keep], strict=True
-            )
-        ]
-        return {"top": objects}, draw(pixels, found, self.run.classes, threshold=threshold)
+        return self.task.serve_answer(self, image, top_k)
 
     def explain(self, image: Image.Image, target: str | None) -> bytes:
-        if self.task == "detection":
-            return self._detect(image)[1]
-        if self.task == "segmentation":
-            return base64.b64decode(self._segment(image)["overlay_png"].split(",", 1)[1])
-        from ..errors import TlcvError
-        from ..interpret.pictures import Explanation, explain_tensors, picture
-
-        x = self._input(image)
-        with self.lock:
-            try:
-                ((heat, name, top),) = explain_tensors(self.run, [x], target=target)
-            except TlcvError as exc:
-                raise HTTPException(422, exc.message) from exc
-        return picture(Explanation("upload", x.permute(1, 2, 0).numpy(), heat, name, top))
-
-
-def _png_data(array: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        return self.task.serve_picture(self, image, target)
 
 
 async def _read(file: UploadFile, limit_mb: float) -> bytes:

@@ -30,9 +30,9 @@ PAGE = """<!doctype html>
 </div>
 <script>
 const $ = (id) => document.getElementById(id);
-let task = "classification";
+let labels = { answer: "Prediction", count: false, picture: "" };
 fetch("metadata").then((r) => r.json()).then((m) => {
-  task = m.task;
+  labels = m.page;
   $("run").textContent = m.run;
   $("about").textContent = `${m.task}: ${m.classes.length} classes, ${m.backbone}, ` +
     `engine ${m.engine}, tlcv ${m.tlcv_version}`;
@@ -44,8 +44,7 @@ async function send(file) {
   const body = await answer.json();
   if (!answer.ok) { $("error").textContent = body.detail; return; }
   $("answer-title").hidden = false;
-  $("answer-title").textContent = task === "segmentation" ? "Share of the image"
-    : task === "detection" ? `Objects found: ${body.top.length}` : "Prediction";
+  $("answer-title").textContent = labels.answer + (labels.count ? `: ${body.top.length}` : "");
   for (const t of body.top) {
     const row = document.createElement("div");
     row.className = "bar";
@@ -58,8 +57,7 @@ async function send(file) {
   const picture = await fetch("explain", { method: "POST", body: form() });
   if (picture.ok) {
     $("overlay").src = URL.createObjectURL(await picture.blob());
-    $("overlay").alt = task === "segmentation" ? "mask overlay"
-      : task === "detection" ? "boxes" : "Grad-CAM overlay";
+    $("overlay").alt = labels.picture;
     $("overlay").hidden = false;
   }
 }

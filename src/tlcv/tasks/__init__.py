@@ -26,6 +26,12 @@ API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per 
                           what the CLI shows of a trained or evaluated run (metrics.json keys
                           with their labels), so no command branches on the task
   prediction_rows(results)  `tlcv predict --format csv`: a header row, then one row per answer
+  serve_answer(server, image, top_k), serve_picture(server, image, target), page_labels
+                          the served page: POST /predict's JSON, POST /explain's PNG, and the
+                          words the page shows above them (serve_refusal: why not served)
+  export_refusal(run)     None when `tlcv export` can build the run's graph, else why not
+  report_parts(path, metrics)  the report's tables and pictures of one run folder
+  explain(run, paths, out)  `tlcv explain`; explain_refusal: why a task has no maps
 """
 
 from __future__ import annotations
@@ -72,6 +78,14 @@ class Task:
         ("confusion matrix", "confusion_png"),
     )
 
+    # the served page's words: the answer's title (count: followed by the number of answers)
+    # and what the picture is
+    page_labels: ClassVar[dict] = {"answer": "Prediction", "count": False,
+                                   "picture": "Grad-CAM overlay"}  # fmt: skip
+    serve_refusal: ClassVar[str | None] = None  # why `tlcv serve` cannot serve it (None: can)
+    serve_engines: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "onnxruntime-int8")
+    explain_refusal: ClassVar[str | None] = None  # why `tlcv explain` has no maps (None: has)
+
     def claims(self, data: str | Path) -> bool:
         return False
 
@@ -99,6 +113,40 @@ class Task:
         from ..inference import predict
 
         return predict(run, paths, task=self, **options)
+
+    def serve_answer(self, server, image, top_k: int) -> dict:
+        """POST /predict: the top classes of one uploaded PIL image."""
+        from ..serving.classes import top_classes
+
+        return top_classes(server, image, top_k)
+
+    def serve_picture(self, server, image, target: str | None) -> bytes:
+        """POST /explain: a PNG of where the model looked (Grad-CAM)."""
+        from ..serving.classes import cam_picture
+
+        return cam_picture(server, image, target)
+
+    def export_refusal(self, run: Run) -> str | None:
+        """Why `tlcv export` cannot build this run's graph (None: it can)."""
+        return None
+
+    def report_parts(self, path: Path, metrics: dict) -> tuple[list, list]:
+        """(tables, pictures) of one run folder in `tlcv report`: the confusion matrix and
+        the per-class accuracy of the first scored split."""
+        from ..reporting import classifier_pictures
+
+        return [], classifier_pictures(path, metrics)
+
+    def explain(self, run: Run, paths: list, out: str | Path, **options) -> list[dict]:
+        """`tlcv explain`: a class-activation map per image (a PNG each, and a grid)."""
+        from ..errors import TlcvError
+
+        if self.explain_refusal:
+            raise TlcvError(f"{self.name} runs have no class-activation maps: "
+                            f"{self.explain_refusal}")  # fmt: skip
+        from ..interpret.pictures import explain_images
+
+        return explain_images(run, paths, out, **options)
 
     def prediction_rows(self, results: list[dict]) -> list[list]:
         """Top-k classes per input (and, for clips, the top class after each step)."""
@@ -141,7 +189,12 @@ def task_for_data(
 
 def task_of_run(run: Run) -> Task:
     """The task a run folder was trained for (runs from before tasks existed: by their tag)."""
-    tag = run.info.get("task", "classification")
+    return task_of_info(run.info)
+
+
+def task_of_info(info: dict) -> Task:
+    """The task of a run folder's model.json (a run that records none: the default task)."""
+    tag = info.get("task") or DEFAULT_TASK
     for name, cls in TASKS.items():
         if tag == name or tag in cls.run_tags:
             return cls()

@@ -23,6 +23,7 @@ class ClipClassification(Task):
     run_tags = ("sequence",)  # what model.json records for clip runs
     strategies: ClassVar[Registry] = STRATEGIES
     options = ClipOptions
+    serve_refusal = "the page takes one image; predict clips with `tlcv predict RUN CLIP`"
 
     def claims(self, data: str | Path) -> bool:
         from ...video import is_video_data
@@ -45,6 +46,19 @@ class ClipClassification(Task):
         from ...inference import collect_clips
 
         return collect_clips(paths)
+
+    def export_refusal(self, run) -> str | None:
+        return (
+            "the temporal head runs on packed variable-length frame sequences, which the "
+            "exported graph does not cover; use the torch engine"
+        )
+
+    def explain(self, run, paths, out, **options) -> list[dict]:
+        """A map per sampled frame of each clip: where in it is the evidence for the clip's
+        class."""
+        from ...interpret.pictures import explain_clips
+
+        return explain_clips(run, paths, out, **options)
 
     def score(self, run, items, *, cache=None, **options):
         from ...inference import score_clips

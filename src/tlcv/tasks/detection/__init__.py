@@ -33,6 +33,9 @@ class Detection(Task):
     per_class_columns = (("boxes", "boxes"), ("AP@0.5", "ap50"), ("AP@[.5:.95]", "ap"))
     head_info = "detector"
     evaluation_files = (("precision-recall", "pr_png"),)
+    page_labels: ClassVar[dict] = {"answer": "Objects found", "count": True, "picture": "boxes"}
+    serve_engines = ("torch",)
+    explain_refusal = "the drawn boxes of `tlcv predict` show what was found where"
 
     def claims(self, data: str | Path) -> bool:
         from .data import is_detection_data
@@ -58,6 +61,24 @@ class Detection(Task):
         from .evaluate import predict_detection
 
         return predict_detection(run, paths, **options)
+
+    def serve_answer(self, server, image, top_k: int) -> dict:
+        from .serve import objects
+
+        return objects(server, image)[0]
+
+    def serve_picture(self, server, image, target: str | None) -> bytes:
+        from .serve import objects
+
+        return objects(server, image)[1]
+
+    def export_refusal(self, run) -> str | None:
+        return "the ONNX graph covers image classifiers so far; use the torch engine"
+
+    def report_parts(self, path: Path, metrics: dict) -> tuple[list, list]:
+        from .report import report_parts
+
+        return report_parts(path, metrics)
 
     def prediction_rows(self, results: list[dict]) -> list[list]:
         """One row per box: class, score, corners (or the input's error), drawn file."""

@@ -37,6 +37,10 @@ class Segmentation(Task):
     per_class_columns = (("pixels", "pixels"), ("IoU", "iou"), ("accuracy", "accuracy"))
     head_info = "decoder"
     evaluation_files = (("overlays", "overlays_dir"), ("confusion matrix", "confusion_png"))
+    page_labels: ClassVar[dict] = {"answer": "Share of the image", "count": False,
+                                   "picture": "mask overlay"}  # fmt: skip
+    serve_engines = ("torch",)
+    explain_refusal = "the mask overlays of `tlcv predict` show what each pixel became"
 
     def claims(self, data: str | Path) -> bool:
         from .data import is_segmentation_data
@@ -62,6 +66,24 @@ class Segmentation(Task):
         from .evaluate import predict_segmentation
 
         return predict_segmentation(run, paths, **options)
+
+    def serve_answer(self, server, image, top_k: int) -> dict:
+        from .serve import segment
+
+        return segment(server, image)
+
+    def serve_picture(self, server, image, target: str | None) -> bytes:
+        from .serve import mask_picture
+
+        return mask_picture(server, image)
+
+    def export_refusal(self, run) -> str | None:
+        return "the ONNX graph covers image classifiers so far; use the torch engine"
+
+    def report_parts(self, path: Path, metrics: dict) -> tuple[list, list]:
+        from .report import report_parts
+
+        return report_parts(path, metrics)
 
     def prediction_rows(self, results: list[dict]) -> list[list]:
         """Per image: each class's fraction of the pixels, with the mask and overlay files."""

@@ -119,7 +119,7 @@ def evaluate_segmentation(
         run.model(),
         items,
         fmt,
-        run.info["image_size"],
+        None,  # the model's own scale
         resolve_device(device),
         window=window,
         keep=panels,
@@ -195,7 +195,7 @@ def predict_segmentation(
                 raise TlcvError(f"{item.path}: {error}", path=item.path)
             answers.append({"path": item.path, "error": error})
             continue
-        predicted = class_scores(model, image, run.info["image_size"], dev, window).argmax(0)
+        predicted = class_scores(model, image, None, dev, window).argmax(0)
         mask = predicted.numpy().astype(np.uint8)
         stem, n = Path(item.path).stem, 1
         while stem in used:  # two inputs with one name (a/x.jpg, b/x.jpg) keep both masks

@@ -48,11 +48,12 @@ def _resized(image: torch.Tensor, size: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def class_scores(
-    model, image: torch.Tensor, size: int, device: torch.device, window: int | None = None
+    model, image: torch.Tensor, size: int | None, device: torch.device, window: int | None = None
 ) -> torch.Tensor:
-    """Softmax scores (K, H, W) at the image's own size for a uint8 (3, H, W) image."""
+    """Softmax scores (K, H, W) at the image's own size for a uint8 (3, H, W) image, seen at
+    ``size`` (None: the scale the model was trained at)."""
     h, w = image.shape[-2:]
-    scaled = _resized(image, size)
+    scaled = _resized(image, size or model.image_size)
     if window is None or max(scaled.shape[-2:]) <= window:
         x, _ = pad_batch([scaled], None)
         logits = model(normalize(x, model.backbone.preprocessing, device))[0]

@@ -25,11 +25,12 @@ DECODERS: Registry[Callable[[list[int], int], nn.Module]] = Registry("decoder")
 class SegmentationModel(nn.Module):
     """Images (B, 3, H, W) -> class logits (B, K, H, W)."""
 
-    def __init__(self, backbone: Backbone, head: nn.Module, taps: list[str]):
+    def __init__(self, backbone: Backbone, head: nn.Module, taps: list[str], image_size: int):
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.taps = list(taps)
+        self.image_size = int(image_size)  # the short side it was trained to see images at
         self.tap = PyramidTap(backbone.net, taps)
 
     def pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -98,8 +99,11 @@ def build_head(spec: dict) -> nn.Module:
     return DECODERS.get(spec["decoder"])(list(spec["channels"]), int(spec["num_classes"]))
 
 
-def build_model(backbone: Backbone, decoder: str, num_classes: int, seed: int = 0):
-    """A fresh model and the head spec model.json records (so the run reloads it)."""
+def build_model(
+    backbone: Backbone, decoder: str, num_classes: int, image_size: int, seed: int = 0
+):
+    """A fresh model and the head spec model.json records (so the run reloads it, at its
+    scale: evaluation and serving ask the model, never the caller)."""
     DECODERS.get(decoder)  # an unknown name fails with the choices before any probing
     taps, channels = find_taps(backbone.net)
     spec = {
@@ -108,15 +112,16 @@ def build_model(backbone: Backbone, decoder: str, num_classes: int, seed: int = 
         "taps": taps,
         "channels": channels,
         "num_classes": num_classes,
+        "image_size": int(image_size),
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = build_head(spec)
-    return SegmentationModel(backbone, head, taps), spec
+    return SegmentationModel(backbone, head, taps, image_size), spec
 
 
 @register_model_kind("segmentation")
 def rebuild_model(backbone: Backbone, spec: dict, head_state: dict) -> SegmentationModel:
     head = build_head(spec)
     head.load_state_dict(head_state, strict=True)
-    return SegmentationModel(backbone, head, spec["taps"]).eval()
+    return SegmentationModel(backbone, head, spec["taps"], spec["image_size"]).eval()

@@ -58,7 +58,7 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     fmt, classes = source.format, source.classes
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = create_backbone(cfg.backbone, cfg.weights, None, seed=cfg.seed)
-    model, head_spec = build_model(backbone, cfg.decoder, len(classes), seed=cfg.seed)
+    model, head_spec = build_model(backbone, cfg.decoder, len(classes), size, seed=cfg.seed)
     weights = None
     if cfg.class_weighting == "median-frequency":
         weights = median_frequency_weights(_pixel_counts(parts["train"], fmt, len(classes)))

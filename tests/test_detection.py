@@ -158,29 +158,6 @@ def test_map_against_a_hand_computed_case():
     assert float(result["mar_100"]) == pytest.approx(1.0)
 
 
-def test_every_registered_detector_trains_and_predicts():
-    from tlcv.backbones import create_backbone
-    from tlcv.tasks.detection.model import DETECTORS, build_model
-
-    backbone = create_backbone("mobilenet_v2", "none")
-    image = torch.rand(3, 96, 128)
-    target = {"boxes": torch.tensor([[10.0, 10, 40, 40]]), "labels": torch.tensor([1])}
-    for name in DETECTORS.names():
-        spec = {
-            "detector": name,
-            "num_classes": 2,
-            "image_size": 96,
-            "max_size": 160,
-            "anchors": [16, 32, 64, 128, 256],
-            "fpn_channels": 64,
-        }
-        model, _ = build_model(backbone, spec)
-        losses = model.train()([image, image.flip(-1)], [target, target])  # ssdlite: 2+
-        assert all(torch.isfinite(v) for v in losses.values()), name
-        (out,) = model.eval()([image])
-        assert out["boxes"].shape[-1] == 4 and (out["labels"] >= 1).all(), name
-
-
 def test_object_crop_keeps_the_chosen_object_inside_the_window():
     from torchvision import tv_tensors
 
@@ -249,13 +226,6 @@ def test_torchvision_coco_detectors_load_into_the_same_layout(tmp_path, detector
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(TlcvError, match="not a state dict of torchvision"):
         load_coco(other, detector, str(tmp_path / "other.pth"))
-
-
-def test_detector_choices_match_the_registry():
-    from tlcv.tasks.detection.model import DETECTORS
-    from tlcv.tasks.detection.options import DETECTORS as CHOICES
-
-    assert sorted(DETECTORS.names()) == sorted(CHOICES)
 
 
 def test_cli_on_gtsdb_scenes_train_evaluate_predict(tmp_path):

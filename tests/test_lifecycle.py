@@ -109,17 +109,3 @@ def test_unknown_tasks_and_strategies_list_the_registered_ones(toy_data, tmp_pat
         tlcv.train(toy_data, tmp_path / "x", task="segmentatoin")
     with pytest.raises(TlcvError, match="(?s)unknown clip strategy 'scratch'.*features, finetune"):
         tlcv.train(toy_data, tmp_path / "x", task="clip-classification", strategy="scratch")
-
-
-@pytest.mark.parametrize("name", TASKS.names())
-def test_every_registered_task_meets_the_contract(name):
-    task = TASKS.get(name)()
-    assert task.name == name and task.description and task.run_tags
-    assert len(task.strategies) >= 1
-
-    def own(method: str) -> bool:
-        return getattr(type(task), method) is not getattr(Task, method)
-
-    assert own("discover") and own("collect")
-    # scored through the default evaluate / predict (per-item classes), or its own pair
-    assert own("score") or (own("evaluate") and own("predict")), name

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from tlcv.adaptation.validators import VALIDATORS, ValidationData, score_all
+from tlcv.adaptation.validators import VALIDATORS, ValidationData
 from tlcv.config import SELECTIONS
 
 NEEDS_SHARED = False
@@ -42,12 +42,6 @@ uniform = torch.zeros(200, C)  # no opinion
 
 def test_registry_matches_the_select_choices():
     assert set(VALIDATORS.names()) == set(SELECTIONS) - {"last"}
-
-
-def test_every_validator_gives_a_finite_score():
-    scores = score_all(data(balanced))
-    assert set(scores) == set(VALIDATORS.names())
-    assert all(math.isfinite(v) for v in scores.values())
 
 
 def test_source_val_is_held_out_accuracy():

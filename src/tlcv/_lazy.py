@@ -15,6 +15,21 @@ def lazy_exports(
 ) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for ``package``: ``exports`` maps a name to its module
     (relative, e.g. ``".loading"``). A loaded name is stored in ``namespace`` for next time."""
+    return _accessors(package, namespace, exports)
+
+
+def exports_by_module(
+    package: str, namespace: dict, modules: dict[str, str]
+) -> tuple[Callable[[str], object], Callable[[], list[str]], list[str]]:
+    """``__getattr__``, ``__dir__`` and ``__all__`` of a package from ``{".module": "name1
+    name2 ..."}``: what each module offers, one line a module."""
+    exports = {name: module for module, names in modules.items() for name in names.split()}
+    return (*_accessors(package, namespace, exports), sorted(exports))
+
+
+def _accessors(
+    package: str, namespace: dict, exports: dict[str, str]
+) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
 
     def __getattr__(name: str) -> object:
         module = exports.get(name)

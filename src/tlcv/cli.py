@@ -64,11 +64,20 @@ def _root(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", help="Show the libraries' own log lines (Lightning's banners)."),
+    ] = False,
 ) -> None:
     """Transfer learning for computer vision: make a pretrained CNN good at your images.
 
     Shell completion: tlcv --install-completion (then open a new shell).
     """
+    if verbose:
+        from .console import set_verbose
+
+        logging.getLogger().setLevel(logging.INFO)
+        set_verbose(True)
 
 
 @app.command()
@@ -444,9 +453,10 @@ def _leave_process_group() -> None:
 
 def main() -> None:
     """Entry point: user errors become one clear message (no traceback), exit code 2."""
+    from .console import quiet_libraries
+
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_libraries()
     try:
         _run_app()
     except TlcvError as exc:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from .errors import TlcvError
+from .evaluation.figures import png_of, pyplot
 from .io import write_bytes, write_text
 from .runs import environment
 
@@ -29,27 +29,8 @@ class Section:
     notes: list[str] = field(default_factory=list)
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def learning_curves(history: list[dict]) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     epochs = [int(r["epoch"]) for r in history]
     for key, ax in (
@@ -69,7 +50,7 @@ def learning_curves(history: list[dict]) -> bytes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return _png(fig)
+    return png_of(fig)
 
 
 def validator_curves(history: list[dict], chosen: int | None) -> bytes | None:
@@ -79,7 +60,7 @@ def validator_curves(history: list[dict], chosen: int | None) -> bytes | None:
     keys = [k for k in history[0] if k.startswith("sel_")]
     if not keys:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.4))
     epochs = [int(r["epoch"]) for r in history]
     series = {k[4:]: k for k in keys}
@@ -101,33 +82,7 @@ def validator_curves(history: list[dict], chosen: int | None) -> bytes | None:
     ax.set_title("validators per epoch (higher = chosen)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    return _png(fig)
-
-
-def per_class_bars(
-    per_class: list[dict], title: str, key: str = "recall", label: str = "accuracy (recall) %"
-) -> bytes:
-    """A bar per class of ``key`` (classes without a value, absent from what was scored,
-    are left out)."""
-    plt = _plt()
-    rows = [r for r in per_class if r.get(key) is not None and r.get("n", 1)]
-    fig, ax = plt.subplots(figsize=(max(5, 0.3 * len(rows) + 2), 3.4))
-    ax.bar(range(len(rows)), [100 * r[key] for r in rows])
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([r["class"] for r in rows], rotation=90, fontsize=7)
-    ax.set_ylabel(label)
-    ax.set_title(title)
-    return _png(fig)
-
-
-def confusion_png(confusion: list[list[int]], classes: list[str], title: str) -> bytes:
-    import tempfile
-
-    from .evaluation import plot_confusion
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = plot_confusion(confusion, classes, Path(tmp) / "c.png", title=title)
-        return Path(path).read_bytes()
+    return png_of(fig)
 
 
 def score_rows(metrics: dict, columns: tuple[tuple[str, str], ...]) -> list[dict]:
@@ -139,23 +94,6 @@ def score_rows(metrics: dict, columns: tuple[tuple[str, str], ...]) -> list[dict
         for split, m in metrics.items()
         if isinstance(m, dict) and "n" in m and all(k in m for k in keys)
     ]  # fmt: skip
-
-
-def classifier_pictures(path: Path, metrics: dict) -> list[tuple[str, bytes]]:
-    """Confusion matrix and per-class accuracy of the first scored split, and the maps of
-    `evaluate --explain N`: what a classifier run's section shows."""
-    classes = json.loads((path / "classes.json").read_text())
-    pictures = []
-    scored = next((k for k in ("test", "target", "source", "val") if k in metrics), None)
-    if scored and "confusion" in metrics[scored]:
-        m = metrics[scored]
-        pictures.append(
-            (f"confusion matrix ({scored})", confusion_png(m["confusion"], classes, scored))
-        )
-        pictures.append((f"per-class accuracy ({scored})", per_class_bars(m["per_class"], scored)))
-    for png in sorted(path.glob("eval/*/explain/*.png"))[:6]:  # evaluate --explain N
-        pictures.append((f"class-activation map: {png.stem}", png.read_bytes()))
-    return pictures
 
 
 def _run_section(path: Path) -> Section:

@@ -37,7 +37,8 @@ def find_taps(net: nn.Module) -> tuple[list[str], list[int]]:
     try:
         net.eval()
         with torch.no_grad():
-            net(torch.zeros(1, 3, PROBE, PROBE))
+            device = next((p.device for p in net.parameters()), torch.device("cpu"))
+            net(torch.zeros(1, 3, PROBE, PROBE, device=device))  # "meta": shapes only
     finally:
         for handle in handles:
             handle.remove()

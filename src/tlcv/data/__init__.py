@@ -1,24 +1,12 @@
 """Data: find labelled images, split them, decode them safely, batch them."""
 
-from .._lazy import lazy_exports
+from .._lazy import exports_by_module
 
-_EXPORTS = {
-    "IMAGE_SUFFIXES": ".decode",
-    "ImageItem": ".decode",
-    "file_identity": ".decode",
-    "open_rgb": ".decode",
-    "Batch": ".loading",
-    "default_workers_for": ".loading",
-    "eval_transform": ".loading",
-    "image_loader": ".loading",
-    "normalize": ".loading",
-    "Source": ".sources",
-    "discover": ".sources",
-    "Splits": ".splits",
-    "few_shot": ".splits",
-    "make_splits": ".splits",
-    "stratified_split": ".splits",
+_MODULES = {  # module: the names it offers
+    ".decode": "IMAGE_SUFFIXES ImageItem file_identity open_rgb",
+    ".loading": "Batch default_workers_for eval_transform image_loader normalize",
+    ".sources": "Source discover",
+    ".splits": "Splits few_shot make_splits stratified_split",
 }
-__all__ = sorted(_EXPORTS)
 # Modules load on first use: the torch-free parts (sources, cache look-ups) stay cheap.
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__getattr__, __dir__, __all__ = exports_by_module(__name__, globals(), _MODULES)

@@ -4,15 +4,10 @@
 builds the graphs with torch. Both need the ``onnx`` extra: ``pip install 'tlcv[onnx]'``.
 """
 
-from .._lazy import lazy_exports
+from .._lazy import exports_by_module
 
-_EXPORTS = {
-    "ENGINES": ".engine",
-    "OnnxEngine": ".engine",
-    "check_engine": ".engine",
-    "backbone_encoder": ".export",
-    "export_run": ".export",
-    "run_encoder": ".export",
+_MODULES = {  # module: the names it offers
+    ".engine": "ENGINES OnnxEngine check_engine",
+    ".export": "backbone_encoder export_run run_encoder",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__getattr__, __dir__, __all__ = exports_by_module(__name__, globals(), _MODULES)

@@ -82,7 +82,25 @@ class EpochSampler(Sampler):
         return -(-self.n // world)
 
 
-class LabelledImages(Dataset):
+class EpochItems(Dataset):
+    """Items read by ``(index, epoch)`` keys (the epoch-seeded samplers' keys; a plain index
+    is epoch 0), so every random draw is a function of (seed, epoch, index) and a resumed
+    run draws what an uninterrupted one would. Subclasses say how one item ``load``s."""
+
+    items: list
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key):
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        return self.load(self.items[index], index, epoch)
+
+    def load(self, item, index: int, epoch: int):
+        raise NotImplementedError
+
+
+class LabelledImages(EpochItems):
     """(index, epoch) -> (uint8 image, class index, error, crop draw).
 
     ``augment="none"``: the centre crop, draw None. Otherwise the base image and its seeded
@@ -101,12 +119,7 @@ class LabelledImages(Dataset):
         self.items, self.prep, self.augment, self.seed = items, prep, augment, seed
         self.lookup = {c: i for i, c in enumerate(classes)}
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, key):
-        index, epoch = key if isinstance(key, tuple) else (key, 0)
-        item = self.items[index]
+    def load(self, item: ImageItem, index: int, epoch: int):
         try:
             base = decode_base(item, self.prep)
         except BadImageError as exc:

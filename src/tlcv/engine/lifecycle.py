@@ -68,6 +68,7 @@ class RunLifecycle:
         # creates its own for DDP); strategies that shard work themselves call join_group().
         self.rank = int(os.environ.get("RANK", "0"))
         self.writer: RunWriter | None = None
+        self.task: str | None = None
         if self.is_main and not self.resume:
             RunWriter.check_free(self.run_dir, overwrite)
 
@@ -81,6 +82,7 @@ class RunLifecycle:
 
     def begin(self, config: dict, resolved: dict) -> None:
         """Lock the folder and write the resolved configuration (rank 0)."""
+        self.task = config.get("task")  # model.json records it: the run reloads as its task
         if self.is_main:
             self.writer = RunWriter(self.run_dir, overwrite=True)
             self.writer.config({**config, "resolved": resolved})
@@ -123,7 +125,8 @@ class RunLifecycle:
         self.writer.skipped(list(dict.fromkeys(outcome.skipped)))
         self.writer.notes(outcome.notes)
         self.writer.metrics(outcome.metrics)
-        self.writer.model(outcome.model.cpu(), outcome.classes, outcome.head_spec, outcome.info)
+        info = {"task": self.task, **outcome.info} if self.task else outcome.info
+        self.writer.model(outcome.model.cpu(), outcome.classes, outcome.head_spec, info)
         run = load_run(self.run_dir)
         run.loaded.update(metrics=outcome.metrics, notes=list(outcome.notes))
         return run

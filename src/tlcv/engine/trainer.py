@@ -13,7 +13,10 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.strategies import DDPStrategy
 
+from ..console import quiet_libraries
 from ..io import write_error
+
+quiet_libraries()  # Lightning's import set its loggers to INFO (banners, tips)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

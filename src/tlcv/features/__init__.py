@@ -1,16 +1,10 @@
 """Frozen-backbone features and their on-disk cache."""
 
-from .._lazy import lazy_exports
+from .._lazy import exports_by_module
 
-_EXPORTS = {
-    "FeatureCache": ".cache",
-    "default_cache_dir": ".cache",
-    "item_key": ".cache",
-    "FeatureSet": ".cache",
-    "cache_for": ".extract",
-    "extract_features": ".extract",
-    "resolve_device": ".extract",
+_MODULES = {  # module: the names it offers
+    ".cache": "FeatureCache default_cache_dir item_key FeatureSet",
+    ".extract": "cache_for extract_features resolve_device",
 }
-__all__ = sorted(_EXPORTS)
 # Modules load on first use: the torch-free parts (sources, cache look-ups) stay cheap.
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__getattr__, __dir__, __all__ = exports_by_module(__name__, globals(), _MODULES)

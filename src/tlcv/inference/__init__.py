@@ -4,16 +4,12 @@ Task-specific parts (how inputs are found and scored) come from the run's task
 (tlcv.tasks); what is written for the user is here, once.
 """
 
-from .._lazy import lazy_exports
+from .._lazy import exports_by_module
 
-_EXPORTS = {
-    "Scored": ".scoring",
-    "score_images": ".scoring",
-    "score_clips": ".scoring",
-    "collect_images": ".inputs",
-    "collect_clips": ".inputs",
-    "evaluate": ".evaluate",
-    "predict": ".predict",
+_MODULES = {  # module: the names it offers
+    ".scoring": "Scored score_images score_clips",
+    ".inputs": "collect_images collect_clips",
+    ".evaluate": "evaluate",
+    ".predict": "predict",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__getattr__, __dir__, __all__ = exports_by_module(__name__, globals(), _MODULES)

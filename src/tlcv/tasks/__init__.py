@@ -1,5 +1,13 @@
 """Tasks: what a run predicts. The axis beside the strategy (how it transfers).
 
+A task is one package, ``tasks/<name>/``: its ``__init__`` holds the Task class, registered
+by ``@register_task("name")`` (which also gives it a strategy registry that loads the
+package's ``strategies`` module on first use); its ``options.py``, ``model.py`` (the model
+kind), ``strategies`` and, where the task answers differently from a classifier, its own
+``evaluate.py`` (``evaluate``, ``predict``), ``serve.py`` (``answer``, ``picture``) and
+``report.py`` (``report_parts``): the Task finds those by name, so the package needs no
+forwarding methods. Nothing outside a task's package names it.
+
 A task supplies what differs between, say, classifying images and classifying clips (and,
 later, segmenting pixels or detecting boxes); the run lifecycle (engine/lifecycle.py), the
 API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per task:
@@ -36,10 +44,12 @@ API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per 
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..registry import Registry, import_submodules
+from ..registry import Registry, import_module_later, import_submodules
 
 if TYPE_CHECKING:
     from ..data import ImageItem, Source
@@ -85,6 +95,7 @@ class Task:
     serve_refusal: ClassVar[str | None] = None  # why `tlcv serve` cannot serve it (None: can)
     serve_engines: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "onnxruntime-int8")
     explain_refusal: ClassVar[str | None] = None  # why `tlcv explain` has no maps (None: has)
+    not_exportable: ClassVar[str | None] = None  # why `tlcv export` has no graph (None: has)
 
     def claims(self, data: str | Path) -> bool:
         return False
@@ -99,41 +110,65 @@ class Task:
         raise NotImplementedError
 
     def collect(self, paths: list[str | Path]) -> list[ImageItem]:
-        raise NotImplementedError
+        """predict's inputs: the image files given and those inside the folders given."""
+        from ..inference import collect_images
+
+        return collect_images(paths)
 
     def score(self, run: Run, items: list[ImageItem], **options) -> Scored:
         raise NotImplementedError
 
+    def own(self, module: str, function: str) -> Callable | None:
+        """``function`` of this task's own ``module`` (tasks/<name>/<module>.py), or None
+        when the package has no such module (the classifier's way is used instead)."""
+        package = type(self).__module__
+        try:
+            found = importlib.import_module(f"{package}.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.{module}":
+                raise
+            return None
+        return getattr(found, function, None)
+
     def evaluate(self, run: Run, data: str | Path, **options) -> dict:
+        own = self.own("evaluate", "evaluate")
+        if own is not None:
+            return own(run, data, **options)
         from ..inference import evaluate
 
         return evaluate(run, data, task=self, **options)
 
     def predict(self, run: Run, paths: list[str | Path], **options) -> list[dict]:
+        own = self.own("evaluate", "predict")
+        if own is not None:
+            return own(run, paths, **options)
         from ..inference import predict
 
         return predict(run, paths, task=self, **options)
 
     def serve_answer(self, server, image, top_k: int) -> dict:
-        """POST /predict: the top classes of one uploaded PIL image."""
+        """POST /predict for one uploaded PIL image (a classifier: its top classes)."""
         from ..serving.classes import top_classes
 
-        return top_classes(server, image, top_k)
+        return (self.own("serve", "answer") or top_classes)(server, image, top_k)
 
     def serve_picture(self, server, image, target: str | None) -> bytes:
-        """POST /explain: a PNG of where the model looked (Grad-CAM)."""
+        """POST /explain: a PNG of what the model saw (a classifier: where, by Grad-CAM)."""
         from ..serving.classes import cam_picture
 
-        return cam_picture(server, image, target)
+        return (self.own("serve", "picture") or cam_picture)(server, image, target)
 
     def export_refusal(self, run: Run) -> str | None:
         """Why `tlcv export` cannot build this run's graph (None: it can)."""
-        return None
+        return self.not_exportable
 
     def report_parts(self, path: Path, metrics: dict) -> tuple[list, list]:
-        """(tables, pictures) of one run folder in `tlcv report`: the confusion matrix and
-        the per-class accuracy of the first scored split."""
-        from ..reporting import classifier_pictures
+        """(tables, pictures) of one run folder in `tlcv report` (a classifier: the confusion
+        matrix and the per-class accuracy of the first scored split)."""
+        own = self.own("report", "report_parts")
+        if own is not None:
+            return own(path, metrics)
+        from ..evaluation.figures import classifier_pictures
 
         return [], classifier_pictures(path, metrics)
 
@@ -162,6 +197,23 @@ class Task:
 
 
 TASKS: Registry[type[Task]] = Registry("task", load=import_submodules(__name__, __path__))
+
+
+def register_task(
+    name: str, *, older_names: tuple[str, ...] = (), strategy_kind: str | None = None
+) -> Callable[[type[Task]], type[Task]]:
+    """Register a Task class under ``name``: the model.json tags it answers to (its name and
+    ``older_names``), and a registry of its strategies that imports the package's
+    ``strategies`` module the first time it is asked (strategies import torch)."""
+
+    def wrap(cls: type[Task]) -> type[Task]:
+        cls.name = name
+        cls.run_tags = (name, *older_names)
+        loader = import_module_later(f"{cls.__module__}.strategies")
+        cls.strategies = Registry(strategy_kind or f"{name} strategy", load=loader)
+        return TASKS.add(name, cls)
+
+    return wrap
 DEFAULT_TASK = "classification"  # what plain image folders are; asked last when detecting
 
 

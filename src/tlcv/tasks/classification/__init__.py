@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
-from ...registry import Registry, import_module_later
-from .. import TASKS, Task
-
-# (TrainConfig, progress) -> Run, one per transfer kind; loaded on first use (they import torch)
-STRATEGIES: Registry = Registry(
-    "strategy", load=import_module_later(f"{__name__}.strategies")
-)
+from .. import Task, register_task
 
 
-@TASKS.register("classification")
+@register_task("classification", strategy_kind="strategy")
 class Classification(Task):
-    name = "classification"
     description = "one class per image"
-    run_tags = ("classification",)
-    strategies: ClassVar[Registry] = STRATEGIES
 
     def claims(self, data: str | Path) -> bool:
         return True  # the default kind of data
@@ -29,12 +19,10 @@ class Classification(Task):
 
         return discover(data, strict=strict)
 
-    def collect(self, paths):
-        from ...inference import collect_images
-
-        return collect_images(paths)
-
     def score(self, run, items, *, prefix=None, cache=None, **options):
         from ...inference import score_images
 
         return score_images(run, items, cache_dir=cache, **options)
+
+
+STRATEGIES = Classification.strategies  # what strategies/ registers into

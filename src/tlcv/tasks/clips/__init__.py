@@ -4,26 +4,20 @@ temporal head: LSTM, GRU, bidirectional, mean, single frame)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
-from ...registry import Registry, import_module_later
-from .. import TASKS, Task
+from .. import Task, register_task
 from .options import ClipOptions
 
-# (TrainConfig, progress) -> Run, one per transfer kind; loaded on first use (they import torch)
-STRATEGIES: Registry = Registry(
-    "clip strategy", load=import_module_later(f"{__name__}.strategies")
-)
 
-
-@TASKS.register("clip-classification")
+@register_task("clip-classification", older_names=("sequence",), strategy_kind="clip strategy")
 class ClipClassification(Task):
-    name = "clip-classification"
     description = "one class per video clip or frame folder"
-    run_tags = ("sequence",)  # what model.json records for clip runs
-    strategies: ClassVar[Registry] = STRATEGIES
     options = ClipOptions
     serve_refusal = "the page takes one image; predict clips with `tlcv predict RUN CLIP`"
+    not_exportable = (
+        "the temporal head runs on packed variable-length frame sequences, which the exported "
+        "graph does not cover"
+    )
 
     def claims(self, data: str | Path) -> bool:
         from ...video import is_video_data
@@ -47,12 +41,6 @@ class ClipClassification(Task):
 
         return collect_clips(paths)
 
-    def export_refusal(self, run) -> str | None:
-        return (
-            "the temporal head runs on packed variable-length frame sequences, which the "
-            "exported graph does not cover; use the torch engine"
-        )
-
     def explain(self, run, paths, out, **options) -> list[dict]:
         """A map per sampled frame of each clip: where in it is the evidence for the clip's
         class."""
@@ -64,3 +52,6 @@ class ClipClassification(Task):
         from ...inference import score_clips
 
         return score_clips(run, items, cache_dir=cache, **options)
+
+
+STRATEGIES = ClipClassification.strategies  # what strategies.py registers into

@@ -6,22 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from ...registry import Registry, import_module_later
-from .. import TASKS, Task
+from .. import Task, register_task
 from .options import DetectionOptions
 
-# (TrainConfig, progress) -> Run, one per transfer kind; loaded on first use (they import torch)
-STRATEGIES: Registry = Registry(
-    "detection strategy", load=import_module_later(f"{__name__}.strategies")
-)
 
-
-@TASKS.register("detection")
+@register_task("detection")
 class Detection(Task):
-    name = "detection"
     description = "boxes around objects, with their class"
-    run_tags = ("detection",)
-    strategies: ClassVar[Registry] = STRATEGIES
     options = DetectionOptions
     budget_option = "max_images"  # --shots counts images
     budget_label = "labelled training images"
@@ -35,6 +26,7 @@ class Detection(Task):
     evaluation_files = (("precision-recall", "pr_png"),)
     page_labels: ClassVar[dict] = {"answer": "Objects found", "count": True, "picture": "boxes"}
     serve_engines = ("torch",)
+    not_exportable = "the ONNX graph covers image classifiers so far"
     explain_refusal = "the drawn boxes of `tlcv predict` show what was found where"
 
     def claims(self, data: str | Path) -> bool:
@@ -47,39 +39,6 @@ class Detection(Task):
 
         return discover_detection(data, strict=strict)
 
-    def collect(self, paths):
-        from ...inference import collect_images
-
-        return collect_images(paths)
-
-    def evaluate(self, run, data, **options) -> dict:
-        from .evaluate import evaluate_detection
-
-        return evaluate_detection(run, data, **options)
-
-    def predict(self, run, paths, **options) -> list[dict]:
-        from .evaluate import predict_detection
-
-        return predict_detection(run, paths, **options)
-
-    def serve_answer(self, server, image, top_k: int) -> dict:
-        from .serve import objects
-
-        return objects(server, image)[0]
-
-    def serve_picture(self, server, image, target: str | None) -> bytes:
-        from .serve import objects
-
-        return objects(server, image)[1]
-
-    def export_refusal(self, run) -> str | None:
-        return "the ONNX graph covers image classifiers so far; use the torch engine"
-
-    def report_parts(self, path: Path, metrics: dict) -> tuple[list, list]:
-        from .report import report_parts
-
-        return report_parts(path, metrics)
-
     def prediction_rows(self, results: list[dict]) -> list[list]:
         """One row per box: class, score, corners (or the input's error), drawn file."""
         rows: list[list] = [["path", "label", "score", "x1", "y1", "x2", "y2", "drawn", "error"]]
@@ -89,3 +48,6 @@ class Detection(Task):
             for o in r.get("objects", []):
                 rows.append([r["path"], o["label"], o["score"], *o["box"], r["drawn"], ""])
         return rows
+
+
+STRATEGIES = Detection.strategies  # what strategies.py registers into

@@ -128,7 +128,7 @@ def pr_plot(curves: dict[str, list[float]], path: Path, title: str) -> Path:
     return write_bytes(path, buf.getvalue())
 
 
-def evaluate_detection(
+def evaluate(
     run,
     data,
     *,
@@ -192,7 +192,7 @@ def evaluate_detection(
     return result
 
 
-def predict_detection(
+def predict(
     run,
     paths,
     *,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ...data import open_rgb
 from ...data.loading import default_workers_for, lower_priority
-from ...engine.data import EpochSampler, seeded
+from ...engine.data import EpochItems, EpochSampler, seeded
 from ...errors import BadImageError
 from .data import DetItem
 
@@ -77,19 +77,14 @@ def transform(size: int, augment: str | None, crop: int | None = None) -> v2.Com
     return v2.Compose(steps)
 
 
-class DetectionImages(Dataset):
+class DetectionImages(EpochItems):
     """(index, epoch) -> (uint8 image, target dict with boxes and labels 1..K)."""
 
     def __init__(self, items: list[DetItem], classes: list[str], tf, seed: int):
         self.items, self.tf, self.seed = items, tf, seed
         self.lookup = {c: i + 1 for i, c in enumerate(classes)}  # 0 is the background
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, key):
-        index, epoch = key if isinstance(key, tuple) else (key, 0)
-        item = self.items[index]
+    def load(self, item: DetItem, index: int, epoch: int):
         try:
             image = torch.from_numpy(np.array(open_rgb(item.path))).permute(2, 0, 1)
         except BadImageError as exc:

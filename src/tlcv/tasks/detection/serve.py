@@ -11,6 +11,14 @@ from .evaluate import detect, draw
 THRESHOLD = 0.5  # the score above which the page reports an object (predict's default)
 
 
+def answer(server, image, top_k: int) -> dict:
+    return objects(server, image)[0]
+
+
+def picture(server, image, target: str | None) -> bytes:
+    return objects(server, image)[1]
+
+
 def objects(server, image, threshold: float = THRESHOLD) -> tuple[dict, bytes]:
     """Objects above ``threshold`` (as bars: one per object) and the drawn image."""
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()

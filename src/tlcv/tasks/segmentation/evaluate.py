@@ -89,7 +89,7 @@ def write_panels(kept: list, colours: np.ndarray, folder: Path) -> list[str]:
     return out
 
 
-def evaluate_segmentation(
+def evaluate(
     run,
     data,
     *,
@@ -164,7 +164,7 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def predict_segmentation(
+def predict(
     run,
     paths,
     *,

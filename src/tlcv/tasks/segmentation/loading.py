@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ...data import open_rgb
 from ...data.loading import default_workers_for, lower_priority
-from ...engine.data import EpochSampler, seeded
+from ...engine.data import EpochItems, EpochSampler, seeded
 from ...errors import BadImageError
 from .data import IGNORE, MaskFormat, SegItem
 
@@ -39,18 +39,13 @@ def eval_transform(size: int) -> v2.Compose:
     return v2.Compose([v2.Resize(size, antialias=True)])
 
 
-class SegmentationPairs(Dataset):
+class SegmentationPairs(EpochItems):
     """(index, epoch) -> (uint8 image, class-index mask); unreadable pairs come back as errors."""
 
     def __init__(self, items: list[SegItem], fmt: MaskFormat, transform, seed: int):
         self.items, self.fmt, self.transform, self.seed = items, fmt, transform, seed
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, key):
-        index, epoch = key if isinstance(key, tuple) else (key, 0)
-        item = self.items[index]
+    def load(self, item: SegItem, index: int, epoch: int):
         try:
             image = torch.from_numpy(np.array(open_rgb(item.path))).permute(2, 0, 1)
             mask = torch.from_numpy(self.fmt.decode(item.mask))

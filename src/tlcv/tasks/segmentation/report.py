@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...reporting import per_class_bars
+from ...evaluation.figures import per_class_bars
 
 
 def report_parts(path: Path, metrics: dict) -> tuple[list, list]:

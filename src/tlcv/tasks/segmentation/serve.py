@@ -12,7 +12,8 @@ from ...serving.classes import png_data
 from .inference import class_scores, overlay, palette
 
 
-def segment(server, image) -> dict:
+def answer(server, image, top_k: int) -> dict:
+    """Each class's share of the image (all classes present), and the overlay."""
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
     with server.lock:
         scores = class_scores(server.model, pixels, None, torch.device("cpu"))
@@ -30,5 +31,5 @@ def segment(server, image) -> dict:
     }
 
 
-def mask_picture(server, image) -> bytes:
-    return base64.b64decode(segment(server, image)["overlay_png"].split(",", 1)[1])
+def picture(server, image, target: str | None) -> bytes:
+    return base64.b64decode(answer(server, image, 0)["overlay_png"].split(",", 1)[1])

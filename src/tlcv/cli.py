@@ -12,28 +12,20 @@ from typing import Annotated
 
 import click
 import typer
-from rich.table import Table
 
 from .cli_adapt import adapt as adapt_command
-from .cli_common import (
-    ConfigOpt,
-    _max_rss_mb,
-    _merge,
-    _need,
-    console,
-    err,
-    esc,
-)
+from .cli_common import ConfigOpt, PathsArg, RunArg, _max_rss_mb, _merge, _need, err, esc
+from .cli_deploy import explain as explain_command
+from .cli_deploy import export as export_command
+from .cli_deploy import serve as serve_command
 from .cli_experiment import experiment as experiment_command
 from .cli_experiment import report as report_command
+from .cli_models import models, weights_app
 from .cli_options import TaskHelpCommand, config_command, keyword, positional
 from .config import (
     EvaluateConfig,
-    ExplainConfig,
-    ExportConfig,
     ExtractConfig,
     PredictConfig,
-    ServeConfig,
     TrainConfig,
 )
 from .errors import TlcvError
@@ -44,9 +36,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-weights_app = typer.Typer(help="Manage pretrained weights for offline use.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
-
+app.command("models")(models)
 
 def _print_version(value: bool) -> None:
     if value:
@@ -78,87 +69,6 @@ def _root(
 
         logging.getLogger().setLevel(logging.INFO)
         set_verbose(True)
-
-
-@app.command()
-def models(
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
-    """List registered backbones: parameters, feature size, input size, local weights.
-
-    Answers from the registry's metadata (tlcv.catalog): nothing is built and
-    torch is not imported, so the list appears at once.
-
-    Example: tlcv models --json
-    """
-    from .catalog import CATALOG, local_weights_tag
-
-    rows = []
-    for name, entry in sorted(CATALOG.items()):
-        local = local_weights_tag(entry)
-        rows.append(
-            {
-                "name": name,
-                "family": entry.family,
-                "params": entry.params,
-                "feature_dim": entry.feature_dim,
-                "input_size": entry.input_size,
-                "weights_local": local is not None,
-                "weights": local or (entry.weights[0][0] if entry.weights else None),
-                "description": entry.description,
-            }
-        )
-    if json_out:
-        print(json.dumps(rows, indent=2))
-        return
-    table = Table(title="tlcv backbones (any timm model also works as timm:<name>)")
-    for col in ("name", "params", "features", "input", "weights here", "description"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["name"],
-            f"{r['params'] / 1e6:.1f}M",
-            str(r["feature_dim"]),
-            str(r["input_size"]),
-            "[green]yes[/]" if r["weights_local"] else "[yellow]no[/]",
-            r["description"],
-        )
-    console.print(table)
-
-
-@weights_app.command("import")
-def weights_import(
-    file: Annotated[
-        Path, typer.Argument(help="A torchvision checkpoint, e.g. mobilenet_v2-b0353104.pth.")
-    ],
-) -> None:
-    """Put a torchvision checkpoint where torchvision's own loader (and tlcv) find it.
-
-    Example: tlcv weights import ~/Downloads/mobilenet_v2-b0353104.pth
-    """
-    from .backbones import get_backbone_spec, list_backbones
-    from .backbones.weights import import_checkpoint
-
-    dest = import_checkpoint(file)
-    users = [
-        n
-        for n in list_backbones()
-        for w in get_backbone_spec(n).weights
-        if w.file_name == dest.name
-    ]
-    console.print(f"imported {esc(file)} -> {esc(dest)} (sha256 prefix verified)")
-    if users:
-        console.print(f"used by: {', '.join(users)}")
-    else:
-        console.print("[yellow]no registered backbone names this file; pass it with --weights[/]")
-
-
-@weights_app.command("where")
-def weights_where() -> None:
-    """Print the folder pretrained checkpoints are looked up in (torch hub cache)."""
-    from .backbones.weights import hub_checkpoint_dir
-
-    print(hub_checkpoint_dir())
 
 
 @app.command("extract")
@@ -205,7 +115,8 @@ def _task_names() -> list[str]:
 @app.command("train", cls=TaskHelpCommand)
 @config_command(TrainConfig, extra=[keyword("config", ConfigOpt)], names={"task": _task_names})
 def train(ctx: typer.Context, given: dict, config: Path | None = None) -> None:
-    """Train a classifier on an image folder and write a self-contained run folder.
+    """Train a model on your data and write a self-contained run folder: one class per image
+    or clip, a class per pixel or boxes, as the data holds (or --task says).
 
     Examples:
       tlcv train --data photos/ --out runs/photos
@@ -243,7 +154,6 @@ def _print_notes(notes: list[str]) -> None:
         err.print("[yellow]notes:[/]\n" + esc("".join(f"- {n}\n" for n in notes).strip()))
 
 
-RunArg = Annotated[Path, typer.Argument(help="Run folder written by `tlcv train`.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
@@ -281,7 +191,6 @@ def evaluate(
     print_evaluation(m, task_of_run(loaded))
 
 
-PathsArg = Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")]
 
 
 @app.command("predict")
@@ -316,100 +225,9 @@ def predict(ctx: typer.Context, given: dict, run: Path, paths: list[Path]) -> No
         sys.stdout.write(text)
 
 
-@app.command("explain")
-@config_command(
-    ExplainConfig,
-    extra=[
-        positional("run", Annotated[Path, typer.Argument(help="Run of a classification task.")]),
-        positional("paths", PathsArg),
-    ],
-)
-def explain(ctx: typer.Context, given: dict, run: Path, paths: list[Path]) -> None:
-    """Where the model looks: class-activation maps over the images, one PNG each (image |
-    overlay, top classes in the title) and a grid; the layer comes from the backbone registry.
-
-    Example: tlcv explain runs/photos img1.jpg more/ --out maps/ --method gradcam
-    """
-    from .api import explain as explain_api
-
-    _need(given, "out")
-    answers = explain_api(run, [str(p) for p in paths], **given)
-    table = Table()
-    for col in ("image", "map for", "top class", "file"):
-        table.add_column(col)
-    for a in answers:
-        if "error" in a:
-            table.add_row(esc(a["path"]), "", "", f"[red]{esc(a['error'])}[/]")
-        elif "path" in a:
-            top = a["top"][0]
-            table.add_row(
-                esc(Path(a["path"]).name),
-                esc(a["target"]),
-                esc(f"{top['label']} {top['score']:.3f}"),
-                esc(a["file"]),
-            )
-    console.print(table)
-    grid = next((a["grid"] for a in answers if "grid" in a), None)
-    if grid:
-        console.print(f"grid: {esc(grid)}")
-
-
-@app.command("serve")
-@config_command(ServeConfig, extra=[positional("run", RunArg)])
-def serve(ctx: typer.Context, given: dict, run: Path) -> None:
-    """A web page and HTTP API for a run: drop an image, see the top classes and where the
-    model looked (segmentation runs: the mask). API: POST /predict, POST /explain, GET
-    /metadata, GET /healthz; docs at /docs.
-
-    Example: tlcv serve runs/photos --port 8000   (then open http://127.0.0.1:8000)
-    """
-    from .api import serve as serve_api
-
-    options = ServeConfig.from_options(**given)
-    if options.host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(
-            f"[yellow]warning:[/] binding {esc(options.host)}: the model is reachable from "
-            "other machines, without authentication"
-        )
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:
-        raise TlcvError(
-            "serving needs FastAPI and uvicorn", hint="pip install 'tlcv[serve]'"
-        ) from exc
-    console.print(f"serving {esc(run)} on http://{esc(options.host)}:{options.port} (Ctrl-C stops)")
-    serve_api(run, **given)
-
-
-@app.command("export")
-@config_command(ExportConfig, extra=[positional("run", RunArg)])
-def export(ctx: typer.Context, given: dict, run: Path) -> None:
-    """Export a run as one ONNX file (runs without tlcv or torch), checked against PyTorch.
-
-    Examples:
-      tlcv export runs/photos
-      tlcv export runs/photos --int8 --out photos.onnx
-    """
-    from .api import export as export_api
-
-    report = export_api(run, **given)
-    check = report["verification"]
-    fp32 = check["onnxruntime_fp32"]
-    console.print(f"wrote {esc(report['file'])} (exporter: {esc(report['exporter'])})")
-    console.print(
-        f"checked on {check['images']} images ({esc(report['checked_on'])}): max |logit "
-        f"difference| {fp32['max_abs_logit_diff']:.2e}, top-1 agreement "
-        f"{100 * fp32['top1_agreement']:.2f}%"
-    )
-    if given.get("int8"):
-        q = check["onnxruntime_int8"]
-        console.print(
-            f"int8: {esc(report['int8_file'])}: {esc(report['int8_reason'])}; top-1 agreement "
-            f"with PyTorch {100 * q['top1_agreement']:.2f}%"
-        )
-
-
+app.command("explain")(explain_command)
+app.command("serve")(serve_command)
+app.command("export")(export_command)
 app.command("adapt")(adapt_command)
 app.command("experiment")(experiment_command)
 app.command("report")(report_command)

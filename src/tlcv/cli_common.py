@@ -100,3 +100,7 @@ def _need(values: dict, *keys: str) -> None:
                 f"missing --{key.replace('_', '-')}",
                 hint=f"give it on the command line or as '{key}:' in --config",
             )
+
+
+RunArg = Annotated[Path, typer.Argument(help="Run folder written by `tlcv train`.")]
+PathsArg = Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")]

@@ -6,6 +6,7 @@ choices. The base of every config class (config.py) and of each task's own optio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import MISSING, Field, asdict, field, fields
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,16 @@ def option(
     field out of the command line; ``panel`` groups its flag in --help (a task's options)."""
     metadata = {"help": help, "choices": choices, "flag": flag, "cli": cli, "panel": panel}
     return field(default=default, metadata=metadata)
+
+
+def panel_options(panel: str) -> Callable[..., Any]:
+    """``option`` with its help panel set: a task's options file declares ``option =
+    panel_options("Detection (--task detection)")`` once."""
+
+    def task_option(*args: Any, **kwargs: Any) -> Any:
+        return option(*args, panel=panel, **kwargs)
+
+    return task_option
 
 
 def choices_of(f: Field) -> list[str] | None:

@@ -5,7 +5,8 @@ by ``@register_task("name")`` (which also gives it a strategy registry that load
 package's ``strategies`` module on first use); its ``options.py``, ``model.py`` (the model
 kind), ``strategies`` and, where the task answers differently from a classifier, its own
 ``evaluate.py`` (``evaluate``, ``predict``), ``serve.py`` (``answer``, ``picture``) and
-``report.py`` (``report_parts``): the Task finds those by name, so the package needs no
+``report.py`` (``report_parts``) and ``data.py`` (``claims``, ``discover``): the Task finds
+those by name, so the package needs no
 forwarding methods. Nothing outside a task's package names it.
 
 A task supplies what differs between, say, classifying images and classifying clips (and,
@@ -98,7 +99,8 @@ class Task:
     not_exportable: ClassVar[str | None] = None  # why `tlcv export` has no graph (None: has)
 
     def claims(self, data: str | Path) -> bool:
-        return False
+        own = self.own("data", "claims")
+        return bool(own and own(data))
 
     def chosen_by(self, cfg: Any) -> bool:  # a TrainConfig (config.py imports tasks)
         return False
@@ -107,7 +109,10 @@ class Task:
         """Fill the task's defaults that depend on the data or other options."""
 
     def discover(self, data: str | Path, strict: bool) -> Source:
-        raise NotImplementedError
+        own = self.own("data", "discover")
+        if own is None:
+            raise NotImplementedError(f"{self.name}: no data.discover and no discover()")
+        return own(data, strict=strict)
 
     def collect(self, paths: list[str | Path]) -> list[ImageItem]:
         """predict's inputs: the image files given and those inside the folders given."""

@@ -117,7 +117,6 @@ def train_sequence(cfg: TrainConfig, progress: bool = False) -> Run | None:
     }
     info = {
         "strategy": cfg.strategy,
-        "task": "clip-classification",
         "frames": cfg.frames,
         "sampling": cfg.sampling,
         "temporal": cfg.temporal,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from .. import Task, register_task
@@ -28,16 +27,6 @@ class Detection(Task):
     serve_engines = ("torch",)
     not_exportable = "the ONNX graph covers image classifiers so far"
     explain_refusal = "the drawn boxes of `tlcv predict` show what was found where"
-
-    def claims(self, data: str | Path) -> bool:
-        from .data import is_detection_data
-
-        return is_detection_data(data)
-
-    def discover(self, data, strict):
-        from .data import discover_detection
-
-        return discover_detection(data, strict=strict)
 
     def prediction_rows(self, results: list[dict]) -> list[list]:
         """One row per box: class, score, corners (or the input's error), drawn file."""

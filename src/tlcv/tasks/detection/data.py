@@ -354,3 +354,8 @@ def is_detection_data(data: str | Path) -> bool:
         or any(root.glob("annotations*.json"))
         or any(root.glob("instances*.json"))
     )
+
+
+# what the task contract looks for in a task's data module (tasks/__init__.py)
+claims = is_detection_data
+discover = discover_detection

@@ -128,16 +128,8 @@ def pr_plot(curves: dict[str, list[float]], path: Path, title: str) -> Path:
     return write_bytes(path, buf.getvalue())
 
 
-def evaluate(
-    run,
-    data,
-    *,
-    out=None,
-    strict: bool = False,
-    device: str = "auto",
-    drawings: int = 4,
-    **_ignored,
-) -> dict:
+def evaluate(run, data, *, out=None, strict: bool = False, device: str = "auto",
+             drawings: int = 4, **_ignored) -> dict:  # fmt: skip
     """mAP@0.5 / @[.5:.95], recall, per-class AP over every labelled image under ``data``;
     writes metrics.json, per_class.csv, pr_curve.png and drawn/ to ``out``."""
     from ...features.extract import resolve_device

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import TlcvError
-from ...options import Validated, option
+from ...options import Validated, panel_options
 
 DETECTORS = ("fasterrcnn", "retinanet", "fcos", "ssdlite")  # model.py registers one each
-PANEL = "Detection (--task detection)"
+option = panel_options("Detection (--task detection)")
 
 
 @dataclass
@@ -17,10 +17,9 @@ class DetectionOptions(Validated):
         "fasterrcnn",
         "fasterrcnn (FPN), retinanet, fcos or ssdlite (torchvision) on the backbone's pyramid.",
         choices=DETECTORS,
-        panel=PANEL,
     )
     anchor_sizes: str = option(
-        "16,32,64,128,256", "Anchor size (px) per pyramid level, smallest first.", panel=PANEL
+        "16,32,64,128,256", "Anchor size (px) per pyramid level, smallest first."
     )
     detector_weights: str | None = option(
         None,
@@ -28,20 +27,18 @@ class DetectionOptions(Validated):
         "weights: coco (downloaded once, then cached) or FILE (that model's state dict); "
         "fasterrcnn, retinanet or fcos with --backbone resnet50; the class layers are re-sized "
         "to your classes. Otherwise only the encoder is pretrained (--weights).",
-        panel=PANEL,
     )
     train_crop: int | None = option(
         None,
         "Train on N x N crops of each scene at the --image-size scale (half of them around an "
         "object), so small objects keep their pixels at a fraction of the cost; validation and "
         "prediction see whole images.",
-        panel=PANEL,
     )
     fpn_channels: int = option(
-        256, "Width of the feature pyramid and heads (128 or 96: faster on CPUs).", panel=PANEL
+        256, "Width of the feature pyramid and heads (128 or 96: faster on CPUs)."
     )
     class_map: str | None = option(
-        None, "CSV from,to mapping class ids/names to coarser classes (empty: drop).", panel=PANEL
+        None, "CSV from,to mapping class ids/names to coarser classes (empty: drop)."
     )
 
     def check(self) -> None:

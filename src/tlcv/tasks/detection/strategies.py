@@ -99,13 +99,8 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
             metrics[name] = {k: v for k, v in result.items() if k != "pr_curves"}
             module.skipped.extend(bad)
     metrics["selection"] = trained.selection()
-    info = {
-        "strategy": kind,
-        "task": "detection",
-        "detector": cfg.detector,
-        "image_size": size,
-        "train_crop": cfg.train_crop,
-    }
+    info = {"strategy": kind, "detector": cfg.detector, "image_size": size,
+            "train_crop": cfg.train_crop}  # fmt: skip
     skipped = source.missing + sorted(set(module.skipped))
     return life.finish(Outcome(model, classes, head_spec, info, metrics, notes, skipped))
 

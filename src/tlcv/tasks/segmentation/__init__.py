@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from .. import Task, register_task
@@ -33,16 +32,6 @@ class Segmentation(Task):
     serve_engines = ("torch",)
     not_exportable = "the ONNX graph covers image classifiers so far"
     explain_refusal = "the mask overlays of `tlcv predict` show what each pixel became"
-
-    def claims(self, data: str | Path) -> bool:
-        from .data import is_segmentation_data
-
-        return is_segmentation_data(data)
-
-    def discover(self, data, strict):
-        from .data import discover_segmentation
-
-        return discover_segmentation(data, strict=strict)
 
     def prediction_rows(self, results: list[dict]) -> list[list]:
         """Per image: each class's fraction of the pixels, with the mask and overlay files."""

@@ -374,3 +374,8 @@ def _cut(items: list[SegItem], fraction: float, seed: int) -> tuple[list, list]:
     random.Random(seed).shuffle(order)
     n = min(len(order) - 1, max(1, round(fraction * len(order))))
     return sorted(order[n:], key=lambda it: it.path), sorted(order[:n], key=lambda it: it.path)
+
+
+# what the task contract looks for in a task's data module (tasks/__init__.py)
+claims = is_segmentation_data
+discover = discover_segmentation

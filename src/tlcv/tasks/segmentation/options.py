@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...options import Validated, option
+from ...options import Validated, panel_options
 
 DECODERS = ("unet", "fpn", "lraspp")  # model.py registers one builder each (a test compares)
 CLASS_WEIGHTINGS = ("none", "median-frequency")
-PANEL = "Segmentation (--task segmentation)"
+option = panel_options("Segmentation (--task segmentation)")
 
 
 @dataclass
@@ -17,15 +17,11 @@ class SegmentationOptions(Validated):
         "fpn",
         "unet, fpn (smp) or lraspp (torchvision) decoder on the backbone's pyramid.",
         choices=DECODERS,
-        panel=PANEL,
     )
-    ignore_index: int = option(
-        255, "Mask value of void pixels (ignored), besides rows named void.", panel=PANEL
-    )
+    ignore_index: int = option(255, "Mask value of void pixels (ignored), besides rows named void.")
     class_weighting: str = option(
         "none",
         "none or median-frequency (SegNet's class-balanced cross-entropy).",
         choices=CLASS_WEIGHTINGS,
-        panel=PANEL,
     )
-    dice: bool = option(False, "Add a Dice loss to the cross-entropy.", panel=PANEL)
+    dice: bool = option(False, "Add a Dice loss to the cross-entropy.")

@@ -92,13 +92,8 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
             if name == "val":  # a look at the chosen model: image | truth | prediction
                 write_panels(kept, palette(len(classes), fmt.to_dict()), life.run_dir / "overlays")
     metrics["selection"] = trained.selection()
-    info = {
-        "strategy": kind,
-        "task": "segmentation",
-        "decoder": cfg.decoder,
-        "image_size": size,
-        "mask_format": fmt.to_dict(),
-    }
+    info = {"strategy": kind, "decoder": cfg.decoder, "image_size": size,
+            "mask_format": fmt.to_dict()}  # fmt: skip
     skipped = source.missing + sorted(set(module.skipped))
     if module.skipped:
         notes.append(f"{len(set(module.skipped))} unreadable pair(s) skipped; see skipped.csv")

@@ -68,7 +68,7 @@ def _root(
         from .console import set_verbose
 
         logging.getLogger().setLevel(logging.INFO)
-        set_verbose(True)
+        set_verbose()
 
 
 @app.command("extract")

@@ -15,9 +15,9 @@ def verbose() -> bool:
     return os.environ.get("TLCV_VERBOSE", "") not in ("", "0")
 
 
-def set_verbose(on: bool) -> None:
-    if on:
-        os.environ["TLCV_VERBOSE"] = "1"
+def set_verbose() -> None:
+    """``--verbose``: library lines come back, here and in worker processes."""
+    os.environ["TLCV_VERBOSE"] = "1"
     quiet_libraries()
 
 

@@ -47,11 +47,16 @@ def cam_picture(server, image: Image.Image, target: str | None) -> bytes:
     return picture(Explanation("upload", x.permute(1, 2, 0).numpy(), heat, name, top))
 
 
-def png_data(array: np.ndarray) -> str:
-    """A data: URL of a PNG (the page shows it without a second request)."""
-    import base64
+def png_bytes(array: np.ndarray) -> bytes:
     import io
 
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    """A data: URL of a PNG (the page shows it without a second request)."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png).decode()

@@ -219,6 +219,8 @@ def register_task(
         return TASKS.add(name, cls)
 
     return wrap
+
+
 DEFAULT_TASK = "classification"  # what plain image folders are; asked last when detecting
 
 
@@ -253,6 +255,6 @@ def task_of_info(info: dict) -> Task:
     """The task of a run folder's model.json (a run that records none: the default task)."""
     tag = info.get("task") or DEFAULT_TASK
     for name, cls in TASKS.items():
-        if tag == name or tag in cls.run_tags:
+        if tag == name or tag in cls.run_tags:  # its name, or an older one
             return cls()
     return get_task(DEFAULT_TASK)

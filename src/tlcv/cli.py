@@ -39,6 +39,7 @@ app = typer.Typer(
 app.add_typer(weights_app, name="weights")
 app.command("models")(models)
 
+
 def _print_version(value: bool) -> None:
     if value:
         from ._version import __version__
@@ -189,8 +190,6 @@ def evaluate(
         print(json.dumps({k: val for k, val in m.items() if k not in ("confusion",)}))
         return
     print_evaluation(m, task_of_run(loaded))
-
-
 
 
 @app.command("predict")

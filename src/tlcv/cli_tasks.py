@@ -32,7 +32,10 @@ def print_trained(run, task) -> None:
 
 def print_evaluation(m: dict, task) -> None:
     """Headline scores, the per-class table (classes present in the data) and the files."""
-    scores = "   ".join(f"{label} {m[key]:.4f}" for label, key in task.score_columns)
+    scores = "   ".join(  # an undefined score (None: e.g. no defective image) prints as -
+        f"{label} {'-' if m[key] is None else format(m[key], '.4f')}"
+        for label, key in task.score_columns
+    )
     console.print(f"{scores}   images {m['n']}   skipped {m['skipped']}")
     (count_label, count_key), *columns = task.per_class_columns
     table = Table()

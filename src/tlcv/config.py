@@ -143,6 +143,8 @@ def _task_options() -> tuple[type, ...]:
 @dataclass
 class TrainConfig(*_task_options(), SharedTrainOptions):
     """Every option of `tlcv train`: the shared ones first, then each task's."""
+
+
 @dataclass
 class AdaptConfig(Validated):
     source: str = option(help="Labelled source images (CLASS/ folders).")

@@ -136,5 +136,3 @@ def write(context, life: RunLifecycle, trained, health, skipped: list) -> Run:
             sorted(set(skipped)),
         )
     )
-
-

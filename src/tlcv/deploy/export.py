@@ -51,12 +51,16 @@ class InferenceGraph(nn.Module):
         return self.head(features), features
 
 
-def export_graph(graph: InferenceGraph, path: Path, size: int, metadata: dict) -> str:
-    """Write ``graph`` to ``path`` atomically with tlcv metadata; return the exporter used."""
+def export_graph(
+    graph: nn.Module, path: Path, size: int, metadata: dict, outputs: list[str] | None = None
+) -> str:
+    """Write ``graph`` to ``path`` atomically with tlcv metadata; return the exporter used.
+    ``outputs`` names what the graph returns (default: an InferenceGraph's)."""
     import onnx
 
     graph = graph.eval().to("cpu", memory_format=torch.contiguous_format)
-    outputs = ["features"] if graph.head is None else ["logits", "features"]
+    if outputs is None:
+        outputs = ["features"] if graph.head is None else ["logits", "features"]
     example = (torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8),)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -140,10 +144,16 @@ def export_run(
     max_drop: float = 1.0,
 ) -> dict:
     """Export a classification run to ONNX, check it, optionally quantize; return the report
-    (also written as ``<file>.verify.json`` beside the file)."""
+    (also written as ``<file>.verify.json`` beside the file). A task whose graph answers
+    otherwise exports itself (its package's ``export.export_run``)."""
+    from ..tasks import task_of_run
+
     require_onnxruntime()
     run = run if isinstance(run, Run) else load_run(run)
     _check_exportable(run)
+    own = task_of_run(run).own("export", "export_run")
+    if own is not None:
+        return own(run, out=out, int8=int8, data=data)
     path = Path(out) if out else run.path / "export" / "model.onnx"
     model = run.load_model()
     graph = InferenceGraph(model.backbone, model.head).eval()

@@ -69,5 +69,3 @@ def classifier_pictures(path: Path, metrics: dict) -> list[tuple[str, bytes]]:
     for png in sorted(path.glob("eval/*/explain/*.png"))[:6]:  # evaluate --explain N
         pictures.append((f"class-activation map: {png.stem}", png.read_bytes()))
     return pictures
-
-

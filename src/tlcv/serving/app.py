@@ -77,9 +77,7 @@ class Server:
             )
         self.model = self.run.model()  # loaded once, shared by every request
         if engine != "torch":
-            from ..deploy.export import run_encoder
-
-            self.onnx = run_encoder(self.run, int8=engine.endswith("int8")).onnx
+            self.onnx = self.task.serve_session(self.run, engine)
 
     def metadata(self) -> dict:
         info = self.run.info

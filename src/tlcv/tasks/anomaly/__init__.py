@@ -25,12 +25,19 @@ class Anomaly(Task):
         ("pixel AUROC", "pixel_auroc"),
         ("PRO", "pro"),
     )
-    per_class_columns = (("images", "n"), ("AUROC vs good", "auroc"), ("flagged", "flagged"),
-                         ("PRO", "pro"))  # fmt: skip
+    per_class_columns = (
+        ("images", "n"),
+        ("AUROC vs good", "auroc"),
+        ("flagged", "flagged"),
+        ("PRO", "pro"),
+    )
     head_info = "method"
     evaluation_files = (("score histogram", "histogram_png"), ("panels", "panels_dir"))
-    page_labels: ClassVar[dict] = {"answer": "Verdict (bar: score, half = the threshold)",
-                                   "count": False, "picture": "anomaly map"}  # fmt: skip
+    page_labels: ClassVar[dict] = {
+        "answer": "Verdict (bar: score, half = the threshold)",
+        "count": False,
+        "picture": "anomaly map",
+    }
     serve_engines = ("torch", "onnxruntime")
     explain_refusal = "the anomaly maps of `tlcv predict` show where each image departs from good"
 
@@ -43,8 +50,9 @@ class Anomaly(Task):
             if "error" in r:
                 rows.append([r["path"], "", "", "", "", r["error"]])
             else:
-                rows.append([r["path"], r["score"], r["verdict"] or "", r["threshold"],
-                             r["heatmap"], ""])  # fmt: skip
+                rows.append(
+                    [r["path"], r["score"], r["verdict"] or "", r["threshold"], r["heatmap"], ""]
+                )
         return rows
 
 

@@ -26,8 +26,16 @@ def _truth(item: AnomalyItem, size: tuple[int, int]) -> np.ndarray | None:
         return np.asarray(mask.convert("L")) > 0
 
 
-def score_items(scorer, items: list[AnomalyItem], threshold: float | None, *, pixels: bool,
-                span=None, panels: int = 4, out: Path | None = None) -> tuple[dict, list]:  # fmt: skip
+def score_items(
+    scorer,
+    items: list[AnomalyItem],
+    threshold: float | None,
+    *,
+    pixels: bool,
+    span=None,
+    panels: int = 4,
+    out: Path | None = None,
+) -> tuple[dict, list]:
     """Metrics over ``items`` (and panels PNGs into ``out``); unreadable items as (path, why).
     ``scorer(paths) -> loading.Scores``."""
     got = scorer([i.path for i in items])
@@ -35,8 +43,12 @@ def score_items(scorer, items: list[AnomalyItem], threshold: float | None, *, pi
     scored = [items[i] for i in got.indices]
     defective = np.array([i.defective for i in scored], dtype=bool)
     scores = got.scores
-    result: dict = {"n": len(scored), "n_good": int((~defective).sum()),
-                    "n_defective": int(defective.sum()), "threshold": threshold}  # fmt: skip
+    result: dict = {
+        "n": len(scored),
+        "n_good": int((~defective).sum()),
+        "n_defective": int(defective.sum()),
+        "threshold": threshold,
+    }
     undefined = []
     result["image_auroc"] = M.auroc(defective, scores)
     result["image_f1_max"], result["f1_max_threshold"] = M.f1_max(defective, scores)
@@ -47,16 +59,18 @@ def score_items(scorer, items: list[AnomalyItem], threshold: float | None, *, pi
         )
     if threshold is not None:
         result.update(M.at_threshold(defective, scores, threshold))
-    truths = [_truth(item, size) for item, size in zip(scored, got.sizes, strict=True)] \
-        if pixels else []  # fmt: skip
+    truths = (
+        [_truth(item, size) for item, size in zip(scored, got.sizes, strict=True)] if pixels else []
+    )
     result["pixel_auroc"] = result["pro"] = None
     if pixels:
         have = [k for k, t in enumerate(truths) if t is not None]
         masks = [truths[k] for k in have]
         maps = [resize_map(got.maps[k], masks[j].shape) for j, k in enumerate(have)]
         flat = np.concatenate([m.ravel() for m in masks]) if masks else np.zeros(0, bool)
-        result["pixel_auroc"] = M.auroc(flat, np.concatenate([m.ravel() for m in maps])) \
-            if masks else None  # fmt: skip
+        result["pixel_auroc"] = (
+            M.auroc(flat, np.concatenate([m.ravel() for m in maps])) if masks else None
+        )
         result["pro"] = M.pro(masks, maps) if masks else None
         result["pixel_images"] = len(masks)
         if result["pixel_auroc"] is None:
@@ -118,8 +132,14 @@ def _panels(scored, scores, got, truths, span, count, out: Path) -> list[str]:
     return files
 
 
-def scorer_of(run, *, device: str = "auto", engine: str = "torch", batch_size: int = 16,
-              num_workers: int | None = None):  # fmt: skip
+def scorer_of(
+    run,
+    *,
+    device: str = "auto",
+    engine: str = "torch",
+    batch_size: int = 16,
+    num_workers: int | None = None,
+):
     """``paths -> Scores`` for a run: eager torch, or its exported graph under ONNX Runtime."""
     from functools import partial
 
@@ -137,9 +157,19 @@ def scorer_of(run, *, device: str = "auto", engine: str = "torch", batch_size: i
     return partial(score_paths, forward, size, batch_size=batch_size, num_workers=num_workers)
 
 
-def evaluate(run, data, *, out=None, strict: bool = False, device: str = "auto",
-             engine: str = "torch", batch_size: int = 16, num_workers: int | None = None,
-             panels: int = 4, **_ignored) -> dict:  # fmt: skip
+def evaluate(
+    run,
+    data,
+    *,
+    out=None,
+    strict: bool = False,
+    device: str = "auto",
+    engine: str = "torch",
+    batch_size: int = 16,
+    num_workers: int | None = None,
+    panels: int = 4,
+    **_ignored,
+) -> dict:
     """Image and pixel scores of every labelled image under ``data`` (its test/ and val/
     folders, or its good/ + kind/ folders); metrics.json, per_kind.csv, the histogram and
     panels in ``out`` (default RUN/eval/<data name>)."""
@@ -155,26 +185,47 @@ def evaluate(run, data, *, out=None, strict: bool = False, device: str = "auto",
         )
     out_dir = Path(out) if out else run.path / "eval" / Path(str(data)).resolve().name
     info = run.info
-    scorer = scorer_of(run, device=device, engine=engine, batch_size=batch_size,
-                       num_workers=num_workers)  # fmt: skip
-    result, skipped = score_items(scorer, items, info.get("threshold"), pixels=source.masks,
-                                  span=info.get("map_range"), panels=panels,
-                                  out=out_dir)  # fmt: skip
+    scorer = scorer_of(
+        run, device=device, engine=engine, batch_size=batch_size, num_workers=num_workers
+    )
+    result, skipped = score_items(
+        scorer,
+        items,
+        info.get("threshold"),
+        pixels=source.masks,
+        span=info.get("map_range"),
+        panels=panels,
+        out=out_dir,
+    )
     skipped = source.missing + skipped
     result.update(
-        task="anomaly", data=str(data), run=str(run.path), engine=engine, notes=source.notes,
-        threshold_source=info.get("threshold_source"), skipped=len(skipped),
+        task="anomaly",
+        data=str(data),
+        run=str(run.path),
+        engine=engine,
+        notes=source.notes,
+        threshold_source=info.get("threshold_source"),
+        skipped=len(skipped),
         skipped_files=[{"path": p, "reason": r} for p, r in skipped],
-    )  # fmt: skip
+    )
     write_json(out_dir / "metrics.json", result)
     write_text(out_dir / "per_kind.csv", rows_to_csv(result["per_class"]))
     result["output_dir"] = str(out_dir)
     return result
 
 
-def predict(run, paths, *, out=None, device: str = "auto", engine: str = "torch",
-            strict: bool = False, batch_size: int = 16, num_workers: int | None = None,
-            **_ignored) -> list[dict]:  # fmt: skip
+def predict(
+    run,
+    paths,
+    *,
+    out=None,
+    device: str = "auto",
+    engine: str = "torch",
+    strict: bool = False,
+    batch_size: int = 16,
+    num_workers: int | None = None,
+    **_ignored,
+) -> list[dict]:
     """Per image: its score, the verdict at the run's threshold and a heat-map PNG in ``out``
     (default RUN/predictions); unreadable inputs get an ``error``."""
     from ...data import open_rgb
@@ -185,8 +236,9 @@ def predict(run, paths, *, out=None, device: str = "auto", engine: str = "torch"
         raise TlcvError("no images found in the given paths")
     out_dir = Path(out) if out else run.path / "predictions"
     threshold, span = run.info.get("threshold"), run.info.get("map_range")
-    scorer = scorer_of(run, device=device, engine=engine, batch_size=batch_size,
-                       num_workers=num_workers)  # fmt: skip
+    scorer = scorer_of(
+        run, device=device, engine=engine, batch_size=batch_size, num_workers=num_workers
+    )
     got = scorer([i.path for i in items])
     if strict and got.failed:
         index, why = got.failed[0]
@@ -204,8 +256,13 @@ def predict(run, paths, *, out=None, device: str = "auto", engine: str = "torch"
         heat_file = write_png(out_dir / f"{stem}_heatmap.png", _png(picture))
         score = float(got.scores[k])
         verdict = None if threshold is None else ("defective" if score > threshold else "good")
-        answers[index] = {"path": path, "score": round(score, 6), "verdict": verdict,
-                          "threshold": threshold, "heatmap": heat_file}  # fmt: skip
+        answers[index] = {
+            "path": path,
+            "score": round(score, 6),
+            "verdict": verdict,
+            "threshold": threshold,
+            "heatmap": heat_file,
+        }
     return [answers[i] for i in sorted(answers)]
 
 

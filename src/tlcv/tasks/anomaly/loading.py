@@ -43,16 +43,22 @@ class _Squares(Dataset):
 def _collate(rows):
     good = [r for r in rows if r[1] is not None]
     images = torch.stack([r[1] for r in good]) if good else None
-    return [r[0] for r in good], images, [r[2] for r in good], [(r[0], r[3]) for r in rows
-                                                                 if r[1] is None]  # fmt: skip
+    return (
+        [r[0] for r in good],
+        images,
+        [r[2] for r in good],
+        [(r[0], r[3]) for r in rows if r[1] is None],
+    )
 
 
-def image_batches(paths: list[str], size: int, batch_size: int = 16,
-                  num_workers: int | None = None) -> Iterator[tuple]:  # fmt: skip
+def image_batches(
+    paths: list[str], size: int, batch_size: int = 16, num_workers: int | None = None
+) -> Iterator[tuple]:
     """(indices, uint8 images, own sizes, [(index, why unreadable)]) per batch."""
     workers = default_workers_for(len(paths)) if num_workers is None else num_workers
-    loader = DataLoader(_Squares(paths, size), batch_size=batch_size, num_workers=workers,
-                        collate_fn=_collate)  # fmt: skip
+    loader = DataLoader(
+        _Squares(paths, size), batch_size=batch_size, num_workers=workers, collate_fn=_collate
+    )
     yield from loader
 
 
@@ -80,8 +86,15 @@ def torch_forward(model, device):
     return forward
 
 
-def score_paths(forward, size: int, paths: list[str], *, batch_size: int = 16,
-                num_workers: int | None = None, keep_maps: bool = True) -> Scores:  # fmt: skip
+def score_paths(
+    forward,
+    size: int,
+    paths: list[str],
+    *,
+    batch_size: int = 16,
+    num_workers: int | None = None,
+    keep_maps: bool = True,
+) -> Scores:
     """``forward(uint8 images) -> (scores, maps)`` over the readable ``paths``."""
     out = Scores([], np.zeros(0, np.float32), [], [], [])
     scores = []
@@ -99,8 +112,9 @@ def score_paths(forward, size: int, paths: list[str], *, batch_size: int = 16,
     return out
 
 
-def batches_for_fit(paths: list[str], size: int, device, batch_size: int,
-                    num_workers: int | None, failed: list):  # fmt: skip
+def batches_for_fit(
+    paths: list[str], size: int, device, batch_size: int, num_workers: int | None, failed: list
+):
     """``batches_of(model)`` for model.build_model: normalised batches of good images."""
 
     def batches_of(model):

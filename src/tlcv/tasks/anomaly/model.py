@@ -101,8 +101,9 @@ def tap_names(backbone: Backbone, strides: tuple[int, ...]) -> list[str]:
     return [names[STRIDES.index(s)] for s in strides]
 
 
-def build_model(backbone: Backbone, method: str, strides, image_size: int, batches_of, options,
-                seed: int) -> tuple[AnomalyModel, dict, list[str]]:  # fmt: skip
+def build_model(
+    backbone: Backbone, method: str, strides, image_size: int, batches_of, options, seed: int
+) -> tuple[AnomalyModel, dict, list[str]]:
     """Fit ``method`` on the embeddings of good images and return the model, its head spec
     (what model.json records to rebuild it) and the notes the method left.
     ``batches_of(model)`` yields normalised image batches of the good images."""
@@ -118,8 +119,14 @@ def build_model(backbone: Backbone, method: str, strides, image_size: int, batch
 
     head, method_spec, notes = cls.fit(embeddings(), options, seed)
     probe.release()
-    spec = {"type": "anomaly", "method": method, "taps": taps, "strides": list(strides),
-            "image_size": int(image_size), **method_spec}  # fmt: skip
+    spec = {
+        "type": "anomaly",
+        "method": method,
+        "taps": taps,
+        "strides": list(strides),
+        "image_size": int(image_size),
+        **method_spec,
+    }
     return AnomalyModel(backbone, head, taps, image_size).eval(), spec, notes
 
 
@@ -136,4 +143,3 @@ def rebuild_model(backbone: Backbone, spec: dict, head_state: dict) -> AnomalyMo
     head = METHODS.get(spec["method"]).rebuild(spec)
     head.load_state_dict(head_state, strict=True)
     return AnomalyModel(backbone, head, spec["taps"], spec["image_size"]).eval()
-

@@ -35,8 +35,9 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray, span, alpha: float = 0.5) 
     return ((1 - alpha) * image + alpha * colours).round().clip(0, 255).astype(np.uint8)
 
 
-def panel_png(image: np.ndarray, heat: np.ndarray, truth: np.ndarray | None, span,
-              title: str) -> bytes:  # fmt: skip
+def panel_png(
+    image: np.ndarray, heat: np.ndarray, truth: np.ndarray | None, span, title: str
+) -> bytes:
     """image | heat map | truth mask (when there is one), one PNG."""
     plt = pyplot()
     columns = 3 if truth is not None else 2
@@ -54,8 +55,9 @@ def panel_png(image: np.ndarray, heat: np.ndarray, truth: np.ndarray | None, spa
     return png_of(fig)
 
 
-def histogram_png(scores: np.ndarray, defective: np.ndarray, threshold: float | None,
-                  title: str) -> bytes:  # fmt: skip
+def histogram_png(
+    scores: np.ndarray, defective: np.ndarray, threshold: float | None, title: str
+) -> bytes:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.4))
     bins = np.histogram_bin_edges(scores, bins=30)

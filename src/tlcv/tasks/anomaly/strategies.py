@@ -54,24 +54,37 @@ def _threshold(scorer, source, held, cfg) -> tuple[float | None, str, list | Non
         n_good, n_bad = result["n_good"], result["n_defective"]
         goods = scorer([i.path for i in source.val if not i.defective])
         span = [float(np.median(goods.maps)), float(np.max(goods.maps))]
-        return result["f1_max_threshold"], (
-            f"F1-optimal on the labelled val/ split ({n_good} good, {n_bad} defective)"
-        ), span, {"val": {k: result[k] for k in ("n", "image_auroc", "image_f1_max")}}
+        return (
+            result["f1_max_threshold"],
+            (f"F1-optimal on the labelled val/ split ({n_good} good, {n_bad} defective)"),
+            span,
+            {"val": {k: result[k] for k in ("n", "image_auroc", "image_f1_max")}},
+        )
     if not held:
-        return None, "none: no held-out good images (--holdout 0 or one training image)", \
-            None, {}  # fmt: skip
+        return None, "none: no held-out good images (--holdout 0 or one training image)", None, {}
     got = scorer([i.path for i in held])
     if not len(got.scores):
         return None, "none: the held-out good images were unreadable", None, {}
     q = cfg.threshold_quantile
     threshold = float(np.quantile(got.scores, q))
     span = [float(np.median(got.maps)), float(np.max(got.maps))]
-    stats = {"holdout": {"n": len(got.scores), "mean": float(got.scores.mean()),
-                         "max": float(got.scores.max()), "quantile": q}}  # fmt: skip
-    return threshold, (
-        f"the {q:g} quantile of {len(got.scores)} held-out good images' scores (no defect "
-        "labels used)"
-    ), span, stats
+    stats = {
+        "holdout": {
+            "n": len(got.scores),
+            "mean": float(got.scores.mean()),
+            "max": float(got.scores.max()),
+            "quantile": q,
+        }
+    }
+    return (
+        threshold,
+        (
+            f"the {q:g} quantile of {len(got.scores)} held-out good images' scores (no defect "
+            "labels used)"
+        ),
+        span,
+        stats,
+    )
 
 
 @STRATEGIES.register("features")
@@ -92,36 +105,65 @@ def anomaly_features(cfg: TrainConfig, progress: bool = False) -> Run:
     notes = source.notes + notes
     backbone = create_backbone(cfg.backbone, cfg.weights, None, seed=cfg.seed)
     parts = {"train": fitted, "holdout": held, "val": source.val, "test": source.test}
-    resolved = resolved_record(backbone, "features", CLASSES, parts, task="anomaly",
-                               method=cfg.method, image_size=size, strides=list(strides))  # fmt: skip
+    resolved = resolved_record(
+        backbone,
+        "features",
+        CLASSES,
+        parts,
+        task="anomaly",
+        method=cfg.method,
+        image_size=size,
+        strides=list(strides),
+    )
     life.begin(cfg.to_dict(), resolved)
     device = resolve_device(cfg.device)
     backbone.net.to(device)
     failed: list = []
     started = time.perf_counter()
-    batches = batches_for_fit([i.path for i in fitted], size, device, cfg.batch_size,
-                              cfg.num_workers, failed)  # fmt: skip
+    batches = batches_for_fit(
+        [i.path for i in fitted], size, device, cfg.batch_size, cfg.num_workers, failed
+    )
     options = {"coreset": cfg.coreset, "neighbours": cfg.neighbours, "padim_dims": cfg.padim_dims}
-    model, spec, fit_notes = build_model(backbone, cfg.method, strides, size, batches, options,
-                                         cfg.seed)  # fmt: skip
+    model, spec, fit_notes = build_model(
+        backbone, cfg.method, strides, size, batches, options, cfg.seed
+    )
     fit_seconds = time.perf_counter() - started
-    scorer = partial(score_paths, torch_forward(model, device), size,
-                     batch_size=cfg.batch_size, num_workers=cfg.num_workers)  # fmt: skip
+    scorer = partial(
+        score_paths,
+        torch_forward(model, device),
+        size,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+    )
     threshold, why, span, threshold_stats = _threshold(scorer, source, held, cfg)
-    metrics: dict = {"fit": {"images": len(fitted) - len(failed), "seconds": round(fit_seconds, 2),
-                             **threshold_stats}}  # fmt: skip
+    metrics: dict = {
+        "fit": {
+            "images": len(fitted) - len(failed),
+            "seconds": round(fit_seconds, 2),
+            **threshold_stats,
+        }
+    }
     skipped = list(source.missing) + failed
     if source.test:
-        result, bad = score_items(scorer, source.test, threshold, pixels=source.masks, span=span,
-                                  out=life.run_dir)  # fmt: skip
+        result, bad = score_items(
+            scorer, source.test, threshold, pixels=source.masks, span=span, out=life.run_dir
+        )
         metrics["test"] = result
         skipped += bad
         notes += [f"test: {u}" for u in result["undefined"]]
     if threshold is None:
-        notes.append("no threshold, so no verdicts: hold out good images (--holdout) or give a "
-                     "labelled val/ folder")  # fmt: skip
-    info = {"strategy": "features", "method": cfg.method, "image_size": size,
-            "threshold": threshold, "threshold_source": why, "map_range": span}  # fmt: skip
+        notes.append(
+            "no threshold, so no verdicts: hold out good images (--holdout) or give a "
+            "labelled val/ folder"
+        )
+    info = {
+        "strategy": "features",
+        "method": cfg.method,
+        "image_size": size,
+        "threshold": threshold,
+        "threshold_source": why,
+        "map_range": span,
+    }
     if failed:
         notes.append(f"{len(failed)} unreadable training image(s) skipped; see skipped.csv")
     outcome = Outcome(model, CLASSES, spec, info, metrics, notes + fit_notes, skipped)

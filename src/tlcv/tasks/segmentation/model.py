@@ -99,9 +99,7 @@ def build_head(spec: dict) -> nn.Module:
     return DECODERS.get(spec["decoder"])(list(spec["channels"]), int(spec["num_classes"]))
 
 
-def build_model(
-    backbone: Backbone, decoder: str, num_classes: int, image_size: int, seed: int = 0
-):
+def build_model(backbone: Backbone, decoder: str, num_classes: int, image_size: int, seed: int = 0):
     """A fresh model and the head spec model.json records (so the run reloads it, at its
     scale: evaluation and serving ask the model, never the caller)."""
     DECODERS.get(decoder)  # an unknown name fails with the choices before any probing

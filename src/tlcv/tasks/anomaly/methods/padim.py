@@ -45,7 +45,9 @@ class Padim(AnomalyMethod):
         cov += REGULARISATION * torch.eye(cov.shape[-1], dtype=cov.dtype)
         inverse = torch.linalg.inv(cov).float()
         spec = {"positions": mean.shape[0], "dims": mean.shape[1]}
-        notes = [f"PaDiM: {mean.shape[1]} channels, a Gaussian at each of {mean.shape[0]} positions"]
+        notes = [
+            f"PaDiM: {mean.shape[1]} channels, a Gaussian at each of {mean.shape[0]} positions"
+        ]
         return cls(channels, mean.float(), inverse), spec, notes
 
     @classmethod

@@ -1,0 +1,139 @@
+"""An anomaly run as one ONNX graph: uint8 images (B, 3, S, S) in, image ``scores`` (B,) and
+anomaly ``maps`` (B, S, S) out, with the normalisation, the backbone, the memory bank (or
+PaDiM's Gaussians) and the smoothing inside; checked against eager torch on the run's images.
+`--engine onnxruntime` runs it (exported into RUN/export/ on first use)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...deploy.engine import OnnxEngine, require_onnxruntime
+from ...deploy.export import export_graph, run_fingerprint, run_metadata
+from ...errors import TlcvError
+from ...io import write_json
+from .data import discover
+
+OUTPUTS = ["scores", "maps"]
+
+
+class AnomalyGraph(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        model.early_exit = False  # a graph cannot raise: the unused tail is pruned instead
+        self.model = model
+        prep = model.backbone.preprocessing
+        self.register_buffer("mean", torch.tensor(prep.mean).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(prep.std).view(1, 3, 1, 1) * 255.0)
+
+    def forward(self, images: torch.Tensor):
+        scores, maps = self.model((images.float() - self.mean) / self.std)
+        return scores, maps[:, 0]
+
+
+def _metadata(run) -> dict:
+    meta = run_metadata(run)
+    meta["preprocessing"]["resize_rule"] = "resize the whole image to input_size x input_size"
+    meta["input_size"] = int(run.info["head"]["image_size"])
+    meta["outputs"] = {"scores": "image anomaly score (> threshold: defective)",
+                       "maps": "anomaly map (B, S, S) at the input's resolution"}  # fmt: skip
+    meta["threshold"] = run.info.get("threshold")
+    return meta
+
+
+def _write(run, path: Path) -> str:
+    graph = AnomalyGraph(run.load_model())
+    return export_graph(graph, path, int(run.info["head"]["image_size"]), _metadata(run), OUTPUTS)
+
+
+def _check_paths(run, data) -> tuple[list[str], str]:
+    root = data or run.config.get("data")
+    if not root or not Path(str(root)).exists():
+        raise TlcvError(
+            f"the run's data ({root}) is not on this machine, so the export cannot be checked",
+            hint="pass --data DIR with images like the run's",
+            path=str(run.path),
+        )
+    source = discover(root)
+    items = (source.test or source.val or source.train)[:32]
+    return [i.path for i in items], f"{len(items)} images of {root}"
+
+
+def export_run(run, *, out=None, int8: bool = False, data=None) -> dict:
+    """Write the graph, then compare its scores and maps with eager torch."""
+    if int8:
+        raise TlcvError(
+            "--int8 is not offered for anomaly runs: the scores are distances to stored "
+            "features, which 8-bit activations would blur",
+            hint="export without --int8",
+        )
+    path = Path(out) if out else run.path / "export" / "model.onnx"
+    paths, described = _check_paths(run, data)
+    exporter = _write(run, path)
+    report = {"file": str(path), "exporter": exporter, "checked_on": described, **_metadata(run)}
+    check = report["verification"] = compare(run, OnnxEngine(path), paths)
+    report["summary"] = (
+        f"checked on {check['images']} images ({described}): max |score difference| "
+        f"{check['max_abs_score_diff']:.2e}, max |map difference| {check['max_abs_map_diff']:.2e}"
+        + ("" if check["verdict_agreement"] is None
+           else f", verdicts agree on {100 * check['verdict_agreement']:.1f}%")
+    )  # fmt: skip
+    write_json(path.with_name(path.stem + ".verify.json"), report)
+    return report
+
+
+def compare(run, engine: OnnxEngine, paths: list[str]) -> dict:
+    """Largest score and map differences, and whether both order the images alike."""
+    from .loading import image_batches, torch_forward
+
+    eager = torch_forward(run.load_model(), torch.device("cpu"))
+    size = int(run.info["head"]["image_size"])
+    eager_scores, onnx_scores, map_diff = [], [], 0.0
+    for _, images, _, _ in image_batches(paths, size, 8, 0):
+        if images is None:
+            continue
+        s_t, m_t = eager(images)
+        got = engine.run(images.numpy())
+        eager_scores.append(s_t)
+        onnx_scores.append(got["scores"])
+        map_diff = max(map_diff, float(np.abs(got["maps"] - m_t).max()))
+    a, b = np.concatenate(eager_scores), np.concatenate(onnx_scores)
+    threshold = run.info.get("threshold")
+    agree = None if threshold is None else float(((a > threshold) == (b > threshold)).mean())
+    return {
+        "images": len(a),
+        "max_abs_score_diff": float(np.abs(a - b).max()),
+        "max_rel_score_diff": float((np.abs(a - b) / np.maximum(np.abs(a), 1e-6)).max()),
+        "max_abs_map_diff": map_diff,
+        "same_order": bool((np.argsort(a) == np.argsort(b)).all()),
+        "verdict_agreement": agree,
+    }
+
+
+def onnx_forward(run, engine: str):
+    """uint8 images -> (scores, maps) through the run's graph under ONNX Runtime (exported on
+    first use, again when the run's weights changed since)."""
+    if engine != "onnxruntime":
+        raise TlcvError(f"--engine {engine} does not run anomaly models",
+                        hint="use --engine torch or onnxruntime")  # fmt: skip
+    require_onnxruntime()
+    if "anomaly-onnx" not in run.loaded:
+        path = run.path / "export" / "model.onnx"
+        current = False
+        if path.is_file():
+            with contextlib.suppress(TlcvError):
+                current = OnnxEngine(path).metadata.get("run_fingerprint") == run_fingerprint(run)
+        if not current:
+            _write(run, path)
+        run.loaded["anomaly-onnx"] = OnnxEngine(path)
+    session = run.loaded["anomaly-onnx"]
+
+    def forward(images: torch.Tensor):
+        got = session.run(images.numpy())
+        return got["scores"], got["maps"]
+
+    return forward

@@ -24,24 +24,28 @@ class Padim(AnomalyMethod):
 
     @classmethod
     def fit(cls, batches, options: dict, seed: int):
-        total = outer = channels = None
+        total = outer = channels = shift = None
         n = 0
         for batch in batches:  # streamed: sums and sums of outer products per position
             if channels is None:
                 generator = torch.Generator().manual_seed(seed)
                 keep = min(int(options.get("padim_dims", 100)), batch.shape[1])
                 channels = torch.randperm(batch.shape[1], generator=generator)[:keep].sort()[0]
-            x = batch[:, channels].flatten(2).permute(2, 0, 1).double()  # (positions, B, d)
+            x = batch[:, channels].flatten(2).permute(2, 0, 1).float()  # (positions, B, d)
+            if shift is None:  # sums of shifted values: float32 without the cancellation
+                shift = x.mean(1, keepdim=True)  # E[xx'] - mm' suffers when means dominate
+            x = x - shift
             total = x.sum(1) if total is None else total + x.sum(1)
-            product = torch.einsum("pbi,pbj->pij", x, x)
+            product = torch.bmm(x.transpose(1, 2), x)
             outer = product if outer is None else outer + product
             n += batch.shape[0]
         if n < 2:
             from ....errors import TlcvError
 
             raise TlcvError("PaDiM needs at least 2 good training images (a covariance each)")
-        mean = total / n
-        cov = (outer - n * torch.einsum("pi,pj->pij", mean, mean)) / (n - 1)
+        centred = (total / n).double()
+        cov = (outer.double() - n * torch.einsum("pi,pj->pij", centred, centred)) / (n - 1)
+        mean = centred + shift[:, 0].double()
         cov += REGULARISATION * torch.eye(cov.shape[-1], dtype=cov.dtype)
         inverse = torch.linalg.inv(cov).float()
         spec = {"positions": mean.shape[0], "dims": mean.shape[1]}

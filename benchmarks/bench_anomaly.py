@@ -79,7 +79,8 @@ def _score(result_scores, result_maps, test, masks: bool) -> dict:
     return out
 
 
-def case_tlcv(method: str, data: Path, coreset: float, backbone: str, max_images=None) -> dict:
+def case_tlcv(method: str, data: Path, coreset: float, backbone: str, max_images=None,
+              seed: int = 0) -> dict:  # fmt: skip
     import tempfile
 
     import numpy as np
@@ -93,7 +94,7 @@ def case_tlcv(method: str, data: Path, coreset: float, backbone: str, max_images
     with tempfile.TemporaryDirectory() as tmp:
         run = api.train(data, Path(tmp) / "run", task="anomaly", method=method, backbone=backbone,
                         weights=weights, image_size=SIZE, coreset=coreset, holdout=0.0,
-                        max_images=max_images, batch_size=16)  # fmt: skip
+                        max_images=max_images, batch_size=16, seed=seed)  # fmt: skip
         fit = run.metrics["fit"]["seconds"]
         score = scorer_of(run, batch_size=16)
         started = time.perf_counter()
@@ -107,10 +108,12 @@ def case_tlcv(method: str, data: Path, coreset: float, backbone: str, max_images
             **_score(scores, got.maps, test, masks)}  # fmt: skip
 
 
-def case_anomalib(method: str, data: Path, coreset: float) -> dict:
+def case_anomalib(method: str, data: Path, coreset: float, seed: int = 0) -> dict:
     import numpy as np
     import torch
     import torchvision
+
+    torch.manual_seed(seed)  # its coreset start, projection and PaDiM channels draw from it
 
     from tlcv.data import normalize
     from tlcv.tasks.anomaly.loading import image_batches
@@ -193,9 +196,10 @@ def case_search(n_bank: int = 1_000_000, dims: int = 128, queries: int = 1024) -
     return out
 
 
-def run_case(args, *spec: str) -> dict:
+def run_case(args, *spec: str, coreset: float | None = None) -> dict:
     """One case in a fresh process: its figures and its own peak RSS."""
-    command = [sys.executable, __file__, "--case", *spec, "--coreset", str(args.coreset)]
+    share = str(args.coreset if coreset is None else coreset)
+    command = [sys.executable, __file__, "--case", *spec, "--coreset", share]
     done = subprocess.run(command, capture_output=True, text=True, timeout=7200)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1][:300]}
@@ -207,12 +211,12 @@ def child(args) -> None:
     if kind == "search":
         result = case_search()
     elif kind == "tlcv":
-        method, name, backbone, cap = rest
+        method, name, backbone, cap, seed = rest
         result = case_tlcv(method, SHARED / "data" / SETS[name], args.coreset, backbone,
-                           None if cap == "all" else int(cap))  # fmt: skip
+                           None if cap == "all" else int(cap), int(seed))  # fmt: skip
     else:
-        method, name = rest
-        result = case_anomalib(method, SHARED / "data" / SETS[name], args.coreset)
+        method, name, seed = rest
+        result = case_anomalib(method, SHARED / "data" / SETS[name], args.coreset, int(seed))
     result["peak_rss_mb"] = round(_rss_mb(), 1)
     print(json.dumps(result))
 
@@ -222,6 +226,7 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["compare", "scaling", "search",
                                                        "backbones"])  # fmt: skip
     parser.add_argument("--coreset", type=float, default=0.01)
+    parser.add_argument("--seeds", type=int, default=2, help="Seeds per compared case.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-anomaly")
     parser.add_argument("--case", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -231,9 +236,9 @@ def main() -> None:
     results_file = args.out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
 
-    def record(key: str, *spec: str) -> None:
+    def record(key: str, *spec: str, coreset: float | None = None) -> None:
         if key not in results or "error" in results[key]:
-            results[key] = run_case(args, *spec)
+            results[key] = run_case(args, *spec, coreset=coreset)
             results_file.write_text(json.dumps(results, indent=1))
         print(key, json.dumps(results[key]), flush=True)
 
@@ -241,20 +246,23 @@ def main() -> None:
     if "compare" in args.parts:
         for name in SETS:
             for method in ("patchcore", "padim"):
-                record(f"compare/{name}/{method}/tlcv/{tag}", "tlcv", method, name,
-                       "mobilenet_v2", "all")  # fmt: skip
-                record(f"compare/{name}/{method}/anomalib/{tag}", "anomalib", method, name)
+                for seed in map(str, range(args.seeds)):
+                    record(f"compare/{name}/{method}/tlcv/{tag}/seed{seed}", "tlcv", method, name,
+                           "mobilenet_v2", "all", seed)  # fmt: skip
+                    record(f"compare/{name}/{method}/anomalib/{tag}/seed{seed}", "anomalib",
+                           method, name, seed)  # fmt: skip
     if "scaling" in args.parts:
         for cap in ("25", "50", "100", "all"):
             record(f"scaling/bottle/patchcore/{cap}/{tag}", "tlcv", "patchcore", "bottle",
-                   "mobilenet_v2", cap)  # fmt: skip
+                   "mobilenet_v2", cap, "0")  # fmt: skip
     if "search" in args.parts:
         record("search/1M", "search")
-    if "backbones" in args.parts:
+    if "backbones" in args.parts:  # the default coreset (0.1); the tiles with 2 seeds
         for name in SETS:
             for backbone in ("mobilenet_v2", "efficientnet_lite0"):
-                record(f"backbones/{name}/{backbone}/coreset0.1", "tlcv", "patchcore", name,
-                       backbone, "all")  # fmt: skip
+                for seed in ("0", "1") if name == "tile" else ("0",):
+                    record(f"backbones/{name}/{backbone}/coreset0.1/seed{seed}", "tlcv",
+                           "patchcore", name, backbone, "all", seed, coreset=0.1)  # fmt: skip
 
 
 if __name__ == "__main__":

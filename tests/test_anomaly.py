@@ -199,3 +199,18 @@ def test_unreadable_images_are_skipped_with_the_reason(tmp_path, tiles):
     skipped = (run / "skipped.csv").read_text()
     assert "empty.png" in skipped
     assert json.loads((run / "model.json").read_text())["threshold"] is None
+
+
+def test_large_banks_search_alike_with_faiss_and_torch(monkeypatch):
+    from tlcv.tasks.anomaly import search
+
+    generator = torch.Generator().manual_seed(3)
+    bank, query = (
+        torch.randn(3000, 16, generator=generator),
+        torch.randn(50, 16, generator=generator),
+    )
+    torch_d, torch_i = search.nearest(query, bank, k=2)
+    monkeypatch.setattr(search, "FAISS_FROM", 1000)  # the faiss path, on a bank this small
+    faiss_d, faiss_i = search.nearest(query, bank, k=2)
+    assert torch.equal(torch_i, faiss_i)
+    assert torch.allclose(torch_d, faiss_d, rtol=1e-4, atol=1e-4)

@@ -5,7 +5,7 @@ million-patch bank, and a backbone comparison.
 Rerun (anomalib and faiss-cpu are the references here, not tlcv dependencies):
     .venv/bin/pip install anomalib==2.7.0 faiss-cpu
     .venv/bin/python benchmarks/bench_anomaly.py [--parts compare scaling search backbones]
-        [--coreset 0.01] [--out bench-anomaly]
+        [--coreset 0.01] [--out bench_out/anomaly]
 
 Fair by construction, in one run: the same images decoded by the same code at the same size
 (256 x 256), the same backbone (torchvision MobileNetV2) with the same offline ImageNet
@@ -227,7 +227,7 @@ def main() -> None:
                                                        "backbones"])  # fmt: skip
     parser.add_argument("--coreset", type=float, default=0.01)
     parser.add_argument("--seeds", type=int, default=2, help="Seeds per compared case.")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench-anomaly")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "anomaly")
     parser.add_argument("--case", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:

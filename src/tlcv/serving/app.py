@@ -76,8 +76,13 @@ class Server:
                 hint=f"choose one of: {', '.join(self.task.serve_engines)}",
             )
         self.model = self.run.model()  # loaded once, shared by every request
-        if engine != "torch":
-            self.onnx = self.task.serve_session(self.run, engine)
+        if engine != "torch":  # the task's own session, or the classifier's exported encoder
+            own = self.task.own("serve", "session")
+            if own is None:
+                from ..deploy.export import run_encoder
+
+                own = lambda run, name: run_encoder(run, int8=name.endswith("int8")).onnx  # noqa: E731
+            self.onnx = own(self.run, engine)
 
     def metadata(self) -> dict:
         info = self.run.info

@@ -35,8 +35,9 @@ API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per 
                           what the CLI shows of a trained or evaluated run (metrics.json keys
                           with their labels), so no command branches on the task
   prediction_rows(results)  `tlcv predict --format csv`: a header row, then one row per answer
-  serve_answer(server, image, top_k), serve_picture(server, image, target), page_labels,
-  serve_session(run, engine)
+  serve_answer(server, image, top_k), serve_picture(server, image, target), page_labels
+                          (a package's serve.session(run, engine): its engine other than
+                          torch; default: the classifier's exported encoder)
                           the served page: POST /predict's JSON, POST /explain's PNG, and the
                           words the page shows above them (serve_refusal: why not served)
   export_refusal(run)     None when `tlcv export` can build the run's graph, else why not
@@ -163,16 +164,6 @@ class Task:
         from ..serving.classes import cam_picture
 
         return (self.own("serve", "picture") or cam_picture)(server, image, target)
-
-    def serve_session(self, run: Run, engine: str):
-        """What the server keeps for an engine other than torch (a classifier: the session
-        over its exported graph; a task with its own ``serve.session`` builds its own)."""
-        own = self.own("serve", "session")
-        if own is not None:
-            return own(run, engine)
-        from ..deploy.export import run_encoder
-
-        return run_encoder(run, int8=engine.endswith("int8")).onnx
 
     def export_refusal(self, run: Run) -> str | None:
         """Why `tlcv export` cannot build this run's graph (None: it can)."""

@@ -19,6 +19,15 @@ def png_of(fig) -> bytes:
     return buf.getvalue()
 
 
+def png_bytes(array) -> bytes:
+    """A uint8 (H, W) or (H, W, 3) array as PNG bytes (masks, overlays, heat maps)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def pyplot():
     import matplotlib
 

@@ -8,7 +8,7 @@ from .._lazy import exports_by_module
 
 _MODULES = {  # module: the names it offers
     ".scoring": "Scored score_images score_clips",
-    ".inputs": "collect_images collect_clips",
+    ".inputs": "collect_images collect_clips unique_stem",
     ".evaluate": "evaluate",
     ".predict": "predict",
 }

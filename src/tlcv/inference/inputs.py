@@ -8,6 +8,17 @@ from ..data.decode import IMAGE_SUFFIXES, ImageItem, file_identity
 from ..errors import TlcvError
 
 
+def unique_stem(path: str, used: set[str]) -> str:
+    """The file's stem, numbered when another input had it (a/x.jpg, b/x.jpg -> x, x-2), so
+    the files predict writes per input never overwrite each other; ``used`` remembers."""
+    stem, n = Path(path).stem, 1
+    while stem in used:
+        n += 1
+        stem = f"{Path(path).stem}-{n}"
+    used.add(stem)
+    return stem
+
+
 def collect_images(paths: list[str | Path]) -> list[ImageItem]:
     """Files as given, and images found recursively in folders."""
     items = []

@@ -9,6 +9,8 @@ import torch
 from fastapi import HTTPException
 from PIL import Image
 
+from ..evaluation.figures import png_bytes  # noqa: F401 - what the task serve modules use
+
 
 def _input(server, image: Image.Image) -> torch.Tensor:
     from ..data import eval_transform
@@ -45,14 +47,6 @@ def cam_picture(server, image: Image.Image, target: str | None) -> bytes:
         except TlcvError as exc:
             raise HTTPException(422, exc.message) from exc
     return picture(Explanation("upload", x.permute(1, 2, 0).numpy(), heat, name, top))
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def data_url(png: bytes) -> str:

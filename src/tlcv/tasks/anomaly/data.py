@@ -38,10 +38,6 @@ class AnomalyItem:
     def defective(self) -> bool:
         return self.kind != GOOD
 
-    @property
-    def label(self) -> str:  # the field classification items share
-        return self.kind
-
 
 @dataclass
 class AnomalySource:
@@ -56,11 +52,9 @@ class AnomalySource:
     missing: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
     @property
-    def classes(self) -> list[str]:
-        return [GOOD, "defective"]
-
-    def all_items(self) -> list[AnomalyItem]:
-        return self.train + self.val + self.test
+    def labelled_val(self) -> bool:
+        """val/ holds good and defective images: the threshold can be F1-optimal there."""
+        return any(i.defective for i in self.val) and any(not i.defective for i in self.val)
 
 
 def _images(folder: Path) -> list[Path]:
@@ -112,6 +106,7 @@ def check_mask(item: AnomalyItem) -> str | None:
         with Image.open(item.path) as img:
             size = img.size
         with Image.open(item.mask) as mask:
+            mask.load()  # the pixels too: evaluation must not meet a truncated file
             mask_size = mask.size
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         return f"cannot read the image or its mask: {str(exc).splitlines()[0][:120]}"

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import TlcvError
+from ...evaluation.figures import png_bytes
 from ...io import write_json, write_text
 from . import metrics as M
 from .data import AnomalyItem, discover
@@ -62,11 +63,13 @@ def score_items(
     truths = (
         [_truth(item, size) for item, size in zip(scored, got.sizes, strict=True)] if pixels else []
     )
+    # each map at its mask's size, once (None where the image has no truth)
+    sized = [None if t is None else resize_map(got.maps[k], t.shape) for k, t in enumerate(truths)]
     result["pixel_auroc"] = result["pro"] = None
     if pixels:
         have = [k for k, t in enumerate(truths) if t is not None]
         masks = [truths[k] for k in have]
-        maps = [resize_map(got.maps[k], masks[j].shape) for j, k in enumerate(have)]
+        maps = [sized[k] for k in have]
         flat = np.concatenate([m.ravel() for m in masks]) if masks else np.zeros(0, bool)
         result["pixel_auroc"] = (
             M.auroc(flat, np.concatenate([m.ravel() for m in maps])) if masks else None
@@ -77,7 +80,7 @@ def score_items(
             undefined.append("pixel AUROC and PRO need masks with defective pixels")
     else:
         undefined.append("pixel AUROC and PRO need ground_truth/ masks (none in this data)")
-    result["per_class"] = _per_kind(scored, scores, defective, truths, got, threshold)
+    result["per_class"] = _per_kind(scored, scores, defective, truths, sized, threshold)
     result["undefined"] = undefined
     if out is not None:  # panels and the histogram of scores, good vs defective
         result["panels"] = _panels(scored, scores, got, truths, span, panels, out / "panels")
@@ -90,7 +93,7 @@ def score_items(
     return result, skipped
 
 
-def _per_kind(scored, scores, defective, truths, got, threshold) -> list[dict]:
+def _per_kind(scored, scores, defective, truths, sized, threshold) -> list[dict]:
     """One row per kind: images, AUROC of that kind against the good images, share flagged
     (at the run's threshold), PRO of its regions (where masks exist)."""
     rows = []
@@ -106,8 +109,7 @@ def _per_kind(scored, scores, defective, truths, got, threshold) -> list[dict]:
             row["flagged"] = float((scores[mine] > threshold).mean())
         if truths and kind != "good":
             idx = [k for k in range(len(scored)) if (mine[k] or good[k]) and truths[k] is not None]
-            masks = [truths[k] for k in idx]
-            row["pro"] = M.pro(masks, [resize_map(got.maps[k], truths[k].shape) for k in idx])
+            row["pro"] = M.pro([truths[k] for k in idx], [sized[k] for k in idx])
         rows.append(row)
     return rows
 
@@ -229,7 +231,7 @@ def predict(
     """Per image: its score, the verdict at the run's threshold and a heat-map PNG in ``out``
     (default RUN/predictions); unreadable inputs get an ``error``."""
     from ...data import open_rgb
-    from ...inference import collect_images
+    from ...inference import collect_images, unique_stem
 
     items = collect_images(paths)
     if not items:
@@ -247,13 +249,9 @@ def predict(
     used: set[str] = set()
     for k, index in enumerate(got.indices):
         path = items[index].path
-        stem, n = Path(path).stem, 1
-        while stem in used:  # two inputs with one name (a/x.jpg, b/x.jpg) keep both maps
-            n += 1
-            stem = f"{Path(path).stem}-{n}"
-        used.add(stem)
+        stem = unique_stem(path, used)
         picture = heat_overlay(np.asarray(open_rgb(path)), got.maps[k], span)
-        heat_file = write_png(out_dir / f"{stem}_heatmap.png", _png(picture))
+        heat_file = write_png(out_dir / f"{stem}_heatmap.png", png_bytes(picture))
         score = float(got.scores[k])
         verdict = None if threshold is None else ("defective" if score > threshold else "good")
         answers[index] = {
@@ -264,11 +262,3 @@ def predict(
             "heatmap": heat_file,
         }
     return [answers[i] for i in sorted(answers)]
-
-
-def _png(array: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()

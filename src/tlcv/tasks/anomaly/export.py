@@ -90,7 +90,7 @@ def compare(run, engine: OnnxEngine, paths: list[str]) -> dict:
     """Largest score and map differences, and whether both order the images alike."""
     from .loading import image_batches, torch_forward
 
-    eager = torch_forward(run.load_model(), torch.device("cpu"))
+    eager = torch_forward(run.model(), torch.device("cpu"))
     size = int(run.info["head"]["image_size"])
     eager_scores, onnx_scores, map_diff = [], [], 0.0
     for _, images, _, _ in image_batches(paths, size, 8, 0):

@@ -59,7 +59,7 @@ def pro(masks: list[np.ndarray], maps: list[np.ndarray], limit: float = PRO_LIMI
     region's size), each good pixel 1 / good pixels, and cumulative sums give both curves)."""
     from skimage.measure import label
 
-    weights_pro, weights_fpr, values = [], [], []
+    weights_pro, weights_fpr = [], []
     regions = 0
     for mask in masks:
         labelled, count = label(np.asarray(mask) > 0, return_num=True, connectivity=2)

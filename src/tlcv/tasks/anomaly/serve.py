@@ -25,9 +25,7 @@ def _score(server, image: Image.Image) -> tuple[float, np.ndarray]:
         if server.engine == "torch":
             from .loading import torch_forward
 
-            forward = server.__dict__.setdefault(
-                "anomaly_forward", torch_forward(server.model, torch.device("cpu"))
-            )
+            forward = torch_forward(server.model, torch.device("cpu"))
         else:
             forward = server.onnx
         scores, maps = forward(pixels)

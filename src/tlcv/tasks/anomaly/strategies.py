@@ -18,6 +18,7 @@ from ...features.extract import resolve_device
 from ...runs import Run
 from ...strategies.common import resolved_record
 from . import STRATEGIES
+from . import metrics as M
 from .data import AnomalySource, discover
 from .evaluate import score_items
 from .loading import batches_for_fit, score_paths, torch_forward
@@ -36,9 +37,8 @@ def split_goods(source: AnomalySource, cfg: TrainConfig) -> tuple[list, list, li
     goods = sorted(source.train, key=lambda i: i.path)
     random.Random(cfg.seed if cfg.split_seed is None else cfg.split_seed).shuffle(goods)
     notes = []
-    labelled_val = any(i.defective for i in source.val) and any(not i.defective for i in source.val)
     held: list = []
-    if not labelled_val and cfg.holdout > 0 and len(goods) >= 2:
+    if not source.labelled_val and cfg.holdout > 0 and len(goods) >= 2:
         count = min(len(goods) - 1, max(1, round(cfg.holdout * len(goods))))
         held, goods = goods[:count], goods[count:]
     if cfg.max_images is not None and cfg.max_images < len(goods):
@@ -49,16 +49,19 @@ def split_goods(source: AnomalySource, cfg: TrainConfig) -> tuple[list, list, li
 
 def _threshold(scorer, source, held, cfg) -> tuple[float | None, str, list | None, dict]:
     """(threshold, where it came from, the map display range, the holdout's scores)."""
-    if any(i.defective for i in source.val) and any(not i.defective for i in source.val):
-        result, _ = score_items(scorer, source.val, None, pixels=False)
-        n_good, n_bad = result["n_good"], result["n_defective"]
-        goods = scorer([i.path for i in source.val if not i.defective])
-        span = [float(np.median(goods.maps)), float(np.max(goods.maps))]
+    if source.labelled_val:
+        got = scorer([i.path for i in source.val])
+        defective = np.array([source.val[i].defective for i in got.indices], dtype=bool)
+        _, threshold = M.f1_max(defective, got.scores)
+        goods = [m for m, bad in zip(got.maps, defective, strict=True) if not bad]
+        span = [float(np.median(goods)), float(np.max(goods))]
+        n_good, n_bad = int((~defective).sum()), int(defective.sum())
+        stats = {"val": {"n": len(defective), "image_auroc": M.auroc(defective, got.scores)}}
         return (
-            result["f1_max_threshold"],
+            threshold,
             (f"F1-optimal on the labelled val/ split ({n_good} good, {n_bad} defective)"),
             span,
-            {"val": {k: result[k] for k in ("n", "image_auroc", "image_f1_max")}},
+            stats,
         )
     if not held:
         return None, "none: no held-out good images (--holdout 0 or one training image)", None, {}

@@ -197,7 +197,7 @@ def predict(
     """Boxes (x1, y1, x2, y2 in the image's pixels), class and score of each object found
     above ``score_threshold``, and a drawn PNG per image in ``out`` (default RUN/predictions)."""
     from ...features.extract import resolve_device
-    from ...inference import collect_images
+    from ...inference import collect_images, unique_stem
 
     items = collect_images(paths)
     if not items:
@@ -214,11 +214,7 @@ def predict(
             answers.append({"path": item.path, "error": exc.message})
             continue
         predicted = detect(model, image, dev)
-        stem, n = Path(item.path).stem, 1
-        while stem in used:
-            n += 1
-            stem = f"{Path(item.path).stem}-{n}"
-        used.add(stem)
+        stem = unique_stem(item.path, used)
         drawn = write_bytes(
             out_dir / f"{stem}_boxes.png",
             draw(image, predicted, run.classes, threshold=score_threshold),

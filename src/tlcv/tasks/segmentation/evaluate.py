@@ -3,13 +3,12 @@ files, and `tlcv predict`'s masks and overlays."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ...errors import TlcvError
+from ...evaluation.figures import png_bytes
 from ...io import write_bytes, write_json, write_text
 from .data import MaskFormat, SegItem
 from .inference import class_scores, overlay, palette, safe_read, save_panel
@@ -158,12 +157,6 @@ def _ignore_of(run) -> int:
     return int(run.config.get("ignore_index", 255))
 
 
-def _png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def predict(
     run,
     paths,
@@ -177,7 +170,7 @@ def predict(
     """An index-mask PNG and a colour overlay per image in ``out`` (default RUN/predictions),
     and each image's class fractions; unreadable inputs get an ``error``."""
     from ...features.extract import resolve_device
-    from ...inference import collect_images
+    from ...inference import collect_images, unique_stem
 
     items = collect_images(paths)
     if not items:
@@ -197,14 +190,10 @@ def predict(
             continue
         predicted = class_scores(model, image, None, dev, window).argmax(0)
         mask = predicted.numpy().astype(np.uint8)
-        stem, n = Path(item.path).stem, 1
-        while stem in used:  # two inputs with one name (a/x.jpg, b/x.jpg) keep both masks
-            n += 1
-            stem = f"{Path(item.path).stem}-{n}"
-        used.add(stem)
-        mask_file = write_bytes(out_dir / f"{stem}_mask.png", _png(mask))
+        stem = unique_stem(item.path, used)
+        mask_file = write_bytes(out_dir / f"{stem}_mask.png", png_bytes(mask))
         tinted = overlay(image.permute(1, 2, 0).numpy(), mask, colours)
-        overlay_file = write_bytes(out_dir / f"{stem}_overlay.png", _png(tinted))
+        overlay_file = write_bytes(out_dir / f"{stem}_overlay.png", png_bytes(tinted))
         counts = np.bincount(mask.ravel(), minlength=len(run.classes))
         fractions = {
             c: round(float(n) / mask.size, 4) for c, n in zip(run.classes, counts, strict=True) if n

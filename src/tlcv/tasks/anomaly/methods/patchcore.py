@@ -29,11 +29,11 @@ class PatchCore(AnomalyMethod):
         count = max(1, round(share * patches.shape[0]))
         notes = []
         if count < patches.shape[0]:
-            patches = patches[greedy_coreset(patches, count, seed=seed)]
             notes.append(
-                f"memory bank: {count} of {round(count / share)} patch features "
+                f"memory bank: {count} of {patches.shape[0]} patch features "
                 f"(greedy coreset, {share:g})"
             )
+            patches = patches[greedy_coreset(patches, count, seed=seed)]
         neighbours = min(int(options.get("neighbours", 9)), patches.shape[0])
         spec = {"bank_size": patches.shape[0], "dim": patches.shape[1], "neighbours": neighbours}
         return cls(patches, neighbours), spec, notes

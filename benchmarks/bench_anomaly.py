@@ -12,7 +12,8 @@ Fair by construction, in one run: the same images decoded by the same code at th
 weights, the same feature maps (PatchCore: strides 8 + 16 = features.6 + features.13; PaDiM:
 strides 4, 8, 16), the same coreset share, 9 re-weighting neighbours, 100 PaDiM channels,
 and one metric code (tlcv's, checked against hand-computed cases in tests/test_anomaly.py)
-on both libraries' maps and scores. How the weights reach anomalib without a network: its
+on both libraries' maps and scores. PaDiM is paired by seed: anomalib gets the channels tlcv
+draws for the same seed. How the weights reach anomalib without a network: its
 TimmFeatureExtractor accepts an nn.Module, so it gets torchvision's mobilenet_v2 with the
 shared file loaded by hand (``pre_trained`` is then unused). anomalib runs as its torch
 models (PatchcoreModel, PadimModel) in a plain loop: no Lightning engine overhead is counted
@@ -113,7 +114,7 @@ def case_anomalib(method: str, data: Path, coreset: float, seed: int = 0) -> dic
     import torch
     import torchvision
 
-    torch.manual_seed(seed)  # its coreset start, projection and PaDiM channels draw from it
+    torch.manual_seed(seed)  # its coreset start and projection draw from it
 
     from tlcv.data import normalize
     from tlcv.tasks.anomaly.loading import image_batches
@@ -131,7 +132,13 @@ def case_anomalib(method: str, data: Path, coreset: float, seed: int = 0) -> dic
     else:
         from anomalib.models.image.padim.torch_model import PadimModel
 
+        from tlcv.tasks.anomaly.methods.padim import draw_channels
+
         model = PadimModel(layers=TAPS[method], backbone=net, pre_trained=False, n_features=100)
+        # Paired by seed: the same 100 of the 152 channels (features.3, .6, .13 concatenated in
+        # the same order by both) as tlcv draws for this seed, so the libraries differ only in
+        # how they compute, not in which random channels they were dealt.
+        model.idx.copy_(draw_channels(model.n_features_original, 100, seed))
     started = time.perf_counter()
     model.train()
     with torch.no_grad():

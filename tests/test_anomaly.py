@@ -82,6 +82,33 @@ def test_greedy_coreset_covers_every_cluster_and_search_is_exact():
     assert torch.allclose(d2.sqrt(), exact.values, atol=1e-3)
 
 
+def test_padim_gaussians_and_distances_against_numpy_and_scipy():
+    from scipy.spatial.distance import mahalanobis
+
+    from tlcv.tasks.anomaly.methods import padim
+
+    generator = torch.Generator().manual_seed(0)
+    # 150 images (more than one GEMM chunk) of 6 channels on a 2 x 3 grid, means far from 0
+    images = torch.randn(150, 6, 2, 3, generator=generator) * 0.5 + 40.0
+    batches = (images[i : i + 16].contiguous(memory_format=torch.channels_last)
+               for i in range(0, 150, 16))  # fmt: skip
+    head, spec, _ = padim.Padim.fit(batches, {"padim_dims": 4}, seed=3)
+    assert spec == {"positions": 6, "dims": 4} and len(set(head.channels.tolist())) == 4
+    kept = images[:, head.channels].double().flatten(2).numpy()  # (150, 4, 6)
+    query = torch.randn(5, 6, 2, 3, generator=generator) + 40.0
+    distances, _ = head(query)
+    for position in range(6):
+        rows = kept[:, :, position]
+        cov = np.cov(rows, rowvar=False) + padim.REGULARISATION * np.eye(4)
+        np.testing.assert_allclose(head.mean[position], rows.mean(0), rtol=1e-5)
+        inverse = np.linalg.inv(cov)
+        np.testing.assert_allclose(head.inverse[position], inverse, rtol=1e-3, atol=1e-3)
+        for b in range(5):
+            x = query[b, head.channels].flatten(1)[:, position].double().numpy()
+            expected = mahalanobis(x, rows.mean(0), inverse)
+            assert float(distances[b].flatten()[position]) == pytest.approx(expected, rel=1e-3)
+
+
 def test_method_choices_match_the_registry():
     assert set(METHODS.names()) == set(METHOD_CHOICES)
 

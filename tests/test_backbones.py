@@ -185,3 +185,27 @@ def test_a_checkpoint_holding_code_is_refused_in_plain_words(tmp_path, monkeypat
     assert "holds Python objects" in text and "did not load it" in text
     assert "weights_only set to False" not in text  # torch's advice would run the payload
     assert not (tmp_path / "SHOULD_NOT_EXIST").exists()
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED - {"vgg16", "alexnet"}))
+def test_folding_batch_norm_keeps_the_outputs_and_the_names(name):
+    from tlcv.backbones.fusion import fused_copy
+
+    torch.manual_seed(0)
+    net = create_backbone(name, weights="none", image_size=64).net.eval()
+    for module in net.modules():  # statistics that make the folding do something
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    keys = set(net.state_dict())
+    fused = fused_copy(net)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(fused(x), net(x), rtol=1e-4, atol=1e-4)
+    assert set(net.state_dict()) == keys  # the original, which a run saves, is untouched
+    plain = {n for n, m in net.named_modules() if not isinstance(m, torch.nn.BatchNorm2d)}
+    assert plain <= {n for n, _ in fused.named_modules()}  # hooks find the same layers
+    if any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()):
+        assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules()) < sum(
+            isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()
+        )

@@ -153,3 +153,70 @@ def test_cli_export_prints_the_check(small_run, tmp_path):
     done = tlcv("export", str(small_run), "--out", str(tmp_path / "cli.onnx"))
     assert done.returncode == 0, done.stderr
     assert "top-1 agreement 100.00%" in " ".join(done.stdout.split())
+
+
+def _run_copy(small_run, tmp_path) -> Path:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(small_run, copy, ignore=shutil.ignore_patterns(".lock"))
+    return copy
+
+
+@pytest.mark.parametrize("case", ["altered", "random-bytes", "unrecorded"])
+def test_a_foreign_or_altered_graph_is_never_run(small_run, exported, tmp_path, case):
+    """A graph carrying the run's own metadata but other weights (the back_pack photo that came
+    back "bike 1.0"), random bytes, or a graph model.json never recorded: one line, exit 2,
+    and the file is left as it was (not silently exported over)."""
+    import onnx
+    from onnx import numpy_helper
+
+    run = _run_copy(small_run, tmp_path)
+    graph = run / "export" / "model.onnx"
+    if case == "altered":  # same metadata, same shapes, other numbers
+        model = onnx.load(str(graph))
+        biggest = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+        values = numpy_helper.to_array(biggest)
+        biggest.CopyFrom(numpy_helper.from_array(values[::-1].copy(), biggest.name))
+        onnx.save(model, str(graph))
+    elif case == "random-bytes":
+        graph.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:
+        info = json.loads((run / "model.json").read_text())
+        info.pop("graphs")
+        (run / "model.json").write_text(json.dumps(info))
+    before = graph.read_bytes()
+    image = str(sorted((DATA / "office31" / "amazon" / "back_pack").iterdir())[0])
+    done = tlcv("predict", str(run), image, "--engine", "onnxruntime", check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "is not a graph tlcv exported for this run" in done.stderr
+    assert str(graph) in "".join(done.stderr.split()) and "tlcv export" in done.stderr
+    assert graph.read_bytes() == before
+
+
+def test_a_graph_whose_outputs_misfit_the_run_is_refused_before_the_first_batch(
+    small_run, exported
+):
+    from tlcv.deploy import OnnxEngine
+    from tlcv.deploy.graphs import check_signature
+
+    engine = OnnxEngine(exported["file"])
+    check_signature(engine, {"logits": len(CLASSES), "features": 1280}, 64)  # it fits
+    with pytest.raises(TlcvError, match="its output 'logits' is 4 wide, not 5"):
+        check_signature(engine, {"logits": 5, "features": 1280}, 64)
+    with pytest.raises(TlcvError, match="the run's 96x96"):
+        check_signature(engine, {"logits": 4}, 96)
+    with pytest.raises(TlcvError, match="no output 'maps'"):
+        check_signature(engine, {"maps": None}, 64)
+
+
+def test_export_records_the_graph_digest_and_retrained_weights_reexport(small_run, tmp_path):
+    from tlcv.io import sha256_file
+
+    run = _run_copy(small_run, tmp_path)
+    report = api.export(run)
+    info = json.loads((run / "model.json").read_text())
+    assert info["graphs"]["export/model.onnx"] == report["sha256"]
+    assert report["sha256"] == sha256_file(run / "export" / "model.onnx")
+    image = str(sorted((DATA / "office31" / "amazon" / "bike").iterdir())[0])
+    assert api.predict(run, [image], engine="onnxruntime")[0]["top"]

@@ -11,7 +11,6 @@ validation accuracy.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from ..errors import TlcvError
 from ..io import sha256_file, write_json
 from ..runs import MODEL_FILE, Run, load_run
 from .engine import METADATA_PREFIX, OnnxEngine, quiet, require_onnxruntime
+from .graphs import record_graph, trusted_engine
 from .verify import compare, int8_verdict, quantize_int8, verification_items
 
 log = logging.getLogger("tlcv")
@@ -160,9 +160,16 @@ def export_run(
     prep = run.preprocessing
     meta = run_metadata(run)
     exporter = export_graph(graph, path, prep.input_size, meta)
+    digest = record_graph(run, path)
     check_items, calib_items, described = verification_items(run, data)
     engines = {"onnxruntime_fp32": OnnxEngine(path)}
-    report = {"file": str(path), "exporter": exporter, "checked_on": described, **meta}
+    report = {
+        "file": str(path),
+        "sha256": digest,
+        "exporter": exporter,
+        "checked_on": described,
+        **meta,
+    }
     int8_path = path.with_name(path.stem + ".int8.onnx")
     if int8:
         quantize_int8(path, int8_path, calib_items, prep, calibration)
@@ -170,6 +177,8 @@ def export_run(
     report["verification"] = compare(graph, engines, check_items, run.classes, prep)
     if int8:
         report.update(int8_verdict(report["verification"], int8_path, max_drop))
+        if report["int8_kept"]:
+            report["int8_sha256"] = record_graph(run, int8_path)
     write_json(path.with_name(path.stem + ".verify.json"), report)
     if int8 and not report["int8_kept"]:
         raise TlcvError(
@@ -180,18 +189,18 @@ def export_run(
     return report
 
 
-def _encoder(path: Path, name: str, weights_id: str, prep, dim: int):
+def _encoder(engine: OnnxEngine, name: str, weights_id: str, prep, dim: int):
     from .engine import OnnxEncoder
 
-    engine = OnnxEngine(path)
-    graph_id = f"onnxruntime:{weights_id}:{sha256_file(path)[:16]}"
+    graph_id = f"onnxruntime:{weights_id}:{sha256_file(engine.path)[:16]}"
     return OnnxEncoder(engine, name, graph_id, prep, dim)
 
 
 def run_encoder(run: Run, int8: bool = False):
     """The run's graph under ONNX Runtime, exported into RUN/export/ on first use (again when
     the run's weights changed since). ``int8``: the quantized copy `tlcv export --int8` kept.
-    The session is kept on the Run object, so repeated predictions reuse it."""
+    Only a graph whose SHA-256 model.json recorded is run (deploy/graphs.py). The session is
+    kept on the Run object, so repeated predictions reuse it."""
     key = "onnxruntime-int8-encoder" if int8 else "onnxruntime-encoder"
     if key not in run.loaded:
         run.loaded[key] = _load_run_encoder(run, int8)
@@ -203,30 +212,24 @@ def _load_run_encoder(run: Run, int8: bool):
     _check_exportable(run)
     path = run.path / "export" / "model.onnx"
     fingerprint = run_fingerprint(run)
+    size = run.preprocessing.input_size
+    outputs = {"logits": len(run.classes), "features": int(run.info["feature_dim"])}
+    describe = (run.info["backbone"], fingerprint, run.preprocessing, run.info["feature_dim"])
     if int8:
         path = path.with_name("model.int8.onnx")
-        if not path.is_file() or OnnxEngine(path).metadata.get("run_fingerprint") != fingerprint:
+        engine = trusted_engine(run, path, fingerprint, outputs, size)
+        if engine is None:
             raise TlcvError(
                 f"{run.path} has no int8 graph of its current weights",
                 hint=f"run `tlcv export {run.path} --int8` first (it checks the accuracy cost)",
                 path=str(path),
             )
-        return _encoder(
-            path, run.info["backbone"], fingerprint, run.preprocessing, run.info["feature_dim"]
-        )
-    current = False
-    if path.is_file():
-        with contextlib.suppress(TlcvError):
-            current = OnnxEngine(path).metadata.get("run_fingerprint") == fingerprint
-    if not current:
+        return _encoder(engine, *describe)
+    engine = trusted_engine(run, path, fingerprint, outputs, size)
+    if engine is None:
         model = run.load_model()
         try:
-            export_graph(
-                InferenceGraph(model.backbone, model.head),
-                path,
-                run.preprocessing.input_size,
-                run_metadata(run),
-            )
+            export_graph(InferenceGraph(model.backbone, model.head), path, size, run_metadata(run))
         except OSError as exc:
             raise TlcvError(
                 f"cannot write the ONNX graph into {path.parent}: {exc.strerror}",
@@ -234,9 +237,9 @@ def _load_run_encoder(run: Run, int8: bool):
                 "run folder writable",
                 path=str(path),
             ) from exc
-    return _encoder(
-        path, run.info["backbone"], fingerprint, run.preprocessing, run.info["feature_dim"]
-    )
+        record_graph(run, path)
+        engine = trusted_engine(run, path, fingerprint, outputs, size)
+    return _encoder(engine, *describe)
 
 
 def backbone_encoder(backbone, cache_dir: str | Path | None):
@@ -263,4 +266,6 @@ def backbone_encoder(backbone, cache_dir: str | Path | None):
             "opset": OPSET,
         }
         export_graph(InferenceGraph(backbone), path, prep.input_size, meta)
-    return _encoder(path, backbone.name, backbone.weights_id, prep, backbone.feature_dim)
+    return _encoder(
+        OnnxEngine(path), backbone.name, backbone.weights_id, prep, backbone.feature_dim
+    )

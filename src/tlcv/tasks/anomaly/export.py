@@ -5,7 +5,6 @@ PaDiM's Gaussians) and the smoothing inside; checked against eager torch on the 
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from torch import nn
 
 from ...deploy.engine import OnnxEngine, require_onnxruntime
 from ...deploy.export import export_graph, run_fingerprint, run_metadata
+from ...deploy.graphs import record_graph, trusted_engine
 from ...errors import TlcvError
 from ...io import write_json
 from .data import discover
@@ -74,7 +74,9 @@ def export_run(run, *, out=None, int8: bool = False, data=None) -> dict:
     path = Path(out) if out else run.path / "export" / "model.onnx"
     paths, described = _check_paths(run, data)
     exporter = _write(run, path)
-    report = {"file": str(path), "exporter": exporter, "checked_on": described, **_metadata(run)}
+    digest = record_graph(run, path)
+    report = {"file": str(path), "sha256": digest, "exporter": exporter, "checked_on": described,
+              **_metadata(run)}  # fmt: skip
     check = report["verification"] = compare(run, OnnxEngine(path), paths)
     report["summary"] = (
         f"checked on {check['images']} images ({described}): max |score difference| "
@@ -123,13 +125,14 @@ def onnx_forward(run, engine: str):
     require_onnxruntime()
     if "anomaly-onnx" not in run.loaded:
         path = run.path / "export" / "model.onnx"
-        current = False
-        if path.is_file():
-            with contextlib.suppress(TlcvError):
-                current = OnnxEngine(path).metadata.get("run_fingerprint") == run_fingerprint(run)
-        if not current:
+        size = int(run.info["head"]["image_size"])
+        expected = (run_fingerprint(run), dict.fromkeys(OUTPUTS), size)
+        session = trusted_engine(run, path, *expected)  # only a graph model.json recorded
+        if session is None:
             _write(run, path)
-        run.loaded["anomaly-onnx"] = OnnxEngine(path)
+            record_graph(run, path)
+            session = trusted_engine(run, path, *expected)
+        run.loaded["anomaly-onnx"] = session
     session = run.loaded["anomaly-onnx"]
 
     def forward(images: torch.Tensor):

@@ -80,6 +80,27 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
+def header_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the file's header, no pixel decoded and no warning printed for
+    large sizes (the caller decides with ``over_pixel_limit``). OSError when unreadable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            return img.size
+
+
+def over_pixel_limit(size: tuple[int, int], what: str = "image") -> str | None:
+    """Why an image or mask of ``size`` (width, height: from its header, before any pixel
+    is decoded) is refused, or None."""
+    width, height = size
+    if width * height <= MAX_PIXELS:
+        return None
+    return (
+        f"{what} is {width}x{height} ({width * height / 1e6:.0f} MP), over the "
+        f"{MAX_PIXELS / 1e6:.0f} MP safety limit (decompression bomb guard)"
+    )
+
+
 def open_rgb(ref: str, draft_size: int | None = None) -> Image.Image:
     """Decode ``ref`` to an RGB image; ``draft_size`` lets JPEGs decode at a reduced scale."""
     if "::" in ref and not Path(ref).exists():
@@ -96,14 +117,10 @@ def open_rgb(ref: str, draft_size: int | None = None) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
-        width, height = img.size
-        if width * height > MAX_PIXELS:
-            raise BadImageError(
-                f"image is {width}x{height} ({width * height / 1e6:.0f} MP), over the "
-                f"{MAX_PIXELS / 1e6:.0f} MP safety limit (decompression bomb guard)",
-                path=ref,
-                hint="downscale it first if it is a genuine photo",
-            )
+        too_big = over_pixel_limit(img.size)
+        if too_big:
+            hint = "downscale it first if it is a genuine photo"
+            raise BadImageError(too_big, path=ref, hint=hint)
         if draft_size and img.format == "JPEG":
             # Decode at 1/2, 1/4 or 1/8 scale while staying >= the size we resize to.
             img.draft("RGB", (draft_size, draft_size))

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ...data.decode import IMAGE_SUFFIXES, file_identity
+from ...data.annotations import inside
+from ...data.decode import IMAGE_SUFFIXES, file_identity, header_size, over_pixel_limit
 from ...errors import TlcvError
 
 GOOD = "good"
@@ -75,14 +76,6 @@ def claims(data: str | Path) -> bool:
     return (root / "train" / GOOD).is_dir() and (root / "test").is_dir()
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def _mask_of(image: Path, kind: str, truth: Path | None, root: Path) -> tuple[str | None, str]:
     """(mask path or None, why not): ground_truth/<kind>/<stem>{_mask,...}.<any image ext>."""
     if truth is None or kind == GOOD:
@@ -94,7 +87,7 @@ def _mask_of(image: Path, kind: str, truth: Path | None, root: Path) -> tuple[st
         for ext in (".png", ".bmp", ".tif", ".tiff", ".jpg", image.suffix):
             found = folder / f"{image.stem}{suffix}{ext}"
             if found.is_file():
-                if not _inside(found, root):
+                if not inside(found, root):
                     return None, f"{found} points outside the data folder"
                 return str(found), ""
     return None, f"no mask for it in ground_truth/{kind}/"
@@ -103,11 +96,12 @@ def _mask_of(image: Path, kind: str, truth: Path | None, root: Path) -> tuple[st
 def check_mask(item: AnomalyItem) -> str | None:
     """Why an item's mask cannot be used (unreadable, not its image's size), or None."""
     try:
-        with Image.open(item.path) as img:
-            size = img.size
+        size, mask_size = header_size(item.path), header_size(item.mask)
+        too_big = over_pixel_limit(mask_size, "mask")  # from the header, before decoding
+        if too_big:
+            return too_big
         with Image.open(item.mask) as mask:
             mask.load()  # the pixels too: evaluation must not meet a truncated file
-            mask_size = mask.size
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         return f"cannot read the image or its mask: {str(exc).splitlines()[0][:120]}"
     if size != mask_size:

@@ -7,23 +7,24 @@
   a COCO JSON file (or DIR holding one: ``annotations.json`` / ``instances*.json``)
   DIR with YOLO labels (``images/`` + ``labels/*.txt``: ``class cx cy w h`` in 0-1, class
   names from ``classes.txt`` / ``data.yaml``)
-Images listed with no box are kept as negatives. Every box is checked against its image
-(inside it, positive size, a known class); what fails is listed with the file and line.
+Images listed with no box are kept as negatives. The readers (readers.py) refuse what no
+format allows (NaN, undeclared classes, paths leaving the data folder); every box is then
+checked against its image (inside it, positive size, a known class); what fails is listed with
+the file and line.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import random
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
-from ...data.decode import IMAGE_SUFFIXES, file_identity
+from ...data.decode import file_identity
 from ...errors import TlcvError
+from .readers import read_boxes
 
 SPLITS = ("train", "val", "test")
 
@@ -52,173 +53,6 @@ class DetSource:
         return [item for items in self.splits.values() for item in items]
 
 
-@dataclass
-class _Raw:
-    """Boxes as read, before checks: image -> [(x1, y1, x2, y2, class, where)]."""
-
-    boxes: dict[Path, list[tuple]] = field(default_factory=dict)
-    problems: list[tuple[str, str]] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)  # declared class order, when the format has one
-
-    def add(self, image: Path, box: tuple | None = None) -> None:
-        self.boxes.setdefault(image, [])
-        if box is not None:
-            self.boxes[image].append(box)
-
-
-def _images_in(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def _number(text: str) -> float:
-    return float(text.strip())
-
-
-def _read_box_list(file: Path, raw: _Raw) -> None:
-    text = file.read_text(encoding="utf-8", errors="replace")
-    delimiter = ";" if text.count(";") >= text.count(",") else ","
-    folder = file.parent / "images" if (file.parent / "images").is_dir() else file.parent
-    for line_no, row in enumerate(csv.reader(text.splitlines(), delimiter=delimiter), start=1):
-        if not row or not any(c.strip() for c in row):
-            continue
-        where = f"{file}:{line_no}"
-        if len(row) < 6:
-            if line_no > 1:
-                raw.problems.append(
-                    (where, f"expected file;x1;y1;x2;y2;class, got {len(row)} fields")
-                )
-            continue
-        try:
-            x1, y1, x2, y2 = (_number(c) for c in row[1:5])
-        except ValueError:
-            if line_no > 1:  # the first line may be a header
-                raw.problems.append((where, "coordinates are not numbers"))
-            continue
-        raw.add(folder / row[0].strip(), (x1, y1, x2, y2, row[5].strip(), where))
-    for image in _images_in(folder):  # listed nowhere: a negative image
-        raw.add(image)
-
-
-def _read_voc(xml_files: list[Path], image_dir: Path | None, raw: _Raw) -> None:
-    for file in xml_files:
-        try:
-            root = ET.parse(file).getroot()
-        except (ET.ParseError, OSError) as exc:
-            raw.problems.append((str(file), f"does not parse: {exc}"))
-            continue
-        name = root.findtext("filename") or (file.stem + ".jpg")
-        image = (image_dir or file.parent) / name.strip()
-        raw.add(image)
-        for obj in root.iter("object"):
-            box = obj.find("bndbox")
-            try:
-                coords = [_number(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
-            except (AttributeError, TypeError, ValueError):
-                raw.problems.append((str(file), "an <object> without numeric <bndbox>"))
-                continue
-            raw.add(image, (*coords, (obj.findtext("name") or "").strip(), str(file)))
-
-
-def _read_coco(file: Path, raw: _Raw) -> None:
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-        images = {int(im["id"]): im["file_name"] for im in data["images"]}
-        names = {int(c["id"]): str(c["name"]) for c in data["categories"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TlcvError(f"{file} is not a COCO annotation file: {exc}", path=str(file)) from exc
-    raw.names = [names[k] for k in sorted(names)]
-    folder = file.parent / "images" if (file.parent / "images").is_dir() else file.parent
-    for name in images.values():
-        raw.add(folder / name)
-    for i, ann in enumerate(data.get("annotations", [])):
-        where = f"{file}: annotation {ann.get('id', i)}"
-        try:
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            image = folder / images[int(ann["image_id"])]
-            name = names.get(int(ann["category_id"]), str(ann["category_id"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raw.problems.append((where, f"malformed ({exc})"))
-            continue
-        raw.add(image, (x, y, x + w, y + h, name, where))
-
-
-def _read_yolo(root: Path, raw: _Raw) -> None:
-    names_file = root / "classes.txt"
-    if names_file.is_file():
-        raw.names = [n.strip() for n in names_file.read_text().splitlines() if n.strip()]
-    elif (root / "data.yaml").is_file():
-        import yaml
-
-        declared = (yaml.safe_load((root / "data.yaml").read_text()) or {}).get("names", [])
-        raw.names = list(declared.values()) if isinstance(declared, dict) else list(declared)
-    for image in _images_in(root / "images"):
-        raw.add(image)
-        labels = root / "labels" / f"{image.stem}.txt"
-        if not labels.is_file():
-            continue
-        try:
-            width, height = Image.open(image).size
-        except OSError:
-            continue  # reported by the image check
-        for line_no, line in enumerate(labels.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{labels}:{line_no}"
-            parts = line.split()
-            try:
-                k, cx, cy, w, h = int(parts[0]), *(float(v) for v in parts[1:5])
-                name = raw.names[k] if raw.names else str(k)
-            except (ValueError, IndexError):
-                raw.problems.append((where, "expected: class cx cy w h"))
-                continue
-            box = (
-                (cx - w / 2) * width,
-                (cy - h / 2) * height,
-                (cx + w / 2) * width,
-                (cy + h / 2) * height,
-            )
-            raw.add(image, (*box, name, where))
-
-
-def read_boxes(data: Path) -> tuple[_Raw, str]:
-    """Every image and box the annotations hold, and the format's name."""
-    raw = _Raw()
-    if data.is_file():
-        if data.suffix.lower() == ".json":
-            _read_coco(data, raw)
-            return raw, "coco"
-        _read_box_list(data, raw)
-        return raw, "box list"
-    if not data.is_dir():
-        raise TlcvError(f"{data} does not exist", path=str(data), hint="check the --data path")
-    coco = sorted([*data.glob("annotations*.json"), *data.glob("instances*.json")])
-    if coco:
-        _read_coco(coco[0], raw)
-        return raw, "coco"
-    if (data / "Annotations").is_dir():
-        _read_voc(sorted((data / "Annotations").glob("*.xml")), data / "JPEGImages", raw)
-        return raw, "pascal voc"
-    if (data / "labels").is_dir() and (data / "images").is_dir():
-        _read_yolo(data, raw)
-        return raw, "yolo"
-    lists = [data / "gt.txt"] if (data / "gt.txt").is_file() else sorted(data.glob("*.csv"))
-    if lists:
-        _read_box_list(lists[0], raw)
-        return raw, "box list"
-    xml = sorted(data.glob("*.xml"))
-    if xml:
-        _read_voc(xml, None, raw)
-        return raw, "pascal voc"
-    raise TlcvError(
-        f"{data} holds no detection annotations",
-        path=str(data),
-        hint="expected gt.txt / a CSV box list (file;x1;y1;x2;y2;class), Pascal VOC XML, a "
-        "COCO JSON file or YOLO images/ + labels/",
-    )
-
-
 def read_class_map(file: str | Path) -> dict[str, str | None]:
     """``from,to`` rows (ids or names); an empty ``to`` drops the class."""
     path = Path(file).expanduser()
@@ -237,11 +71,16 @@ def read_class_map(file: str | Path) -> dict[str, str | None]:
 
 
 def discover_detection(
-    data: str | Path, *, strict: bool = False, class_map: str | Path | None = None
+    data: str | Path,
+    *,
+    strict: bool = False,
+    class_map: str | Path | None = None,
+    allow_outside: bool = False,
 ) -> DetSource:
-    """Checked images and boxes; problems listed (file and line) or fatal with ``strict``."""
+    """Checked images and boxes; problems listed (file and line) or fatal with ``strict``.
+    Images outside the data folder are named and left out unless ``allow_outside``."""
     root = Path(data).expanduser()
-    raw, fmt = read_boxes(root)
+    raw, fmt = read_boxes(root, allow_outside)
     mapping = read_class_map(class_map) if class_map else None
     problems = list(raw.problems)
     items: list[DetItem] = []

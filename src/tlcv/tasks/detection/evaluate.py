@@ -136,7 +136,12 @@ def evaluate(run, data, *, out=None, strict: bool = False, device: str = "auto",
     from ...runs import rows_to_csv
     from .data import discover_detection
 
-    source = discover_detection(data, strict=strict, class_map=run.config.get("class_map"))
+    source = discover_detection(
+        data,
+        strict=strict,
+        class_map=run.config.get("class_map"),
+        allow_outside=bool(run.config.get("allow_outside_data", False)),
+    )
     unknown = sorted(set(source.classes) - set(run.classes))
     if unknown:
         raise TlcvError(

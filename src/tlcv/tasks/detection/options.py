@@ -40,6 +40,11 @@ class DetectionOptions(Validated):
     class_map: str | None = option(
         None, "CSV from,to mapping class ids/names to coarser classes (empty: drop)."
     )
+    allow_outside_data: bool = option(
+        False,
+        "Use images the annotations place outside the data folder (absolute paths, '..', "
+        "links leading out); by default each is named in skipped.csv and left out.",
+    )
 
     def check(self) -> None:
         if self.train_crop is not None and self.train_crop < 32:

@@ -39,7 +39,12 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     size = cfg.image_size or DEFAULT_SIZE
     anchors = parse_anchor_sizes(cfg.anchor_sizes)  # a typo fails before the scenes are read
     life = RunLifecycle(cfg.out, overwrite=cfg.overwrite, resume=bool(cfg.resume))
-    source = discover_detection(cfg.data, strict=cfg.strict, class_map=cfg.class_map)
+    source = discover_detection(
+        cfg.data,
+        strict=cfg.strict,
+        class_map=cfg.class_map,
+        allow_outside=cfg.allow_outside_data,
+    )
     split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
     parts = split_items(
         source.all_items(),

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...data.decode import IMAGE_SUFFIXES, file_identity
+from ...data.decode import IMAGE_SUFFIXES, file_identity, header_size, over_pixel_limit
 from ...errors import TlcvError
 
 IGNORE = 255  # void pixels in the masks the model trains on (uint8)
@@ -256,14 +256,14 @@ def _manifest_pairs(file: Path, missing: list[tuple[str, str]]) -> dict[str, lis
 def check_pair(image: Path, mask: Path, fmt: MaskFormat) -> str | None:
     """Why a pair cannot be used (unreadable, sizes differ, values not in the table), or None."""
     try:
-        with Image.open(image) as img:
-            size = img.size
-        with Image.open(mask) as m:
-            mask_size = m.size
+        size, mask_size = header_size(image), header_size(mask)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         return f"cannot read: {str(exc).splitlines()[0][:120]}"
     if size != mask_size:
         return f"image is {size[0]}x{size[1]} but its mask {mask_size[0]}x{mask_size[1]}"
+    too_big = over_pixel_limit(size, "the pair")  # from the headers: nothing decoded yet
+    if too_big:
+        return too_big
     try:
         fmt.decode(str(mask))
     except (OSError, ValueError) as exc:

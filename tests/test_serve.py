@@ -173,3 +173,88 @@ def test_the_page_in_a_headless_browser(office_run, tmp_path):
         browser.quit()
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_an_upload_over_the_cap_is_refused_before_its_body_is_read(client):
+    declared = client.post(
+        "/predict",
+        content=b"x" * 2_000_000,
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert declared.status_code == 413
+    assert declared.json()["detail"] == "upload over the 0.5 MB limit"
+    sent = []
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(40):
+            sent.append(1)
+            yield b"y" * 65536
+
+    streamed = client.post(
+        "/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"}
+    )
+    assert streamed.status_code == 413 and "0.5 MB" in streamed.json()["detail"]
+    assert client.get("/healthz").status_code == 200
+
+
+def _raw(port: int, data: bytes, timeout: float = 10.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(data)
+    return sock
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """Whether the server closed the connection within ``seconds``, and what it sent."""
+    sock.settimeout(seconds)
+    got = b""
+    try:
+        while chunk := sock.recv(4096):
+            got += chunk
+        return True, got
+    except TimeoutError:
+        return False, got
+    except ConnectionResetError:
+        return True, got
+
+
+def test_slow_clients_and_too_many_connections_do_not_hold_the_server(office_run):
+    """Real uvicorn: headers dribbled a byte at a time are cut off, a stalled body gets 408,
+    connections beyond --max-connections get 503, and the server answers throughout."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, "-m", "tlcv.cli", "serve", str(office_run.path), "--port",
+               str(port), "--header-timeout", "1", "--body-timeout", "1",
+               "--max-connections", "4"]  # fmt: skip
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(0.3)
+        slow = _raw(port, b"G")
+        for byte in b"ET /healthz HTTP/1.1\r\n":  # a byte every 0.1 s: past 1 s, cut off
+            try:
+                slow.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.1)
+        assert _closed_within(slow, 3)[0]
+        head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b")  # fmt: skip
+        _, answer = _closed_within(_raw(port, head), 5)
+        assert b" 408 " in answer.split(b"\r\n")[0], answer[:200]
+        idle = [_raw(port, b"GET /heal") for _ in range(4)]  # headers never finished
+        busy = _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        _, answer = _closed_within(busy, 3)
+        assert b" 503 " in answer.split(b"\r\n")[0], answer[:200]
+        for sock in idle:
+            assert _closed_within(sock, 3)[0]  # and the header timeout frees them
+        ok = _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert b" 200 " in _closed_within(ok, 5)[1].split(b"\r\n")[0]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

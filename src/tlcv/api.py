@@ -168,10 +168,21 @@ def serve(run: str | Path, **options) -> None:
 
     from .config import ServeConfig
     from .serving.app import create_app
+    from .serving.limits import header_timeout_protocol
 
     cfg = ServeConfig.from_options(**options)
-    app = create_app(run, engine=cfg.engine, max_upload_mb=cfg.max_upload_mb)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+    app = create_app(
+        run, engine=cfg.engine, max_upload_mb=cfg.max_upload_mb, body_timeout=cfg.body_timeout
+    )
+    uvicorn.run(
+        app,
+        host=cfg.host,
+        port=cfg.port,
+        log_level="warning",
+        http=header_timeout_protocol(cfg.header_timeout),
+        limit_concurrency=cfg.max_connections,
+        timeout_keep_alive=5,
+    )
 
 
 def export(run: str | Path, **options) -> dict:

@@ -328,7 +328,22 @@ class ServeConfig(Validated):
     )
     port: int = option(8000, "TCP port.")
     engine: str = _engine()
-    max_upload_mb: float = option(10.0, "Largest accepted upload, in MB.")
+    max_upload_mb: float = option(
+        10.0, "Largest accepted upload, in MB (413 as soon as the body passes it)."
+    )
+    header_timeout: float = option(
+        10.0, "Seconds a connection may take to send its request headers before it is closed."
+    )
+    body_timeout: float = option(30.0, "Seconds allowed between two chunks of a body (408).")
+    max_connections: int = option(
+        64, "Open connections and requests at once; beyond it new ones get 503."
+    )
+
+    def check(self) -> None:
+        if min(self.max_upload_mb, self.header_timeout, self.body_timeout) <= 0:
+            raise TlcvError("--max-upload-mb, --header-timeout and --body-timeout must be > 0")
+        if self.max_connections < 1:
+            raise TlcvError("--max-connections must be at least 1")
 
 
 @dataclass

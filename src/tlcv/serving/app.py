@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 from .._version import __version__
 from ..data.decode import MAX_PIXELS
 from ..runs import load_run
+from .limits import BODY_TIMEOUT_S, RequestLimits
 from .page import PAGE
 
 MAX_UPLOAD_MB = 10
@@ -114,7 +115,10 @@ async def _read(file: UploadFile, limit_mb: float) -> bytes:
 
 
 def create_app(
-    run_dir: str | Path, engine: str = "torch", max_upload_mb: float = MAX_UPLOAD_MB
+    run_dir: str | Path,
+    engine: str = "torch",
+    max_upload_mb: float = MAX_UPLOAD_MB,
+    body_timeout: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
     """The FastAPI app of one run (uvicorn serves it; tests drive it with TestClient)."""
     server = Server(run_dir, engine)
@@ -124,6 +128,11 @@ def create_app(
         description="Predictions and explanations of one tlcv run.",
     )
     app.state.server = server
+    app.add_middleware(
+        RequestLimits,
+        max_upload_mb=max_upload_mb,
+        body_timeout=body_timeout,
+    )
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:

@@ -15,6 +15,8 @@ Three parts, each printed as a Markdown table:
            final weights compared with an uninterrupted run's (goal: identical, N of N).
   folders  damaged run folders (weights, model.json, classes.json, config.yaml, last.ckpt):
            the one-line message `tlcv predict` / `tlcv train --resume` gives for each.
+  memory   (only when asked) peak RSS of reading a 1.7 M-box COCO file and of checking a
+           144-megapixel image + mask pair, now and with --before REF (robustness_memory.py).
 """
 
 from __future__ import annotations
@@ -521,6 +523,7 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=10, help="kill -9 moments per run kind")
     ap.add_argument("--aimed", type=int, default=3, help="of which aimed at a checkpoint write")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--before", help="memory part: also measure this commit's code (git ref)")
     args = ap.parse_args()
     parts = args.parts.split(",")
     with tempfile.TemporaryDirectory() as tmp:
@@ -530,6 +533,10 @@ def main() -> None:
             part_kills(Path(tmp), args.kills, args.aimed, args.seed)
         if "folders" in parts:
             part_folders(Path(tmp))
+        if "memory" in parts:
+            from robustness_memory import part_memory
+
+            part_memory(Path(tmp), args.before)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ class OnnxEngine:
     """An ONNX Runtime session over a tlcv graph, with its metadata read back."""
 
     engine = "onnxruntime"
+    sha256: str | None = None  # set once the file was checked against its run's record
 
     def __init__(self, path: str | Path, threads: int | None = None):
         ort = require_onnxruntime()

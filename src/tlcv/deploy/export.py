@@ -192,7 +192,8 @@ def export_run(
 def _encoder(engine: OnnxEngine, name: str, weights_id: str, prep, dim: int):
     from .engine import OnnxEncoder
 
-    graph_id = f"onnxruntime:{weights_id}:{sha256_file(engine.path)[:16]}"
+    digest = engine.sha256 or sha256_file(engine.path)
+    graph_id = f"onnxruntime:{weights_id}:{digest[:16]}"
     return OnnxEncoder(engine, name, graph_id, prep, dim)
 
 

@@ -65,6 +65,7 @@ def trusted_engine(
     if sha256_file(path) != recorded:
         raise _foreign(run, path, "its SHA-256 differs from the one model.json recorded")
     engine = OnnxEngine(path)
+    engine.sha256 = recorded  # checked: callers naming the graph need not hash it again
     if engine.metadata.get("run_fingerprint") != fingerprint:
         return None  # tlcv's own graph of weights the run has since replaced
     check_signature(engine, outputs, input_size)

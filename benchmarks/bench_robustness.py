@@ -15,6 +15,8 @@ Three parts, each printed as a Markdown table:
            final weights compared with an uninterrupted run's (goal: identical, N of N).
   folders  damaged run folders (weights, model.json, classes.json, config.yaml, last.ckpt):
            the one-line message `tlcv predict` / `tlcv train --resume` gives for each.
+  hostile  (only when asked) every hostile annotation, model-file and HTTP-client case of issue
+           33 through the CLI (robustness_hostile.py).
   memory   (only when asked) peak RSS of reading a 1.7 M-box COCO file and of checking a
            144-megapixel image + mask pair, now and with --before REF (robustness_memory.py).
 """
@@ -537,6 +539,13 @@ def main() -> None:
             from robustness_memory import part_memory
 
             part_memory(Path(tmp), args.before)
+        if "hostile" in parts:
+            from robustness_hostile import part_hostile
+
+            office = _link_subset(
+                OFFICE / "amazon", Path(tmp) / "office-h", 6, ["back_pack", "bike"]
+            )
+            part_hostile(Path(tmp), office)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,23 @@ def test_a_non_finite_coordinate_is_named_and_left_out(tmp_path, case):
     assert _boxes(source) == expected_good
 
 
+def test_a_one_class_detector_trains_past_a_named_bad_box(tmp_path, monkeypatch):
+    """End to end through the CLI: the NaN box named in skipped.csv, the rest trained on (one
+    class: torchmetrics' accuracy once refused it with a traceback); an FPN too narrow for
+    FCOS's 32 norm groups is one line, exit 2 (it was a traceback at the 1 x 1 top level)."""
+    data = _gt(_images(tmp_path / "data"), "s0.png;nan;nan;nan;nan;0")
+    monkeypatch.chdir(tmp_path)
+    fast = ["--task", "detection", "--data", data, "--backbone", "mobilenet_v3_small",
+            "--weights", "none", "--image-size", "64", "--epochs", "1", "--batch-size", "2",
+            "--num-workers", "0"]  # fmt: skip
+    narrow = cli_in_process("train", *fast, "--fpn-channels", "32", "--out", tmp_path / "n",
+                            check=False)  # fmt: skip
+    assert narrow.returncode == 2 and "at least 64" in narrow.stderr
+    done = cli_in_process("train", *fast, "--fpn-channels", "64", "--out", tmp_path / "run")
+    assert done.returncode == 0
+    assert "not a finite number" in (tmp_path / "run" / "skipped.csv").read_text()
+
+
 # --- class ids -----------------------------------------------------------------------------
 
 
@@ -188,6 +205,16 @@ FATAL_CASES = {
         lambda root: (_images(root) / "annotations.json").write_text("[" * 200_000 + "]" * 200_000),
         "nests 200000 levels deep",
     ),  # fmt: skip
+    "coco-truncated": (
+        lambda root: (_coco(_images(root)) / "annotations.json").write_text(
+            (root / "annotations.json").read_text()[:-40]
+        ),
+        "annotations.json is not valid JSON",
+    ),  # fmt: skip
+    "coco-top-level-list": (
+        lambda root: (_images(root) / "annotations.json").write_text("[1, 2]"),
+        "the top level is list, not an object",
+    ),  # fmt: skip
     "classes-txt-not-utf8": (
         lambda root: _yolo(root, names=b"sign\n\xff\xfe stop\n"),
         "classes.txt is not UTF-8",
@@ -228,6 +255,44 @@ def test_an_annotation_that_is_a_string_and_labels_not_in_utf8_are_named(tmp_pat
     (yolo / "labels" / "s0.txt").write_bytes(b"0 0.5 0.5 0.2 0.2 \xff\n")
     source = discover_detection(yolo)
     assert _named(source, "s0.txt", "is not UTF-8") and _boxes(source) == 2
+
+
+def test_a_coco_file_is_streamed_in_any_key_order(tmp_path):
+    """Annotations before images and categories (COCO does not fix the order), read as items
+    arrive: the same boxes as the usual order, and the records are never one list."""
+    from tlcv.data.annotations import stream_json
+
+    root = _coco(
+        _images(tmp_path),
+        [
+            {
+                "id": 7,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [5.5, 5, 10, 10],
+                "segmentation": [[1, 2, 3]],
+            }
+        ],
+    )
+    data = json.loads((root / "annotations.json").read_text())
+    reordered = {k: data[k] for k in ("annotations", "categories", "images")}
+    (root / "annotations.json").write_text(json.dumps(reordered))
+    tables = stream_json(root / "annotations.json", ("images",), "annotations")
+    assert not isinstance(tables["annotations"], list) and len(tables["images"]) == 3
+    source = discover_detection(root)
+    assert _boxes(source) == 4 and not source.missing
+
+
+def test_nan_is_read_leniently_only_in_files_small_enough_to_parse_whole(tmp_path, monkeypatch):
+    """Python's json.dump writes NaN, which no streaming parser accepts: such a file is parsed
+    whole (its bad box named, above) up to MAX_LENIENT_BYTES, refused in one line beyond."""
+    from tlcv.data import annotations
+
+    root = _coco(_images(tmp_path), [{"id": 9, "image_id": 0, "category_id": 1,
+                                      "bbox": [float("nan")] * 4}])  # fmt: skip
+    monkeypatch.setattr(annotations, "MAX_LENIENT_BYTES", 100)
+    with pytest.raises(TlcvError, match="holds NaN or Infinity, which JSON does not allow"):
+        discover_detection(root)
 
 
 # --- decode guards on the header --------------------------------------------------------

@@ -129,8 +129,10 @@ class TransferModule(L.LightningModule):
         self.objective = objective or Objective(recipe.label_smoothing)
         self.objective_parts = self.objective.parts
         self.objective_metrics = self.objective.metrics
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore_index)
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore_index)
+        # a one-class detector (every box a "sign") is valid; torchmetrics wants >= 2 classes
+        counted = max(num_classes, 2)
+        self.train_acc = MulticlassAccuracy(counted, average="micro", ignore_index=ignore_index)
+        self.val_acc = MulticlassAccuracy(counted, average="micro", ignore_index=ignore_index)
         self.skipped: list[tuple[str, str]] = []
         self.frozen_modules: list[nn.Module] = []  # kept in eval mode (BN statistics fixed)
         self._epoch_sums: dict[str, torch.Tensor] = {}

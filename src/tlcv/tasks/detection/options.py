@@ -59,5 +59,9 @@ class DetectionOptions(Validated):
                 "--train-crop does not suit ssdlite: its default boxes are fractions of its "
                 "fixed input, so crops would teach other sizes; train it on whole images"
             )
-        if self.fpn_channels < 32 or self.fpn_channels % 32:
-            raise TlcvError("--fpn-channels: a multiple of 32 (FCOS normalises in 32 groups)")
+        if self.fpn_channels < 64 or self.fpn_channels % 32:
+            # FCOS normalises in 32 groups: at 32 channels a group of the 1 x 1 top level holds
+            # one value, and group norm cannot train on it
+            raise TlcvError(
+                "--fpn-channels: a multiple of 32, at least 64 (FCOS normalises in 32 groups)"
+            )

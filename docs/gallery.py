@@ -134,8 +134,9 @@ def clips(work: Path, out: Path) -> Path:
     tracks = DATA / "gtsrb_tracks"
     run = work / "runs" / "clips"
     tlcv("train", "--data", tracks, "--out", run, *SMALL, "--temporal", "bilstm", "--frames", "8",
-         "--image-size", "64", "--epochs", "10", "--per-class", "6", "--overwrite")  # fmt: skip
-    keep(first(run, "confusion*.png"), out / "clips" / "confusion.png")
+         "--image-size", "64", "--epochs", "10", "--per-class", "4", "--overwrite")  # fmt: skip
+    tlcv("evaluate", run, "--data", tracks / "test", "--num-workers", "0")
+    keep(first(run / "eval", "confusion*.png"), out / "clips" / "confusion.png")
     return run
 
 
@@ -153,7 +154,7 @@ def report_screenshot(runs: list[Path], work: Path, out: Path) -> None:
     service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
     driver = webdriver.Chrome(options=options, service=service)
     try:
-        driver.get(html.as_uri())
+        driver.get(html.resolve().as_uri())
         time.sleep(1)
         (out / "report").mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(out / "report" / "report.png"))

@@ -112,3 +112,18 @@ def test_a_wrong_flag_or_command_would_be_caught():
     path, flags = _parse(".venv/bin/tlcv train --data x --no-such-flag 3")
     assert path == "train" and "--no-such-flag" not in _click_commands()["train"]
     assert _parse("tlcv trian --data x")[0] == ""  # a misspelt command names none
+
+
+def test_the_generated_cli_reference_names_every_command_and_option():
+    """The site's CLI page is generated from the typer app (docs/hooks/tlcv_docs.py)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "docs" / "hooks"))
+    from tlcv_docs import cli_reference
+
+    page = cli_reference()
+    for path, flags in _click_commands().items():
+        if path:
+            assert f"## `tlcv {path}`" in page
+        for flag in flags - {"--help"}:
+            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", page), (path, flag)

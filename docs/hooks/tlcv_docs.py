@@ -54,8 +54,7 @@ def cli_reference() -> str:
     lines = ["# CLI reference", "",
              "Generated from the commands themselves when the site is built; "
              "`tlcv COMMAND --help` prints the same.", ""]  # fmt: skip
-    for name in sorted(root.commands):
-        lines += _command_rows(root.commands[name], f"tlcv {name}")
+    lines += _command_rows(root, "tlcv")  # its own options, then every command
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,6 +139,13 @@ def predict(run: str | Path | Run, paths: list[str | Path], **options) -> list[d
     from .tasks import task_of_run
 
     cfg = PredictConfig.from_options(**options)
+    if isinstance(run, (str, Path)) and cfg.engine.startswith("onnxruntime"):
+        from .deploy.runtime import open_graph_run
+        from .deploy.runtime import predict as graph_predict
+
+        if open_graph_run(run).task.torch_free:  # the graph alone answers: torch never loads
+            given = dict(top_k=cfg.top_k, batch_size=cfg.batch_size, strict=cfg.strict)
+            return graph_predict(run, paths, engine=cfg.engine, **given, **cfg.task_options())
     loaded = _run(run)
     return task_of_run(loaded).predict(
         loaded, paths, top_k=cfg.top_k, cache=False if cfg.cache is None else cfg.cache,
@@ -167,13 +175,17 @@ def serve(run: str | Path, **options) -> None:
     import uvicorn
 
     from .config import ServeConfig
+    from .serving.access import check_binding
     from .serving.app import create_app
     from .serving.limits import header_timeout_protocol
 
     cfg = ServeConfig.from_options(**options)
+    api_key = cfg.api_key or os.environ.get("TLCV_API_KEY") or None
+    check_binding(cfg.host, api_key, cfg.insecure)
     app = create_app(
-        run, engine=cfg.engine, max_upload_mb=cfg.max_upload_mb, body_timeout=cfg.body_timeout
-    )
+        run, engine=cfg.engine, max_upload_mb=cfg.max_upload_mb, body_timeout=cfg.body_timeout,
+        api_key=api_key, max_pending=cfg.max_pending, request_timeout=cfg.request_timeout,
+    )  # fmt: skip
     uvicorn.run(
         app,
         host=cfg.host,

@@ -205,17 +205,24 @@ def predict(ctx: typer.Context, given: dict, run: Path, paths: list[Path]) -> No
     """
     from .api import predict as predict_api
     from .io import write_text
-    from .runs import load_run
-    from .tasks import task_of_run
 
     fmt, output = given["format"], given["output"]
-    loaded = load_run(run)
+    if str(given.get("engine", "")).startswith("onnxruntime"):  # torch is never imported
+        from .deploy.runtime import open_graph_run
+
+        task, loaded = open_graph_run(run).task, str(run)
+    else:
+        from .runs import load_run
+        from .tasks import task_of_run
+
+        loaded = load_run(run)
+        task = task_of_run(loaded)
     results = predict_api(loaded, [str(p) for p in paths], **given)
     if fmt == "json":
         text = json.dumps(results, indent=2) + "\n"
     else:
         buf = io.StringIO()
-        csv.writer(buf).writerows(task_of_run(loaded).prediction_rows(results))
+        csv.writer(buf).writerows(task.prediction_rows(results))
         text = buf.getvalue()
     if output:
         write_text(output, text)

@@ -323,8 +323,16 @@ class ExplainConfig(Validated):
 class ServeConfig(Validated):
     host: str = option(
         "127.0.0.1",
-        "Address to bind; anything but 127.0.0.1 is reachable from other machines (no "
-        "authentication).",
+        "Address to bind; anything but 127.0.0.1 is reachable from other machines, and needs "
+        "--api-key (or --insecure).",
+    )
+    api_key: str | None = option(
+        None,
+        "Require 'Authorization: Bearer KEY' on every route but /healthz [default: the "
+        "TLCV_API_KEY environment variable; none].",
+    )
+    insecure: bool = option(
+        False, "Allow a --host beyond loopback without an API key (a network you trust)."
     )
     port: int = option(8000, "TCP port.")
     engine: str = _engine()
@@ -338,12 +346,24 @@ class ServeConfig(Validated):
     max_connections: int = option(
         64, "Open connections and requests at once; beyond it new ones get 503."
     )
+    max_pending: int = option(
+        32, "Prediction / explanation requests waiting or running at once; beyond it 429."
+    )
+    request_timeout: float = option(
+        60.0, "Seconds a prediction may take, its wait for the model included; then 503."
+    )
 
     def check(self) -> None:
-        if min(self.max_upload_mb, self.header_timeout, self.body_timeout) <= 0:
-            raise TlcvError("--max-upload-mb, --header-timeout and --body-timeout must be > 0")
-        if self.max_connections < 1:
-            raise TlcvError("--max-connections must be at least 1")
+        limits = (self.max_upload_mb, self.header_timeout, self.body_timeout, self.request_timeout)
+        if min(limits) <= 0:
+            raise TlcvError(
+                "--max-upload-mb, --header-timeout, --body-timeout and --request-timeout "
+                "must be > 0"
+            )
+        if min(self.max_connections, self.max_pending) < 1:
+            raise TlcvError("--max-connections and --max-pending must be at least 1")
+        if self.api_key is not None and not self.api_key.strip():
+            raise TlcvError("--api-key is empty", hint="give a long random string")
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import platform
 from dataclasses import dataclass, field
@@ -28,11 +27,7 @@ from torch import nn
 from .backbones import Preprocessing, rebuild_backbone, state_fingerprint
 from .errors import TlcvError
 from .io import remove_stale_temps, save_tensors, sha256_file, write_json, write_text
-
-MODEL_FILE = "model.safetensors"
-# Version of the run-folder layout. Runs written before it was recorded are version 1.
-FORMAT_VERSION = 1
-REQUIRED_INFO = ("backbone", "preprocessing", "head", "num_classes")
+from .runinfo import FORMAT_VERSION, MODEL_FILE, damaged, read_json, read_run_info
 
 
 def environment() -> dict:
@@ -195,7 +190,7 @@ class Run:
             return self._build(tensors)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-            raise _damaged(
+            raise damaged(
                 self.path / "model.json", f"it does not fit {MODEL_FILE} ({first})"
             ) from exc
 
@@ -228,7 +223,7 @@ class Run:
         """Scores the run wrote (metrics.json), read once; {} for a run written without."""
         if "metrics" not in self.loaded:
             file = self.path / "metrics.json"
-            self.loaded["metrics"] = _read_json(file, dict) if file.is_file() else {}
+            self.loaded["metrics"] = read_json(file, dict) if file.is_file() else {}
         return self.loaded["metrics"]
 
     @property
@@ -245,29 +240,7 @@ def load_run(path: str | Path) -> Run:
     """Open a run directory written by any strategy; a damaged or foreign file in it is a
     one-line error naming the file (nothing in a run folder is ever executed)."""
     path = Path(path).expanduser()
-    if not (path / "model.json").is_file() or not (path / MODEL_FILE).is_file():
-        hint = "give the --out folder of a finished `tlcv train` run"
-        if path.is_dir() and (path / "config.yaml").exists():
-            hint = "this run did not finish; run the training again (cached features are reused)"
-        raise TlcvError(f"{path} is not a finished tlcv run", path=str(path), hint=hint)
-    info = _read_json(path / "model.json", dict)
-    missing = [k for k in REQUIRED_INFO if k not in info]
-    if missing:
-        raise _damaged(path / "model.json", f"lacks {', '.join(missing)}")
-    version = info.get("format_version", 1)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise TlcvError(
-            f"{path} was written by a newer tlcv (run format {version}; this tlcv reads "
-            f"{FORMAT_VERSION})",
-            path=str(path),
-            hint="upgrade tlcv: pip install -U tlcv",
-        )
-    classes = _read_json(path / "classes.json", list)
-    if len(classes) != info["num_classes"] or not all(isinstance(c, str) for c in classes):
-        raise _damaged(
-            path / "classes.json",
-            f"holds {len(classes)} entries for a model of {info['num_classes']} classes",
-        )
+    info, classes = read_run_info(path)
     return Run(path, info, classes, read_run_config(path / "config.yaml"))
 
 
@@ -288,24 +261,6 @@ def interrupted_run_config(run_dir: Path, command: str) -> dict:
     return read_run_config(run_dir / "config.yaml")
 
 
-def _damaged(file: Path, what: str) -> TlcvError:
-    return TlcvError(
-        f"{file.name} in {file.parent} is damaged: {what}",
-        path=str(file),
-        hint="restore the run folder from a copy, or train the run again",
-    )
-
-
-def _read_json(file: Path, kind: type):
-    try:
-        value = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _damaged(file, f"not valid JSON ({str(exc)[:80]})") from exc
-    if not isinstance(value, kind):
-        raise _damaged(file, f"expected a JSON {kind.__name__}, found {type(value).__name__}")
-    return value
-
-
 def read_run_config(file: Path) -> dict:
     if not file.exists():
         return {}
@@ -313,17 +268,17 @@ def read_run_config(file: Path) -> dict:
         config = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0][:100]
-        raise _damaged(file, f"not a plain YAML mapping ({first})") from exc
+        raise damaged(file, f"not a plain YAML mapping ({first})") from exc
     if not isinstance(config, dict):
-        raise _damaged(file, "empty or not a mapping of options")
+        raise damaged(file, "empty or not a mapping of options")
     return config
 
 
 def _read_weights(path: Path, expected_sha256: str | None) -> dict:
     file = path / MODEL_FILE
     if expected_sha256 and sha256_file(file) != expected_sha256:
-        raise _damaged(file, "its checksum differs from the one recorded in model.json")
+        raise damaged(file, "its checksum differs from the one recorded in model.json")
     try:
         return load_file(str(file))
     except Exception as exc:  # noqa: BLE001 - SafetensorError and friends: not our format
-        raise _damaged(file, f"not a safetensors file ({str(exc)[:80]})") from exc
+        raise damaged(file, f"not a safetensors file ({str(exc)[:80]})") from exc

@@ -22,9 +22,10 @@ from torch import nn
 from .._version import __version__
 from ..errors import TlcvError
 from ..io import sha256_file, write_json
-from ..runs import MODEL_FILE, Run, load_run
+from ..runinfo import weights_fingerprint
+from ..runs import Run, load_run
 from .engine import METADATA_PREFIX, OnnxEngine, quiet, require_onnxruntime
-from .graphs import record_graph, trusted_engine
+from .graphs import check_exportable, record_graph, trusted_engine
 from .verify import compare, int8_verdict, quantize_int8, verification_items
 
 log = logging.getLogger("tlcv")
@@ -52,16 +53,29 @@ class InferenceGraph(nn.Module):
 
 
 def export_graph(
-    graph: nn.Module, path: Path, size: int, metadata: dict, outputs: list[str] | None = None
+    graph: nn.Module,
+    path: Path,
+    size: int,
+    metadata: dict,
+    outputs: list[str] | None = None,
+    spatial: int = 0,
 ) -> str:
     """Write ``graph`` to ``path`` atomically with tlcv metadata; return the exporter used.
-    ``outputs`` names what the graph returns (default: an InferenceGraph's)."""
+    ``outputs`` names what the graph returns (default: an InferenceGraph's); ``spatial``: the
+    image's height and width are dynamic too, in multiples of it (dense tasks)."""
     import onnx
 
     graph = graph.eval().to("cpu", memory_format=torch.contiguous_format)
     if outputs is None:
         outputs = ["features"] if graph.head is None else ["logits", "features"]
-    example = (torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8),)
+    shape = (2, 3, size, size + spatial) if spatial else (2, 3, size, size)
+    example = (torch.randint(0, 256, shape, dtype=torch.uint8),)
+    dims: dict = {0: torch.export.Dim("batch", min=1)}
+    axes: dict = {0: "batch"}
+    if spatial:
+        dims.update({2: spatial * torch.export.Dim("h", min=1, max=256),
+                     3: spatial * torch.export.Dim("w", min=1, max=256)})  # fmt: skip
+        axes.update({2: "height", 3: "width"})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     common = dict(input_names=["images"], output_names=outputs, opset_version=OPSET)
@@ -74,14 +88,14 @@ def export_graph(
                 str(tmp),
                 dynamo=True,
                 external_data=False,
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                dynamic_shapes=(dims,),
                 **common,
             )
     except Exception as exc:  # noqa: BLE001 - any dynamo failure: try the older exporter
         reason = (str(exc).strip().splitlines() or [repr(exc)])[0][:200]
         log.warning("dynamo ONNX exporter failed (%s); using the TorchScript exporter", reason)
         exporter = f"torchscript (dynamo failed: {reason})"
-        axes = {name: {0: "batch"} for name in ["images", *outputs]}
+        axes = {name: axes for name in ["images", *outputs]}  # dense outputs: as the input
         with quiet():
             torch.onnx.export(graph, example, str(tmp), dynamo=False, dynamic_axes=axes, **common)
     try:
@@ -98,27 +112,7 @@ def export_graph(
 
 def run_fingerprint(run: Run) -> str:
     """Identity of a run's weights: the graph exported from them carries it."""
-    return sha256_file(run.path / MODEL_FILE)[:16]
-
-
-def _check_exportable(run: Run) -> None:
-    from ..tasks import task_of_run
-
-    task = task_of_run(run)
-    reason = task.export_refusal(run)
-    if reason:
-        raise TlcvError(
-            f"{task.name} runs cannot be exported to ONNX yet: {reason}",
-            hint=f"use the torch engine: tlcv predict {run.path} INPUT",
-            path=str(run.path),
-        )
-    if run.info.get("strategy") == "classical":
-        raise TlcvError(
-            "a classical run (HOG / colour / LBP from scikit-image) is not a network; there is "
-            "no graph to export",
-            hint="export a run of the features, finetune or scratch strategies",
-            path=str(run.path),
-        )
+    return weights_fingerprint(run.path)
 
 
 def run_metadata(run: Run) -> dict:
@@ -150,7 +144,7 @@ def export_run(
 
     require_onnxruntime()
     run = run if isinstance(run, Run) else load_run(run)
-    _check_exportable(run)
+    check_exportable(run)
     own = task_of_run(run).own("export", "export_run")
     if own is not None:
         return own(run, out=out, int8=int8, data=data)
@@ -208,9 +202,38 @@ def run_encoder(run: Run, int8: bool = False):
     return run.loaded[key]
 
 
+def write_graph(run: Run, path: Path) -> str:
+    """Write the run's graph to ``path`` (the task's own graph, or a classifier's); return the
+    exporter used."""
+    from ..tasks import task_of_run
+
+    own = task_of_run(run).own("export", "write_graph")
+    if own is not None:
+        return own(run, path)
+    model = run.load_model()
+    graph = InferenceGraph(model.backbone, model.head)
+    return export_graph(graph, path, run.preprocessing.input_size, run_metadata(run))
+
+
+def write_run_graph(run_dir: Path, path: Path) -> None:
+    """Export the run at ``run_dir`` into ``path`` on first use and record its digest (the
+    torch-free engine's one step that imports torch)."""
+    run = load_run(run_dir)
+    try:
+        write_graph(run, path)
+    except OSError as exc:
+        raise TlcvError(
+            f"cannot write the ONNX graph into {path.parent}: {exc.strerror}",
+            hint="export it elsewhere first with `tlcv export RUN --out FILE`, or make the "
+            "run folder writable",
+            path=str(path),
+        ) from exc
+    record_graph(run, path)
+
+
 def _load_run_encoder(run: Run, int8: bool):
     require_onnxruntime()
-    _check_exportable(run)
+    check_exportable(run)
     path = run.path / "export" / "model.onnx"
     fingerprint = run_fingerprint(run)
     size = run.preprocessing.input_size
@@ -228,17 +251,8 @@ def _load_run_encoder(run: Run, int8: bool):
         return _encoder(engine, *describe)
     engine = trusted_engine(run, path, fingerprint, outputs, size)
     if engine is None:
-        model = run.load_model()
-        try:
-            export_graph(InferenceGraph(model.backbone, model.head), path, size, run_metadata(run))
-        except OSError as exc:
-            raise TlcvError(
-                f"cannot write the ONNX graph into {path.parent}: {exc.strerror}",
-                hint="export it elsewhere first with `tlcv export RUN --out FILE`, or make the "
-                "run folder writable",
-                path=str(path),
-            ) from exc
-        record_graph(run, path)
+        write_run_graph(run.path, path)
+        run.info = load_run(run.path).info  # model.json now records the graph
         engine = trusted_engine(run, path, fingerprint, outputs, size)
     return _encoder(engine, *describe)
 

@@ -11,11 +11,14 @@ it on purpose.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import TlcvError
 from ..io import sha256_file, write_json
-from ..runs import Run
 from .engine import OnnxEngine
+
+if TYPE_CHECKING:  # torch-free: a Run or deploy.runtime's GraphRun (both: .path, .info)
+    from ..runs import Run
 
 RECORD = "graphs"
 
@@ -41,6 +44,27 @@ def record_graph(run: Run, path: Path) -> str:
     return digest
 
 
+def check_exportable(run: Run) -> None:
+    """Refuse, in one line, a run whose task or strategy has no graph."""
+    from ..tasks import task_of_info
+
+    task = task_of_info(run.info)
+    reason = task.export_refusal(run)
+    if reason:
+        raise TlcvError(
+            f"{task.name} runs cannot be exported to ONNX yet: {reason}",
+            hint=f"use the torch engine: tlcv predict {run.path} INPUT",
+            path=str(run.path),
+        )
+    if run.info.get("strategy") == "classical":
+        raise TlcvError(
+            "a classical run (HOG / colour / LBP from scikit-image) is not a network; there is "
+            "no graph to export",
+            hint="export a run of the features, finetune or scratch strategies",
+            path=str(run.path),
+        )
+
+
 def _foreign(run: Run, path: Path, why: str) -> TlcvError:
     return TlcvError(
         f"{path} is not a graph tlcv exported for this run ({why}); it will not be run",
@@ -50,7 +74,11 @@ def _foreign(run: Run, path: Path, why: str) -> TlcvError:
 
 
 def trusted_engine(
-    run: Run, path: Path, fingerprint: str, outputs: dict[str, int | None], input_size: int
+    run: Run,
+    path: Path,
+    fingerprint: str,
+    outputs: dict[str, int | None],
+    input_size: int | None,
 ) -> OnnxEngine | None:
     """The graph at ``path`` as a session, when it is the one tlcv recorded and was exported
     from the run's current weights; None when there is none yet or it is an out-of-date graph
@@ -72,7 +100,9 @@ def trusted_engine(
     return engine
 
 
-def check_signature(engine: OnnxEngine, outputs: dict[str, int | None], input_size: int) -> None:
+def check_signature(
+    engine: OnnxEngine, outputs: dict[str, int | None], input_size: int | None
+) -> None:
     """The graph takes uint8 (B, 3, S, S) and returns the named outputs with their widths:
     checked before the first batch, so a misfit is one line, not a failure mid-prediction."""
     (graph_input,) = engine.session.get_inputs()
@@ -82,7 +112,7 @@ def check_signature(engine: OnnxEngine, outputs: dict[str, int | None], input_si
         problems.append(f"its input is {graph_input.type}, not tensor(uint8)")
     if len(shape) != 4 or shape[1] != 3:
         problems.append(f"its input has shape {shape}, not (batch, 3, S, S)")
-    elif any(isinstance(s, int) and s != input_size for s in shape[2:]):
+    elif input_size and any(isinstance(s, int) and s != input_size for s in shape[2:]):
         problems.append(f"its input is {shape[2]}x{shape[3]}, the run's {input_size}x{input_size}")
     found = {o.name: list(o.shape) for o in engine.session.get_outputs()}
     for name, width in outputs.items():

@@ -28,6 +28,13 @@ def png_bytes(array) -> bytes:
     return buf.getvalue()
 
 
+def data_url(png: bytes) -> str:
+    """A data: URL of a PNG (the served page shows it without a second request)."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
 def pyplot():
     import matplotlib
 

@@ -16,17 +16,19 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from PIL import Image, ImageOps
 
 from .._version import __version__
 from ..data.decode import MAX_PIXELS
-from ..runs import load_run
+from ..runinfo import read_run_info
+from .access import Access, Admission, Metrics
 from .limits import BODY_TIMEOUT_S, RequestLimits
 from .page import PAGE
 
 MAX_UPLOAD_MB = 10
+MAX_PENDING = 32  # inference requests waiting or running at once; 429 beyond
+REQUEST_TIMEOUT_S = 60.0  # an inference request's answer, its wait included; 503 after
 FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"}
 
 
@@ -60,22 +62,33 @@ class Server:
 
     def __init__(self, run_dir: str | Path, engine: str = "torch"):
         from ..errors import TlcvError
-        from ..tasks import task_of_run
+        from ..tasks import task_of_info
 
-        self.run = load_run(run_dir)
-        self.task = task_of_run(self.run)
         self.engine = engine
         self.lock = threading.Lock()
+        self.run_dir = Path(run_dir)
+        self.task = task_of_info(read_run_info(self.run_dir.expanduser())[0])
         if self.task.serve_refusal:
             raise TlcvError(
                 f"{self.task.name} runs cannot be served: {self.task.serve_refusal}",
-                path=str(self.run.path),
+                path=str(run_dir),
             )
         if engine not in self.task.serve_engines:
             raise TlcvError(
                 f"--engine {engine} does not serve {self.task.name} runs",
                 hint=f"choose one of: {', '.join(self.task.serve_engines)}",
             )
+        # ONNX Runtime engines answer from the graph alone: torch is not imported
+        self.torch_free = engine != "torch" and self.task.torch_free
+        if self.torch_free:
+            from ..deploy.runtime import open_graph_run
+
+            self.run = open_graph_run(run_dir)
+            self.onnx = self.run.engine(int8=engine.endswith("int8"))
+            return
+        from ..runs import load_run
+
+        self.run = load_run(run_dir)
         self.model = self.run.model()  # loaded once, shared by every request
         if engine != "torch":  # the task's own session, or the classifier's exported encoder
             own = self.task.own("serve", "session")
@@ -84,6 +97,15 @@ class Server:
 
                 own = lambda run, name: run_encoder(run, int8=name.endswith("int8")).onnx  # noqa: E731
             self.onnx = own(self.run, engine)
+
+    def torch_server(self) -> Server:
+        """This run on the torch engine, loaded on first need (a classifier's Grad-CAM needs
+        gradients, which the graph has not): the torch-free server imports torch only then."""
+        if not hasattr(self, "_torch"):
+            with self.lock:
+                if not hasattr(self, "_torch"):
+                    self._torch = Server(self.run_dir, "torch")
+        return self._torch
 
     def metadata(self) -> dict:
         info = self.run.info
@@ -100,9 +122,18 @@ class Server:
         }
 
     def predict(self, image: Image.Image, top_k: int) -> dict:
+        if self.torch_free:
+            from ..deploy import runtime
+
+            return (self.run.own("answer") or runtime.answer)(self, image, top_k)
         return self.task.serve_answer(self, image, top_k)
 
     def explain(self, image: Image.Image, target: str | None) -> bytes:
+        if self.torch_free:
+            own = self.run.own("picture")
+            if own is not None:
+                return own(self, image, target)
+            return self.torch_server().explain(image, target)
         return self.task.serve_picture(self, image, target)
 
 
@@ -119,9 +150,15 @@ def create_app(
     engine: str = "torch",
     max_upload_mb: float = MAX_UPLOAD_MB,
     body_timeout: float = BODY_TIMEOUT_S,
+    api_key: str | None = None,
+    max_pending: int = MAX_PENDING,
+    request_timeout: float = REQUEST_TIMEOUT_S,
 ) -> FastAPI:
-    """The FastAPI app of one run (uvicorn serves it; tests drive it with TestClient)."""
+    """The FastAPI app of one run (uvicorn serves it; tests drive it with TestClient).
+    ``api_key``: required as a bearer token on every route but /healthz (access.py)."""
     server = Server(run_dir, engine)
+    metrics = Metrics()
+    admission = Admission(max_pending, request_timeout, metrics)
     app = FastAPI(
         title=f"tlcv: {server.run.path.name}",
         version=__version__,
@@ -133,6 +170,9 @@ def create_app(
         max_upload_mb=max_upload_mb,
         body_timeout=body_timeout,
     )
+    routes = {"/", "/healthz", "/metadata", "/metrics", "/predict", "/explain", "/docs",
+              "/openapi.json"}  # fmt: skip
+    app.add_middleware(Access, api_key=api_key, metrics=metrics, routes=routes)  # outermost
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
@@ -141,6 +181,11 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> dict:
         return {"status": "ok"}
+
+    @app.get("/metrics", response_class=Response)
+    async def prometheus() -> Response:
+        body, content_type = metrics.text()
+        return Response(body, media_type=content_type)
 
     @app.get("/metadata")
     async def metadata() -> dict:
@@ -151,12 +196,12 @@ def create_app(
         file: Annotated[UploadFile, File()], top_k: Annotated[int, Query(ge=1, le=100)] = 5
     ) -> dict:
         image = decode_upload(await _read(file, max_upload_mb))
-        return await run_in_threadpool(server.predict, image, top_k)
+        return await admission.run(server.predict, image, top_k)
 
     @app.post("/explain", response_class=Response, responses={200: {"content": {"image/png": {}}}})
     async def explain(file: Annotated[UploadFile, File()], target: str | None = None) -> Response:
         image = decode_upload(await _read(file, max_upload_mb))
-        png = await run_in_threadpool(server.explain, image, target)
+        png = await admission.run(server.explain, image, target)
         return Response(png, media_type="image/png")
 
     return app

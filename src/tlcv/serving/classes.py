@@ -9,7 +9,7 @@ import torch
 from fastapi import HTTPException
 from PIL import Image
 
-from ..evaluation.figures import png_bytes  # noqa: F401 - what the task serve modules use
+from ..evaluation.figures import data_url, png_bytes  # noqa: F401 - what the task serve modules use
 
 
 def _input(server, image: Image.Image) -> torch.Tensor:
@@ -47,10 +47,3 @@ def cam_picture(server, image: Image.Image, target: str | None) -> bytes:
         except TlcvError as exc:
             raise HTTPException(422, exc.message) from exc
     return picture(Explanation("upload", x.permute(1, 2, 0).numpy(), heat, name, top))
-
-
-def data_url(png: bytes) -> str:
-    """A data: URL of a PNG (the page shows it without a second request)."""
-    import base64
-
-    return "data:image/png;base64," + base64.b64encode(png).decode()

@@ -41,6 +41,8 @@ API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per 
                           the served page: POST /predict's JSON, POST /explain's PNG, and the
                           words the page shows above them (serve_refusal: why not served)
   export_refusal(run)     None when `tlcv export` can build the run's graph, else why not
+  torch_free              predict / serve --engine onnxruntime run the graph without torch
+                          (runtime.py: graph_spec, predict, answer; default: a classifier's)
   report_parts(path, metrics)  the report's tables and pictures of one run folder
   explain(run, paths, out)  `tlcv explain`; explain_refusal: why a task has no maps
 """
@@ -99,6 +101,9 @@ class Task:
     serve_engines: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "onnxruntime-int8")
     explain_refusal: ClassVar[str | None] = None  # why `tlcv explain` has no maps (None: has)
     not_exportable: ClassVar[str | None] = None  # why `tlcv export` has no graph (None: has)
+    # predict / serve with an ONNX Runtime engine run the graph alone, without torch
+    # (deploy/runtime.py; the package's runtime.py when its answers differ from a classifier's)
+    torch_free: ClassVar[bool] = True
 
     def claims(self, data: str | Path) -> bool:
         own = self.own("data", "claims")

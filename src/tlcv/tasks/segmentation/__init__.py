@@ -29,8 +29,6 @@ class Segmentation(Task):
     evaluation_files = (("overlays", "overlays_dir"), ("confusion matrix", "confusion_png"))
     page_labels: ClassVar[dict] = {"answer": "Share of the image", "count": False,
                                    "picture": "mask overlay"}  # fmt: skip
-    serve_engines = ("torch",)
-    not_exportable = "the ONNX graph covers image classifiers so far"
     explain_refusal = "the mask overlays of `tlcv predict` show what each pixel became"
 
     def prediction_rows(self, results: list[dict]) -> list[list]:

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import TlcvError
-from ...evaluation.figures import png_bytes
-from ...io import write_bytes, write_json, write_text
+from ...io import write_json, write_text
 from .data import MaskFormat, SegItem
-from .inference import class_scores, overlay, palette, safe_read, save_panel
+from .inference import class_scores, palette, safe_read, save_panel
 from .metrics import PixelMetrics
 
 
@@ -170,13 +169,12 @@ def predict(
     """An index-mask PNG and a colour overlay per image in ``out`` (default RUN/predictions),
     and each image's class fractions; unreadable inputs get an ``error``."""
     from ...features.extract import resolve_device
-    from ...inference import collect_images, unique_stem
+    from ...inference import collect_images
+    from .runtime import mask_answer
 
     items = collect_images(paths)
     if not items:
         raise TlcvError("no images found in the given paths")
-    fmt = run.info["mask_format"]
-    colours = palette(run.info["num_classes"], fmt)
     out_dir = Path(out) if out else run.path / "predictions"
     out_dir.mkdir(parents=True, exist_ok=True)
     model, dev = run.model(), resolve_device(device)
@@ -190,20 +188,6 @@ def predict(
             continue
         predicted = class_scores(model, image, None, dev, window).argmax(0)
         mask = predicted.numpy().astype(np.uint8)
-        stem = unique_stem(item.path, used)
-        mask_file = write_bytes(out_dir / f"{stem}_mask.png", png_bytes(mask))
-        tinted = overlay(image.permute(1, 2, 0).numpy(), mask, colours)
-        overlay_file = write_bytes(out_dir / f"{stem}_overlay.png", png_bytes(tinted))
-        counts = np.bincount(mask.ravel(), minlength=len(run.classes))
-        fractions = {
-            c: round(float(n) / mask.size, 4) for c, n in zip(run.classes, counts, strict=True) if n
-        }
-        answers.append(
-            {
-                "path": item.path,
-                "mask": str(mask_file),
-                "overlay": str(overlay_file),
-                "fractions": dict(sorted(fractions.items(), key=lambda kv: -kv[1])),
-            }
-        )
+        pixels = image.permute(1, 2, 0).numpy()
+        answers.append(mask_answer(run, out_dir, item.path, pixels, mask, used))
     return answers

@@ -9,41 +9,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ...data import normalize, open_rgb
 from ...errors import BadImageError
 from ...io import write_bytes
 from .loading import MULTIPLE, pad_batch
-
-PALETTE_SEED = 7
-
-
-def palette(num_classes: int, fmt: dict | None = None) -> np.ndarray:
-    """(K, 3) uint8 colours: the colour table of RGB-coded data, else a fixed distinct set."""
-    if fmt and fmt.get("kind") == "rgb":
-        colours = {v: int(k) for k, v in fmt["lut"].items() if v < num_classes}
-        return np.array(
-            [[(colours[i] >> s) & 255 for s in (16, 8, 0)] for i in range(num_classes)],
-            dtype=np.uint8,
-        )
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20"]
-    return (np.array([cmap(i % 20)[:3] for i in range(num_classes)]) * 255).astype(np.uint8)
+from .runtime import overlay, palette, scaled  # noqa: F401 - shared by both engines
 
 
 def _resized(image: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = image.shape[-2:]
-    scale = size / min(h, w)
-    target = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return (
-        F.interpolate(
-            image[None].float(), size=target, mode="bilinear", antialias=True, align_corners=False
-        )[0]
-        .round()
-        .clamp(0, 255)
-        .to(torch.uint8)
-    )
+    """The short side to ``size`` with Pillow's antialiased bilinear resize: the torch-free
+    engine's step (runtime.scaled), so both engines see the same pixels."""
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    return torch.from_numpy(scaled(pil, size)).permute(2, 0, 1).contiguous()
 
 
 @torch.inference_mode()
@@ -89,14 +68,6 @@ def _windowed(model, image: torch.Tensor, window: int, device) -> torch.Tensor:
 
 def read_image(path: str) -> torch.Tensor:
     return torch.from_numpy(np.array(open_rgb(path))).permute(2, 0, 1).contiguous()
-
-
-def overlay(image: np.ndarray, mask: np.ndarray, colours: np.ndarray, alpha: float = 0.5):
-    """The image with each pixel tinted by its class colour (void pixels left as they are)."""
-    valid = mask < len(colours)
-    tinted = image.astype(np.float32)
-    tinted[valid] = (1 - alpha) * tinted[valid] + alpha * colours[mask[valid]]
-    return tinted.round().astype(np.uint8)
 
 
 def save_panel(

@@ -59,16 +59,20 @@ def export_graph(
     metadata: dict,
     outputs: list[str] | None = None,
     spatial: int = 0,
+    output_axes: dict | None = None,
 ) -> str:
     """Write ``graph`` to ``path`` atomically with tlcv metadata; return the exporter used.
     ``outputs`` names what the graph returns (default: an InferenceGraph's); ``spatial``: the
-    image's height and width are dynamic too, in multiples of it (dense tasks)."""
+    image's height and width are dynamic too, in multiples of it (dense tasks);
+    ``output_axes``: the outputs' dynamic axes when they are not the input's (detections:
+    one image in, any number of boxes out, traced by the TorchScript exporter only)."""
     import onnx
 
     graph = graph.eval().to("cpu", memory_format=torch.contiguous_format)
     if outputs is None:
         outputs = ["features"] if graph.head is None else ["logits", "features"]
-    shape = (2, 3, size, size + spatial) if spatial else (2, 3, size, size)
+    batch = 1 if output_axes else 2
+    shape = (batch, 3, size, size + spatial) if spatial else (batch, 3, size, size)
     example = (torch.randint(0, 256, shape, dtype=torch.uint8),)
     dims: dict = {0: torch.export.Dim("batch", min=1)}
     axes: dict = {0: "batch"}
@@ -81,6 +85,8 @@ def export_graph(
     common = dict(input_names=["images"], output_names=outputs, opset_version=OPSET)
     exporter = "dynamo"
     try:
+        if output_axes:
+            raise RuntimeError("a detector's data-dependent post-processing: TorchScript only")
         with quiet():
             torch.onnx.export(
                 graph,
@@ -93,9 +99,13 @@ def export_graph(
             )
     except Exception as exc:  # noqa: BLE001 - any dynamo failure: try the older exporter
         reason = (str(exc).strip().splitlines() or [repr(exc)])[0][:200]
-        log.warning("dynamo ONNX exporter failed (%s); using the TorchScript exporter", reason)
-        exporter = f"torchscript (dynamo failed: {reason})"
-        axes = {name: axes for name in ["images", *outputs]}  # dense outputs: as the input
+        if not output_axes:
+            log.warning("dynamo ONNX exporter failed (%s); using TorchScript's", reason)
+        if output_axes:
+            exporter, axes = "torchscript", {"images": axes, **output_axes}
+        else:
+            exporter = f"torchscript (dynamo failed: {reason})"
+            axes = {name: axes for name in ["images", *outputs]}  # dense outputs: as the input
         with quiet():
             torch.onnx.export(graph, example, str(tmp), dynamo=False, dynamic_axes=axes, **common)
     try:

@@ -24,8 +24,6 @@ class Detection(Task):
     head_info = "detector"
     evaluation_files = (("precision-recall", "pr_png"),)
     page_labels: ClassVar[dict] = {"answer": "Objects found", "count": True, "picture": "boxes"}
-    serve_engines = ("torch",)
-    not_exportable = "the ONNX graph covers image classifiers so far"
     explain_refusal = "the drawn boxes of `tlcv predict` show what was found where"
 
     def prediction_rows(self, results: list[dict]) -> list[list]:

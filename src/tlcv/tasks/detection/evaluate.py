@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ...data import open_rgb
 from ...errors import BadImageError, TlcvError
@@ -85,24 +84,12 @@ def draw(
     truth: dict | None = None,
     threshold: float = 0.5,
 ) -> bytes:
-    """PNG: true boxes green, predicted ones (score >= threshold) red with class and score."""
-    from torchvision.utils import draw_bounding_boxes
+    """PNG: true boxes green, predicted ones (score >= threshold) red with class and score
+    (drawn by runtime.draw_boxes, as the torch-free engine draws them)."""
+    from .runtime import draw_boxes
 
-    canvas = image
-    if truth is not None and len(truth["boxes"]):
-        canvas = draw_bounding_boxes(canvas, truth["boxes"], colors="lime", width=3)
-    keep = predicted["scores"] >= threshold
-    if keep.any():
-        labels = [
-            f"{classes[int(c) - 1]} {float(s):.2f}"
-            for c, s in zip(predicted["labels"][keep], predicted["scores"][keep], strict=True)
-        ]
-        canvas = draw_bounding_boxes(
-            canvas, predicted["boxes"][keep], labels=labels, colors="red", width=2
-        )
-    buf = io.BytesIO()
-    Image.fromarray(canvas.permute(1, 2, 0).numpy()).save(buf, format="PNG")
-    return buf.getvalue()
+    found = {k: np.asarray(v) for k, v in predicted.items()}
+    return draw_boxes(image.permute(1, 2, 0).numpy(), found, classes, truth, threshold)
 
 
 def pr_plot(curves: dict[str, list[float]], path: Path, title: str) -> Path:

@@ -14,6 +14,10 @@ Office-31 amazon at 224 px, MobileNetV2 (../shared/weights) and EfficientNet-Lit
   3. top-1 agreement with eager on the whole domain (fp32 >= 99.9%), and the int8 accuracy
      drop on the probe's validation split (a logistic-regression features run), or refused.
   4. peak RSS of `tlcv predict RUN IMAGE` in a fresh process per engine.
+  5. `--parts dense`: one-image `predict` p50 / p90 of a segmentation run (Kvasir-SEG, U-Net on
+     MobileNetV2, 256 px) and a detection run (GTSDB, FCOS on MobileNetV2, 512 px), torch vs
+     the torch-free onnxruntime path, each engine in its own process (the runs are trained
+     briefly: latency does not depend on how well they learnt).
 """
 
 from __future__ import annotations
@@ -76,7 +80,9 @@ import json, statistics, sys, time
 from tlcv import api
 from tlcv.runs import load_run
 run_dir, engine, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
-run = load_run(run_dir)
+# ONNX Runtime engines are given the folder: the torch-free path (deploy/runtime.py), which
+# keeps the opened graph per process; torch is given a loaded Run (its model kept on it)
+run = run_dir if engine.startswith("onnxruntime") else load_run(run_dir)
 for path in paths[:5]:  # warm: model or session loaded, allocator and threads up
     api.predict(run, [path], engine=engine)
 times = []
@@ -199,6 +205,34 @@ def speed_and_memory(run_dir: Path, items, calls: int, env: dict, tmp: Path) -> 
     return out
 
 
+def dense_latency(shared: Path, tmp: Path, calls: int) -> dict:
+    """Segmentation and detection `predict` latency per engine (item 5 above)."""
+    weights = ["--backbone", "mobilenet_v2", "--weights",
+               str(shared / "weights" / "mobilenet_v2-b0353104.pth")]  # fmt: skip
+    kvasir = shared / "data" / "medical" / "kvasir_seg"
+    gtsdb = shared / "data" / "gtsdb" / "train"
+    jobs = {
+        "segmentation": (["--task", "segmentation", "--data", str(kvasir), "--max-images", "60",
+                          "--epochs", "1"],
+                         sorted((kvasir / "test" / "images").iterdir())),
+        "detection": (["--task", "detection", "--data", str(gtsdb), "--detector", "fcos",
+                       "--image-size", "512", "--fpn-channels", "64", "--max-images", "30",
+                       "--epochs", "1"],
+                      sorted((gtsdb / "images").iterdir())),
+    }  # fmt: skip
+    out: dict = {}
+    for task, (args, images) in jobs.items():
+        run_dir = tmp / f"run-{task}"
+        subprocess.run([TLCV, "train", *args, *weights, "--out", str(run_dir)], check=True,
+                       capture_output=True)  # fmt: skip
+        subprocess.run([TLCV, "export", str(run_dir)], check=True, capture_output=True)
+        lat = latency(run_dir, [str(p) for p in images[: calls + 5]], ["torch", "onnxruntime"])
+        out[task] = {**lat, "onnxruntime_over_torch": round(
+            lat["onnxruntime"]["p50_ms"] / lat["torch"]["p50_ms"], 3)}  # fmt: skip
+        print(json.dumps({task: out[task]}), flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -216,12 +250,14 @@ def main() -> None:
     for it in discover(data).all_items():  # warm OS file cache for every contender
         Path(it.path).read_bytes()
     results = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "rows": []}
+    parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.backbones.split(","):
+        if "dense" in parts:
+            results["dense"] = dense_latency(args.shared, Path(tmp), min(args.calls, 40))
+            parts.discard("dense")
+        for name in args.backbones.split(",") if parts else []:
             results["rows"].append(
-                bench_backbone(
-                    name, weights[name], data, Path(tmp), args.calls, set(args.parts.split(","))
-                )
+                bench_backbone(name, weights[name], data, Path(tmp), args.calls, parts)
             )
     out = ROOT / "bench_out" / f"inference-{args.parts.replace(',', '-')}.json"
     out.parent.mkdir(exist_ok=True)

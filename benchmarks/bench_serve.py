@@ -1,6 +1,7 @@
 """`tlcv serve` under load on loopback, per engine (torch, onnxruntime).
 
 Rerun: python benchmarks/bench_serve.py [--requests 2000 --clients 8]
+       python benchmarks/bench_serve.py --task segmentation --requests 300 --malformed 60
 
 A MobileNetV2 feature run on 8 Office-31 classes is served by the real CLI (one process per
 engine); 8 client threads send 2,000 POST /predict requests with Office-31 photos: requests/s,
@@ -170,6 +171,33 @@ def screenshot(port: int, image: Path, out: Path) -> None:
         browser.quit()
 
 
+def _classification_run(shared: Path, tmp: Path):
+    """A MobileNetV2 features run on 8 Office-31 classes, and their photos to upload."""
+    from tlcv import api
+
+    office = shared / "data" / "office31" / "amazon"
+    files = [p for c in CLASSES for p in sorted((office / c).iterdir())[:25]]
+    data = tmp / "data"
+    for c in CLASSES:
+        (data / c).mkdir(parents=True)
+        for p in sorted((office / c).iterdir())[:25]:
+            (data / c / p.name).symlink_to(p)
+    run = api.train(data, tmp / "run", strategy="features", backbone="mobilenet_v2",
+                    weights=str(shared / "weights" / "mobilenet_v2-b0353104.pth"))  # fmt: skip
+    return run, files
+
+
+def _segmentation_run(shared: Path, tmp: Path):
+    """A MobileNetV2 U-Net fine-tuned briefly on Kvasir-SEG (256 px), and the test frames."""
+    from tlcv import api
+
+    kvasir = shared / "data" / "medical" / "kvasir_seg"
+    run = api.train(kvasir, tmp / "run", task="segmentation", backbone="mobilenet_v2",
+                    weights=str(shared / "weights" / "mobilenet_v2-b0353104.pth"),
+                    max_images=60, epochs=1)  # fmt: skip
+    return run, sorted((kvasir / "test" / "images").iterdir())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -179,26 +207,19 @@ def main() -> None:
     parser.add_argument("--engines", default="torch,onnxruntime")
     parser.add_argument("--screenshot", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "serve.json")
+    parser.add_argument("--task", default="classification",
+                        choices=["classification", "segmentation"])  # fmt: skip
     args = parser.parse_args()
     from tlcv import api
 
-    office = args.shared / "data" / "office31" / "amazon"
-    files = [p for c in CLASSES for p in sorted((office / c).iterdir())[:25]]
-    images = [p.read_bytes() for p in files]
-    result: dict = {"date": time.strftime("%Y-%m-%d"), "clients": args.clients}
+    result: dict = {"date": time.strftime("%Y-%m-%d"), "clients": args.clients, "task": args.task}
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        for c in CLASSES:
-            (data / c).mkdir(parents=True)
-            for p in sorted((office / c).iterdir())[:25]:
-                (data / c / p.name).symlink_to(p)
-        run = api.train(
-            data,
-            Path(tmp) / "run",
-            strategy="features",
-            backbone="mobilenet_v2",
-            weights=str(args.shared / "weights" / "mobilenet_v2-b0353104.pth"),
-        )
+        if args.task == "segmentation":
+            run, files = _segmentation_run(args.shared, Path(tmp))
+        else:
+            run, files = _classification_run(args.shared, Path(tmp))
+        images = [p.read_bytes() for p in files]
+        api.export(run.path)  # as a deployment would: the graph exists before serving starts
         rng = random.Random(0)
         plain = [(images[i % len(images)], True) for i in range(args.requests)]
         bad = _bad_uploads(images[0])
@@ -210,8 +231,9 @@ def main() -> None:
             try:
                 row = {"load": load(port, plain, args.clients)}
                 row["with_malformed"] = load(port, mixed, args.clients)
-                row["explain_ms_per_image"] = explain_time(port, images)
-                row["peak_rss_mb"] = _peak_rss_mb(server.pid)
+                row["peak_rss_mb"] = _peak_rss_mb(server.pid)  # before /explain (Grad-CAM
+                row["explain_ms_per_image"] = explain_time(port, images)  # loads torch)
+                row["peak_rss_after_explain_mb"] = _peak_rss_mb(server.pid)
                 if args.screenshot and engine == "torch":
                     screenshot(port, files[len(files) // 2], args.out.parent / "serve_page.png")
             finally:
@@ -219,6 +241,10 @@ def main() -> None:
                 server.wait(timeout=60)
             result[engine] = row
             print(engine, json.dumps(row, indent=1), flush=True)
+        if {"torch", "onnxruntime"} <= set(result):
+            result["onnxruntime_over_torch_requests_per_s"] = round(
+                result["onnxruntime"]["load"]["requests_per_s"]
+                / result["torch"]["load"]["requests_per_s"], 2)  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
 

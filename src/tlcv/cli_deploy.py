@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -62,10 +63,11 @@ def serve(ctx: typer.Context, given: dict, run: Path) -> None:
     from .api import serve as serve_api
 
     options = ServeConfig.from_options(**given)
-    if options.host not in ("127.0.0.1", "localhost", "::1"):
+    keyed = bool(options.api_key or os.environ.get("TLCV_API_KEY"))
+    if options.host not in ("127.0.0.1", "localhost", "::1") and options.insecure and not keyed:
         err.print(
             f"[yellow]warning:[/] binding {esc(options.host)}: the model is reachable from "
-            "other machines, without authentication"
+            "other machines, without authentication (--insecure)"
         )
     try:
         import fastapi  # noqa: F401

@@ -133,7 +133,12 @@ class Server:
             own = self.run.own("picture")
             if own is not None:
                 return own(self, image, target)
-            return self.torch_server().explain(image, target)
+            try:
+                return self.torch_server().explain(image, target)
+            except ImportError as exc:  # a deployment without torch: no gradients to explain
+                raise HTTPException(
+                    501, "explanations need torch, which this server does not have "
+                    "(pip install 'tlcv[explain]')") from exc  # fmt: skip
         return self.task.serve_picture(self, image, target)
 
 

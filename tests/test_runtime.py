@@ -15,11 +15,15 @@ import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from PIL import Image
+from test_anomaly import tile_subset
+from test_video import link_tracks
 
 from conftest import DATA, MOBILENET_V2, cli_in_process
 from tlcv.errors import TlcvError
 from tlcv.serving.access import Admission, Metrics, check_binding
 from tlcv.serving.app import create_app
+from tlcv.tasks import TASKS
+from tlcv.tasks.clips.options import FRAME_PICKS, TEMPORAL_HEADS
 
 KVASIR = DATA / "medical" / "kvasir_seg"
 
@@ -48,6 +52,8 @@ SERVE_WITHOUT_TORCH = (
 import json
 from fastapi.testclient import TestClient
 from tlcv.serving.app import create_app
+from tlcv.tasks.clips.options import FRAME_PICKS, TEMPORAL_HEADS
+from tlcv.tasks import TASKS
 run, image = sys.argv[1:3]
 client = TestClient(create_app(run, engine="onnxruntime"))
 answer = client.post("/predict", files={"file": ("x.png", open(image, "rb").read())})
@@ -93,12 +99,22 @@ def task_runs(tmp_path_factory, office_run) -> dict[str, tuple[Path, list[str]]]
                    "--detector", "fcos", "--fpn-channels", "64", "--image-size", "64",
                    "--epochs", "5", "--batch-size", "4", "--val-fraction", "0.25",
                    "--test-fraction", "0", "--patience", "0", *common)  # fmt: skip
+    tiles = tile_subset(base / "tiles")
+    anomaly = base / "anomaly"
+    cli_in_process("train", "--task", "anomaly", "--data", str(tiles), "--out", str(anomaly),
+                   "--image-size", "96", "--holdout", "0.25", *common)  # fmt: skip
+    tracks = link_tracks(base / "tracks", {"train": 4})
+    clips = base / "clips"
+    cli_in_process("train", "--data", str(tracks), "--out", str(clips), "--temporal", "gru",
+                   "--frames", "6", "--epochs", "3", *common)  # fmt: skip
     office = sorted(Path(office_run.config["data"]).rglob("*.jpg"))[:3]
     kvasir = sorted((KVASIR / "test" / "images").glob("*"))[:2]
     return {
         "classification": (office_run.path, [str(p) for p in office]),
         "segmentation": (seg, [str(p) for p in kvasir]),
         "detection": (det, [str(scenes / "images" / f"s{i}.png") for i in (1, 2)]),
+        "anomaly": (anomaly, [str(p) for p in sorted((tiles / "test").rglob("*.*"))[:3]]),
+        "clip-classification": (clips, [str(p) for p in sorted(tracks.rglob("*.mp4"))[::7][:2]]),
     }
 
 
@@ -122,13 +138,21 @@ def _same(torch_answer: dict, onnx_answer: dict, out_torch: Path, out_onnx: Path
         a, b = (np.asarray(Image.open(x[k])) for x, k in ((torch_answer, "mask"),
                                                           (onnx_answer, "mask")))  # fmt: skip
         assert a.shape == b.shape and (a == b).mean() >= 0.999
+    if "score" in torch_answer:  # anomaly: the image's score and verdict
+        assert onnx_answer["score"] == pytest.approx(torch_answer["score"], rel=1e-3)
+        assert onnx_answer["verdict"] == torch_answer["verdict"]
+    if "steps" in torch_answer:  # clips: the head's top class after each sampled frame
+        assert [s["frame"] for s in torch_answer["steps"]] == [s["frame"] for s in
+                                                               onnx_answer["steps"]]  # fmt: skip
+        assert [s["label"] for s in torch_answer["steps"]] == [s["label"] for s in
+                                                               onnx_answer["steps"]]  # fmt: skip
     if "objects" in torch_answer:
         assert len(torch_answer["objects"]) == len(onnx_answer["objects"]) > 0
         for x, y in zip(torch_answer["objects"], onnx_answer["objects"], strict=True):
             assert x["label"] == y["label"] and np.allclose(x["box"], y["box"], atol=0.2)
 
 
-@pytest.mark.parametrize("task", ["classification", "segmentation", "detection"])
+@pytest.mark.parametrize("task", TASKS.names())
 def test_onnxruntime_predict_and_serve_without_torch(task, task_runs, tmp_path):
     """The graph is written once (with torch); afterwards predict and serve run in a process
     where torch cannot be imported, and answer as the torch engine does."""
@@ -140,6 +164,10 @@ def test_onnxruntime_predict_and_serve_without_torch(task, task_runs, tmp_path):
         assert check["mask_pixel_agreement"] >= 0.999
     elif task == "detection":
         assert check["eager_boxes"] > 0 and check["box_match"] >= 0.99
+    elif task == "anomaly":
+        assert check["max_rel_score_diff"] < 1e-3 and check["same_order"]
+    elif task == "clip-classification":
+        assert check["top1_agreement"] >= 0.999 and check["max_abs_step_prob_diff"] < 1e-4
     else:
         assert check["onnxruntime_fp32"]["top1_agreement"] >= 0.999
     eager = _predict(run, images, "torch", tmp_path / "torch", torch_blocked=False)
@@ -149,7 +177,10 @@ def test_onnxruntime_predict_and_serve_without_torch(task, task_runs, tmp_path):
         _same(a, b, tmp_path / "torch", tmp_path / "onnx")
     done = subprocess.run([sys.executable, "-c", SERVE_WITHOUT_TORCH, str(run), images[-1]],
                           capture_output=True, text=True)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0 or task == "clip-classification", done.stderr[-2000:]
+    if task == "clip-classification":  # the page takes one image: clips are not served
+        assert "cannot be served" in done.stderr
+        return
     served = json.loads(done.stdout.strip().splitlines()[-1])
     assert served["predict"][0] == 200 and served["predict"][1]["top"] is not None
     assert not served["torch"]
@@ -250,3 +281,20 @@ def test_admission_answers_429_when_full_and_503_after_the_timeout():
         assert admission.pending == 0
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("pick", FRAME_PICKS)
+@pytest.mark.parametrize("kind", TEMPORAL_HEADS)
+def test_a_whole_clip_through_the_head_equals_the_packed_path(kind, pick):
+    """The clip graph runs the head without packing (one clip, every frame real): the same
+    clip and step logits as forward / step_logits, for clips of any length."""
+    import torch
+
+    from tlcv.heads import TemporalHead
+
+    head = TemporalHead(kind, 16, 3, frame_pick=pick).eval()
+    for frames in (1, 3, 7):
+        feats, lengths = torch.randn(1, frames, 16), torch.tensor([frames])
+        clip, steps = head.whole_clips(feats)
+        assert torch.allclose(clip, head(feats, lengths), atol=1e-6)
+        assert torch.allclose(steps, head.step_logits(feats, lengths), atol=1e-6)

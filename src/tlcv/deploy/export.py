@@ -61,51 +61,57 @@ def export_graph(
     spatial: int = 0,
     output_axes: dict | None = None,
 ) -> str:
-    """Write ``graph`` to ``path`` atomically with tlcv metadata; return the exporter used.
+    """Write an image graph to ``path`` (uint8 (B, 3, S, S) in); return the exporter used.
     ``outputs`` names what the graph returns (default: an InferenceGraph's); ``spatial``: the
     image's height and width are dynamic too, in multiples of it (dense tasks);
     ``output_axes``: the outputs' dynamic axes when they are not the input's (detections:
     one image in, any number of boxes out, traced by the TorchScript exporter only)."""
-    import onnx
-
-    graph = graph.eval().to("cpu", memory_format=torch.contiguous_format)
     if outputs is None:
         outputs = ["features"] if graph.head is None else ["logits", "features"]
     batch = 1 if output_axes else 2
     shape = (batch, 3, size, size + spatial) if spatial else (batch, 3, size, size)
-    example = (torch.randint(0, 256, shape, dtype=torch.uint8),)
     dims: dict = {0: torch.export.Dim("batch", min=1)}
     axes: dict = {0: "batch"}
     if spatial:
         dims.update({2: spatial * torch.export.Dim("h", min=1, max=256),
                      3: spatial * torch.export.Dim("w", min=1, max=256)})  # fmt: skip
         axes.update({2: "height", 3: "width"})
+    named = {"images": axes, **(output_axes or {name: axes for name in outputs})}
+    return write_onnx(graph, path, shape, metadata, outputs, dims, named,
+                      dynamo=not output_axes)  # fmt: skip
+
+
+def write_onnx(
+    graph: nn.Module,
+    path: Path,
+    shape: tuple[int, ...],
+    metadata: dict,
+    outputs: list[str],
+    dims: dict,
+    axes: dict,
+    dynamo: bool = True,
+) -> str:
+    """Export ``graph`` (one uint8 input ``images`` of ``shape``) atomically with tlcv metadata:
+    torch's dynamo exporter with ``dims`` (torch.export dims of the input), else TorchScript's
+    with ``axes`` (dynamic axes per input and output name). Returns the exporter used."""
+    import onnx
+
+    graph = graph.eval().to("cpu", memory_format=torch.contiguous_format)
+    example = (torch.randint(0, 256, shape, dtype=torch.uint8),)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     common = dict(input_names=["images"], output_names=outputs, opset_version=OPSET)
-    exporter = "dynamo"
+    exporter = "dynamo" if dynamo else "torchscript"
     try:
-        if output_axes:
-            raise RuntimeError("a detector's data-dependent post-processing: TorchScript only")
-        with quiet():
-            torch.onnx.export(
-                graph,
-                example,
-                str(tmp),
-                dynamo=True,
-                external_data=False,
-                dynamic_shapes=(dims,),
-                **common,
-            )
+        if dynamo:
+            with quiet():
+                torch.onnx.export(graph, example, str(tmp), dynamo=True, external_data=False,
+                                  dynamic_shapes=(dims,), **common)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any dynamo failure: try the older exporter
         reason = (str(exc).strip().splitlines() or [repr(exc)])[0][:200]
-        if not output_axes:
-            log.warning("dynamo ONNX exporter failed (%s); using TorchScript's", reason)
-        if output_axes:
-            exporter, axes = "torchscript", {"images": axes, **output_axes}
-        else:
-            exporter = f"torchscript (dynamo failed: {reason})"
-            axes = {name: axes for name in ["images", *outputs]}  # dense outputs: as the input
+        log.warning("dynamo ONNX exporter failed (%s); using TorchScript's", reason)
+        exporter, dynamo = f"torchscript (dynamo failed: {reason})", False
+    if not dynamo:
         with quiet():
             torch.onnx.export(graph, example, str(tmp), dynamo=False, dynamic_axes=axes, **common)
     try:

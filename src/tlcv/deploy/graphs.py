@@ -110,9 +110,9 @@ def check_signature(
     problems = []
     if graph_input.type != "tensor(uint8)":
         problems.append(f"its input is {graph_input.type}, not tensor(uint8)")
-    if len(shape) != 4 or shape[1] != 3:
+    if len(shape) not in (4, 5) or shape[-3] != 3:  # images, or a clip's frames (1, T, 3, S, S)
         problems.append(f"its input has shape {shape}, not (batch, 3, S, S)")
-    elif input_size and any(isinstance(s, int) and s != input_size for s in shape[2:]):
+    elif input_size and any(isinstance(s, int) and s != input_size for s in shape[-2:]):
         problems.append(f"its input is {shape[2]}x{shape[3]}, the run's {input_size}x{input_size}")
     found = {o.name: list(o.shape) for o in engine.session.get_outputs()}
     for name, width in outputs.items():

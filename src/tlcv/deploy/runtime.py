@@ -122,6 +122,23 @@ def classifier_pixels(image: Image.Image, prep: dict) -> np.ndarray:
     return np.asarray(square, dtype=np.uint8).transpose(2, 0, 1)
 
 
+def _taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source rows (or columns) and weights of a half-pixel bilinear resize."""
+    source = np.maximum((np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5, 0.0)
+    low = np.minimum(source.astype(np.int64), size_in - 1)
+    high = np.minimum(low + 1, size_in - 1)
+    return low, high, (source - low).astype(np.float32)
+
+
+def resize_bilinear(scores: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(K, h, w) -> (K, height, width), as torch's bilinear interpolate with
+    align_corners=False computes it (the torch engines' step): both draw one mask or map."""
+    low, high, weight = _taps(scores.shape[1], height)
+    rows = scores[:, low] * (1 - weight)[None, :, None] + scores[:, high] * weight[None, :, None]
+    low, high, weight = _taps(scores.shape[2], width)
+    return rows[:, :, low] * (1 - weight) + rows[:, :, high] * weight
+
+
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
     return shifted / shifted.sum(axis=axis, keepdims=True)

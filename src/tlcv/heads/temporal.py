@@ -67,15 +67,30 @@ class TemporalHead(nn.Module):
     def _run_rnn(self, feats: torch.Tensor, lengths: torch.Tensor):
         packed = pack_padded_sequence(feats, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed)
+        steps, _ = pad_packed_sequence(out, batch_first=True, total_length=feats.shape[1])
+        return self._final(state), steps
+
+    def _final(self, state) -> torch.Tensor:
         h_n = state[0] if isinstance(state, tuple) else state  # (layers*dirs, B, H)
         if self.bidirectional:
             # Last layer: forward direction's state after the last real frame, and the backward
             # direction's state after reading the clip back to frame 0.
-            final = torch.cat([h_n[-2], h_n[-1]], dim=1)
-        else:
-            final = h_n[-1]
-        steps, _ = pad_packed_sequence(out, batch_first=True, total_length=feats.shape[1])
-        return final, steps
+            return torch.cat([h_n[-2], h_n[-1]], dim=1)
+        return h_n[-1]
+
+    def whole_clips(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(clip logits (B, C), step logits (B, T, C)) of clips whose T frames are all real:
+        what forward and step_logits give, without packing (which an exported graph cannot
+        hold), for one clip at a time."""
+        if self.kind == "mean":
+            return self.classifier(self.dropout(feats.mean(1))), self.classifier(feats)
+        if self.kind == "frame":  # the length as a tensor: a traced graph keeps it dynamic
+            length = torch._shape_as_tensor(feats)[1]
+            idx = (length - 1) // 2 if self.frame_pick == "middle" else length * 0
+            picked = feats.index_select(1, idx.view(1))[:, 0]
+            return self.classifier(self.dropout(picked)), self.classifier(feats)
+        out, state = self.rnn(feats)
+        return self.classifier(self.dropout(self._final(state))), self.classifier(out)
 
     def _picked(self, lengths: torch.Tensor) -> torch.Tensor:
         return (lengths - 1) // 2 if self.frame_pick == "middle" else torch.zeros_like(lengths)

@@ -22,11 +22,20 @@ class Scored:
     steps: list[tuple[np.ndarray, np.ndarray]] | None = None
 
 
-def _encoder(run: Run, engine: str):
-    """The run's backbone as eager torch, or its exported ONNX graph."""
+def _encoder(run: Run, engine: str, frames: bool = False):
+    """The run's backbone as eager torch, or its exported ONNX graph; ``frames``: a clip run,
+    whose own graph is the whole clip model, so its frame CNN is exported on its own (into the
+    feature cache's folder)."""
     from ..deploy.engine import check_engine
 
     check_engine(engine)
+    if engine.startswith("onnxruntime") and frames:
+        from ..deploy.export import backbone_encoder
+        from ..errors import TlcvError
+
+        if engine.endswith("int8"):
+            raise TlcvError("clip runs have no int8 graph", hint="use --engine onnxruntime")
+        return backbone_encoder(run.model().backbone, None)
     if engine.startswith("onnxruntime"):
         from ..deploy import run_encoder
 
@@ -59,7 +68,7 @@ def score_clips(
     from ..video import sample_indices
 
     head = run.model().head
-    cf = extract_clip_features(items, _encoder(run, engine), **extract)
+    cf = extract_clip_features(items, _encoder(run, engine, frames=True), **extract)
     frames = int(run.info["frames"])
     logits = clip_logits(head, cf.sequences, frames=frames, prefix=prefix)
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy() if len(logits) else logits

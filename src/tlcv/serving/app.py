@@ -32,8 +32,10 @@ REQUEST_TIMEOUT_S = 60.0  # an inference request's answer, its wait included; 50
 FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"}
 
 
-def decode_upload(data: bytes) -> Image.Image:
-    """An RGB image from uploaded bytes, or an HTTPException saying what is wrong."""
+def decode_upload(data: bytes, draft_size: int | None = None) -> Image.Image:
+    """An RGB image from uploaded bytes, or an HTTPException saying what is wrong.
+    ``draft_size``: a JPEG may decode at 1/2, 1/4 or 1/8 scale while staying at least that
+    large (a classifier resizes it smaller anyway; `tlcv predict` decodes the same way)."""
     if not data:
         raise HTTPException(400, "the upload is empty")
     try:
@@ -45,6 +47,8 @@ def decode_upload(data: bytes) -> Image.Image:
                 raise HTTPException(413, f"image is {width}x{height}: over the pixel limit")
             if image.format not in FORMATS:
                 raise HTTPException(415, f"{image.format} images are not accepted")
+            if draft_size and image.format == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
             image = ImageOps.exif_transpose(image)
             image.load()
     except HTTPException:
@@ -67,7 +71,8 @@ class Server:
         self.engine = engine
         self.lock = threading.Lock()
         self.run_dir = Path(run_dir)
-        self.task = task_of_info(read_run_info(self.run_dir.expanduser())[0])
+        info = read_run_info(self.run_dir.expanduser())[0]  # a damaged run: one line
+        self.task = task_of_info(info)
         if self.task.serve_refusal:
             raise TlcvError(
                 f"{self.task.name} runs cannot be served: {self.task.serve_refusal}",
@@ -78,6 +83,9 @@ class Server:
                 f"--engine {engine} does not serve {self.task.name} runs",
                 hint=f"choose one of: {', '.join(self.task.serve_engines)}",
             )
+        # a classifier (no answers of its own) resizes uploads small: JPEGs decode in draft
+        classifier = self.task.own("runtime", "answer") is None  # runtime.py: torch-free
+        self.draft_size = int(info["preprocessing"]["resize_size"]) if classifier else None
         # ONNX Runtime engines answer from the graph alone: torch is not imported
         self.torch_free = engine != "torch" and self.task.torch_free
         if self.torch_free:
@@ -90,13 +98,10 @@ class Server:
 
         self.run = load_run(run_dir)
         self.model = self.run.model()  # loaded once, shared by every request
-        if engine != "torch":  # the task's own session, or the classifier's exported encoder
-            own = self.task.own("serve", "session")
-            if own is None:
-                from ..deploy.export import run_encoder
+        if engine != "torch":  # a task that keeps torch: the classifier's exported encoder
+            from ..deploy.export import run_encoder
 
-                own = lambda run, name: run_encoder(run, int8=name.endswith("int8")).onnx  # noqa: E731
-            self.onnx = own(self.run, engine)
+            self.onnx = run_encoder(self.run, int8=engine.endswith("int8")).onnx
 
     def torch_server(self) -> Server:
         """This run on the torch engine, loaded on first need (a classifier's Grad-CAM needs
@@ -200,12 +205,12 @@ def create_app(
     async def predict(
         file: Annotated[UploadFile, File()], top_k: Annotated[int, Query(ge=1, le=100)] = 5
     ) -> dict:
-        image = decode_upload(await _read(file, max_upload_mb))
+        image = decode_upload(await _read(file, max_upload_mb), server.draft_size)
         return await admission.run(server.predict, image, top_k)
 
     @app.post("/explain", response_class=Response, responses={200: {"content": {"image/png": {}}}})
     async def explain(file: Annotated[UploadFile, File()], target: str | None = None) -> Response:
-        image = decode_upload(await _read(file, max_upload_mb))
+        image = decode_upload(await _read(file, max_upload_mb), server.draft_size)
         png = await admission.run(server.explain, image, target)
         return Response(png, media_type="image/png")
 

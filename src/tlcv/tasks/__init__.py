@@ -36,8 +36,6 @@ API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per 
                           with their labels), so no command branches on the task
   prediction_rows(results)  `tlcv predict --format csv`: a header row, then one row per answer
   serve_answer(server, image, top_k), serve_picture(server, image, target), page_labels
-                          (a package's serve.session(run, engine): its engine other than
-                          torch; default: the classifier's exported encoder)
                           the served page: POST /predict's JSON, POST /explain's PNG, and the
                           words the page shows above them (serve_refusal: why not served)
   export_refusal(run)     None when `tlcv export` can build the run's graph, else why not

@@ -45,7 +45,7 @@ def _metadata(run) -> dict:
     return meta
 
 
-def _write(run, path: Path) -> str:
+def write_graph(run, path: Path) -> str:
     graph = AnomalyGraph(run.load_model())
     return export_graph(graph, path, int(run.info["head"]["image_size"]), _metadata(run), OUTPUTS)
 
@@ -73,7 +73,7 @@ def export_run(run, *, out=None, int8: bool = False, data=None) -> dict:
         )
     path = Path(out) if out else run.path / "export" / "model.onnx"
     paths, described = _check_paths(run, data)
-    exporter = _write(run, path)
+    exporter = write_graph(run, path)
     digest = record_graph(run, path)
     report = {"file": str(path), "sha256": digest, "exporter": exporter, "checked_on": described,
               **_metadata(run)}  # fmt: skip
@@ -129,7 +129,7 @@ def onnx_forward(run, engine: str):
         expected = (run_fingerprint(run), dict.fromkeys(OUTPUTS), size)
         session = trusted_engine(run, path, *expected)  # only a graph model.json recorded
         if session is None:
-            _write(run, path)
+            write_graph(run, path)
             record_graph(run, path)
             session = trusted_engine(run, path, *expected)
         run.loaded["anomaly-onnx"] = session

@@ -6,18 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ...evaluation.figures import png_of, pyplot
 
 
 def resize_map(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A (S, S) map brought to an image's own (height, width), bilinear."""
+    from ...deploy.runtime import resize_bilinear
+
     if heat.shape == tuple(size):
         return heat
-    t = torch.from_numpy(np.ascontiguousarray(heat))[None, None]
-    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+    return resize_bilinear(np.asarray(heat, np.float32)[None], *size)[0]
 
 
 def scaled(heat: np.ndarray, span: list[float] | None) -> np.ndarray:

@@ -14,10 +14,6 @@ class ClipClassification(Task):
     description = "one class per video clip or frame folder"
     options = ClipOptions
     serve_refusal = "the page takes one image; predict clips with `tlcv predict RUN CLIP`"
-    not_exportable = (
-        "the temporal head runs on packed variable-length frame sequences, which the exported "
-        "graph does not cover"
-    )
 
     def claims(self, data: str | Path) -> bool:
         from ...video import is_video_data

@@ -80,25 +80,10 @@ def class_mask(run, engine, image: Image.Image) -> np.ndarray:
     padded = np.zeros((1, 3, -(-h // MULTIPLE) * MULTIPLE, -(-w // MULTIPLE) * MULTIPLE), np.uint8)
     padded[0, :, :h, :w] = pixels.transpose(2, 0, 1)
     logits = engine.run(padded, ["logits"])["logits"][0, :, :h, :w]
+    from ...deploy.runtime import resize_bilinear
+
     full = resize_bilinear(logits, height, width)
     return full.argmax(0).astype(np.uint8)
-
-
-def _taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source rows (or columns) and weights of a half-pixel bilinear resize."""
-    source = np.maximum((np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5, 0.0)
-    low = np.minimum(source.astype(np.int64), size_in - 1)
-    high = np.minimum(low + 1, size_in - 1)
-    return low, high, (source - low).astype(np.float32)
-
-
-def resize_bilinear(scores: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(K, h, w) -> (K, height, width), as torch's bilinear interpolate with
-    align_corners=False computes it (the torch engine's step), so both engines draw one mask."""
-    low, high, weight = _taps(scores.shape[1], height)
-    rows = scores[:, low] * (1 - weight)[None, :, None] + scores[:, high] * weight[None, :, None]
-    low, high, weight = _taps(scores.shape[2], width)
-    return rows[:, :, low] * (1 - weight) + rows[:, :, high] * weight
 
 
 def predict(run, paths, *, out=None, window=None, strict: bool = False, **_ignored) -> list[dict]:
@@ -128,7 +113,7 @@ def segment(server, image: Image.Image) -> tuple[list[dict], bytes]:
     colours = palette(len(classes), server.run.info.get("mask_format"))
     shares = [{"label": classes[int(i)], "score": round(float(counts[i]) / mask.size, 6)}
               for i in np.argsort(-counts) if counts[i]]  # fmt: skip
-    return shares, png_bytes(overlay(np.asarray(image), mask, colours))
+    return shares, png_bytes(overlay(np.asarray(image), mask, colours), fast=True)
 
 
 def answer(server, image: Image.Image, top_k: int) -> dict:

@@ -34,4 +34,4 @@ def segment(server, image) -> tuple[list[dict], bytes]:
         for i in np.argsort(-counts)
         if counts[i]
     ]
-    return shares, png_bytes(overlay(np.array(image), mask.astype(np.uint8), colours))
+    return shares, png_bytes(overlay(np.array(image), mask.astype(np.uint8), colours), fast=True)

@@ -171,6 +171,19 @@ def test_the_task_is_served_or_says_why_not(task_run):
     assert Image.open(io.BytesIO(picture.content)).format == "PNG"
 
 
+def test_the_page_serves_the_task_in_a_headless_browser(task_run, tmp_path):
+    """Each served task's page, on the torch-free ONNX Runtime engine: an upload answered
+    and its picture drawn, no error shown."""
+    from test_serve import served, upload_in_browser
+
+    task, data, run = task_run
+    if task.serve_refusal:
+        return  # test_the_task_is_served_or_says_why_not checks the refusal
+    image = Path(next(p for p in _inputs(data)))
+    with served(run.path, "--engine", "onnxruntime") as url:
+        upload_in_browser(url, image, tmp_path / "page.png")
+
+
 def test_the_task_explains_or_says_why_not(task_run, tmp_path):
     from tlcv import api
 

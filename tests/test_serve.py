@@ -3,6 +3,7 @@ upload, concurrent requests) and the page in a real headless Chromium."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -131,22 +132,14 @@ def _browser():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def test_the_page_in_a_headless_browser(office_run, tmp_path):
-    """Upload a real image through the page: the top class shown and the overlay rendered."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser = _browser()
+@contextlib.contextmanager
+def served(run, *extra):
+    """`tlcv serve RUN` in a child process on a free port; yields the page's URL."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tlcv.cli", "serve", str(office_run.path), "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    command = [sys.executable, "-m", "tlcv.cli", "serve", str(run), "--port", str(port), *extra]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        url = f"http://127.0.0.1:{port}/"
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
@@ -155,24 +148,42 @@ def test_the_page_in_a_headless_browser(office_run, tmp_path):
             except OSError:
                 assert server.poll() is None, server.stderr.read().decode()[-2000:]
                 time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def upload_in_browser(url: str, image: Path, screenshot: Path) -> list[str]:
+    """Open the page, upload ``image``, wait for the answer and the picture; the bars' labels."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = _browser()
+    try:
         browser.get(url)
-        browser.find_element(By.ID, "file").send_keys(str(_mug()))
+        browser.find_element(By.ID, "file").send_keys(str(image))
         wait = WebDriverWait(browser, 120)
-        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#bars .bar"))
-        first = browser.find_element(By.CSS_SELECTOR, "#bars .bar .label").text
-        assert first == "mug"
         wait.until(
             lambda b: b.execute_script(
                 "const i = document.getElementById('overlay'); return !i.hidden && i.complete && "
                 "i.naturalWidth > 0"
             )
         )
-        browser.save_screenshot(str(tmp_path / "page.png"))
-        assert Image.open(tmp_path / "page.png").size[0] > 500
+        assert not browser.find_element(By.ID, "error").text
+        labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#bars .bar .label")]
+        browser.save_screenshot(str(screenshot))
+        assert Image.open(screenshot).size[0] > 500
+        return labels
     finally:
         browser.quit()
-        server.terminate()
-        server.wait(timeout=30)
+
+
+def test_the_page_in_a_headless_browser(office_run, tmp_path):
+    """Upload a real image through the page: the top class shown and the overlay rendered."""
+    with served(office_run.path) as url:
+        labels = upload_in_browser(url, _mug(), tmp_path / "page.png")
+    assert labels[0] == "mug"
 
 
 def test_an_upload_over_the_cap_is_refused_before_its_body_is_read(client):

@@ -1,6 +1,8 @@
 """`tlcv serve`: a run behind FastAPI. The model is loaded once and shared; inference runs in
-worker threads (never on the event loop), one at a time (torch already uses every core per
-call, and the explainers' hooks must not see another request's forward pass).
+worker threads (never on the event loop). Torch runs one request at a time (it already uses
+every core per call, and the explainers' hooks must not see another request's forward pass);
+ONNX Runtime engines answer from the graph alone, without torch (deploy/runtime.py), with
+concurrent calls into one session.
 
 Uploads are read into memory only (nothing is written to disk or kept), capped in size,
 sniffed by decoding (the extension and the declared type are not trusted), and refused above

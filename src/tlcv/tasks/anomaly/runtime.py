@@ -73,13 +73,11 @@ def served(info: dict, image: Image.Image, score: float, heat: np.ndarray) -> di
 
 
 def answer(server, image: Image.Image, top_k: int) -> dict:
-    with server.lock:
-        score, heat = score_image(server.run, server.onnx, image)
+    score, heat = score_image(server.run, server.onnx, image)
     return served(server.run.info, image, score, heat)
 
 
 def picture(server, image: Image.Image, target: str | None) -> bytes:
-    with server.lock:
-        _, heat = score_image(server.run, server.onnx, image)
+    _, heat = score_image(server.run, server.onnx, image)
     overlay = heat_overlay(np.asarray(image), heat, server.run.info.get("map_range"))
     return png_bytes(overlay, fast=True)

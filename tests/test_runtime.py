@@ -298,3 +298,20 @@ def test_a_whole_clip_through_the_head_equals_the_packed_path(kind, pick):
         clip, steps = head.whole_clips(feats)
         assert torch.allclose(clip, head(feats, lengths), atol=1e-6)
         assert torch.allclose(steps, head.step_logits(feats, lengths), atol=1e-6)
+
+
+def test_box_matching_counts_class_iou_and_edge_clipped_boxes():
+    from tlcv.tasks.detection.export import match_boxes
+
+    boxes = np.array([[0, 0, 10, 10], [50, 5, 50, 20], [0, 0, 10, 10]], np.float32)
+    eager = {"boxes": boxes, "labels": np.array([1, 2, 1]),
+             "scores": np.array([0.9, 0.3, 0.8], np.float32)}  # fmt: skip
+    same = {k: v.copy() for k, v in eager.items()}
+    assert match_boxes(eager, same) == (3, 0.0)  # the zero-width box (x1 = x2) included
+    moved = {**same, "boxes": same["boxes"] + np.array([1.0, 0, 1.0, 0], np.float32)}
+    assert match_boxes(eager, moved)[0] == 0  # IoU 0.82 and 1 px off: not the same boxes
+    relabelled = {**same, "labels": np.array([2, 1, 2])}
+    assert match_boxes(eager, relabelled)[0] == 0
+    rescored = {**same, "scores": same["scores"] + 0.01}
+    hits, diff = match_boxes(eager, rescored)
+    assert hits == 3 and diff == pytest.approx(0.01, abs=1e-6)

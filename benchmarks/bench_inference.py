@@ -14,9 +14,10 @@ Office-31 amazon at 224 px, MobileNetV2 (../shared/weights) and EfficientNet-Lit
   3. top-1 agreement with eager on the whole domain (fp32 >= 99.9%), and the int8 accuracy
      drop on the probe's validation split (a logistic-regression features run), or refused.
   4. peak RSS of `tlcv predict RUN IMAGE` in a fresh process per engine.
-  5. `--parts dense`: one-image `predict` p50 / p90 of a segmentation run (Kvasir-SEG, U-Net on
-     MobileNetV2, 256 px) and a detection run (GTSDB, FCOS on MobileNetV2, 512 px), torch vs
-     the torch-free onnxruntime path, each engine in its own process (the runs are trained
+  5. `--parts dense`: one-input `predict` p50 / p90 of the other tasks: segmentation (Kvasir-SEG,
+     U-Net on MobileNetV2, 256 px), detection (GTSDB, FCOS on MobileNetV2, 512 px), clips
+     (GTSRB sign tracks, GRU over 8 frames), anomaly (MVTec bottle, PatchCore), torch vs the
+     torch-free onnxruntime path, each engine in its own process (the runs are trained
      briefly: latency does not depend on how well they learnt).
 """
 
@@ -220,6 +221,17 @@ def dense_latency(shared: Path, tmp: Path, calls: int) -> dict:
                        "--epochs", "1"],
                       sorted((gtsdb / "images").iterdir())),
     }  # fmt: skip
+    tracks = tmp / "tracks"
+    for sign in ("01", "02", "12", "13"):  # speed 30 / 50, priority, yield: 4 tracks each
+        (tracks / "train" / sign).mkdir(parents=True)
+        for clip in sorted((shared / "data" / "gtsrb_tracks" / "train" / sign).iterdir())[:4]:
+            (tracks / "train" / sign / clip.name).symlink_to(clip)
+    test_tracks = sorted((shared / "data" / "gtsrb_tracks" / "test").rglob("*.mp4"))
+    jobs["clip-classification"] = (["--data", str(tracks), "--temporal", "gru", "--frames", "8",
+                                    "--epochs", "3"], test_tracks[::9])  # fmt: skip
+    bottle = shared / "data" / "anomaly" / "mvtec_bottle"
+    jobs["anomaly"] = (["--task", "anomaly", "--data", str(bottle)],
+                       sorted(p for p in (bottle / "test").rglob("*.jpg")))  # fmt: skip
     out: dict = {}
     for task, (args, images) in jobs.items():
         run_dir = tmp / f"run-{task}"

@@ -2,6 +2,7 @@
 
 Rerun: python benchmarks/bench_serve.py [--requests 2000 --clients 8]
        python benchmarks/bench_serve.py --task segmentation --requests 300 --malformed 60
+       (--task detection / anomaly too: every task the page serves)
 
 A MobileNetV2 feature run on 8 Office-31 classes is served by the real CLI (one process per
 engine); 8 client threads send 2,000 POST /predict requests with Office-31 photos: requests/s,
@@ -223,6 +224,32 @@ def _segmentation_run(shared: Path, tmp: Path):
     return run, sorted((kvasir / "test" / "images").iterdir())
 
 
+def _detection_run(shared: Path, tmp: Path):
+    """FCOS on MobileNetV2 (512 px) trained briefly on GTSDB scenes, and the scenes."""
+    from tlcv import api
+
+    gtsdb = shared / "data" / "gtsdb" / "train"
+    run = api.train(gtsdb, tmp / "run", task="detection", backbone="mobilenet_v2",
+                    weights=str(shared / "weights" / "mobilenet_v2-b0353104.pth"),
+                    detector="fcos", image_size=512, fpn_channels=64, max_images=30,
+                    epochs=1)  # fmt: skip
+    return run, sorted((gtsdb / "images").iterdir())[:60]
+
+
+def _anomaly_run(shared: Path, tmp: Path):
+    """PatchCore on MVTec bottle (the registry defaults), and its test images."""
+    from tlcv import api
+
+    bottle = shared / "data" / "anomaly" / "mvtec_bottle"
+    run = api.train(bottle, tmp / "run", task="anomaly", backbone="mobilenet_v2",
+                    weights=str(shared / "weights" / "mobilenet_v2-b0353104.pth"))  # fmt: skip
+    return run, sorted(p for p in (bottle / "test").rglob("*") if p.suffix in (".png", ".jpg"))[:60]
+
+
+RUNS = {"classification": _classification_run, "segmentation": _segmentation_run,
+        "detection": _detection_run, "anomaly": _anomaly_run}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -232,17 +259,14 @@ def main() -> None:
     parser.add_argument("--engines", default="torch,onnxruntime")
     parser.add_argument("--screenshot", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "serve.json")
-    parser.add_argument("--task", default="classification",
-                        choices=["classification", "segmentation"])  # fmt: skip
+    parser.add_argument("--task", default="classification", choices=list(RUNS),
+                        help="clip runs are not served: the page takes one image")  # fmt: skip
     args = parser.parse_args()
     from tlcv import api
 
     result: dict = {"date": time.strftime("%Y-%m-%d"), "clients": args.clients, "task": args.task}
     with tempfile.TemporaryDirectory() as tmp:
-        if args.task == "segmentation":
-            run, files = _segmentation_run(args.shared, Path(tmp))
-        else:
-            run, files = _classification_run(args.shared, Path(tmp))
+        run, files = RUNS[args.task](args.shared, Path(tmp))
         images = [p.read_bytes() for p in files]
         api.export(run.path)  # as a deployment would: the graph exists before serving starts
         rng = random.Random(0)

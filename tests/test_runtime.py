@@ -190,14 +190,14 @@ def test_onnxruntime_predict_and_serve_without_torch(task, task_runs, tmp_path):
         assert served["explain"] == [200, "image/png"]
 
 
-def test_a_graph_that_was_not_recorded_is_not_run(task_runs, tmp_path):
-    run, images = task_runs["segmentation"]
-    cli_in_process("export", str(run))
-    graph = run / "export" / "model.onnx"
+def test_a_graph_that_was_not_recorded_is_not_run(office_run):
+    image = str(next(Path(office_run.config["data"]).rglob("*.jpg")))
+    cli_in_process("predict", str(office_run.path), image, "--engine", "onnxruntime")
+    graph = office_run.path / "export" / "model.onnx"  # written on first use, and recorded
     saved = graph.read_bytes()
     try:
         graph.write_bytes(saved[:-10] + b"0123456789")
-        done = cli_in_process("predict", str(run), images[0], "--engine", "onnxruntime",
+        done = cli_in_process("predict", str(office_run.path), image, "--engine", "onnxruntime",
                               check=False)  # fmt: skip
         assert done.returncode == 2 and "SHA-256" in " ".join(done.stderr.split())
     finally:

@@ -123,7 +123,7 @@ def evaluate(run: str | Path | Run, data: str | Path, *, progress: bool = False,
     return task_of_run(loaded).evaluate(
         loaded, data, out=cfg.out, cache=cfg.cache, batch_size=cfg.batch_size,
         num_workers=cfg.num_workers, device=cfg.device, strict=cfg.strict, progress=progress,
-        prefix=cfg.prefix, engine=cfg.engine, **cfg.task_options(),
+        prefix=cfg.prefix, engine=cfg.engine, bootstrap=cfg.bootstrap, **cfg.task_options(),
     )  # fmt: skip
 
 

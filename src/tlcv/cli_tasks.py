@@ -32,11 +32,17 @@ def print_trained(run, task) -> None:
 
 def print_evaluation(m: dict, task) -> None:
     """Headline scores, the per-class table (classes present in the data) and the files."""
+    intervals = m.get("intervals") or {}
     scores = "   ".join(  # an undefined score (None: e.g. no defective image) prints as -
         f"{label} {'-' if m[key] is None else format(m[key], '.4f')}"
+        + (f" [{intervals[key][0]:.3f}, {intervals[key][1]:.3f}]" if intervals.get(key) else "")
         for label, key in task.score_columns
     )
     console.print(f"{scores}   images {m['n']}   skipped {m['skipped']}")
+    if intervals:
+        boot = m.get("bootstrap") or {}
+        level, resamples = 100 * boot.get("level", 0.95), boot.get("resamples", "?")
+        console.print(f"in brackets: the {level:g}% bootstrap interval ({resamples} resamples)")
     (count_label, count_key), *columns = task.per_class_columns
     table = Table()
     for label in ("class", count_label, *(label for label, _ in columns)):

@@ -273,6 +273,15 @@ class EvaluateConfig(Validated):
     engine: str = _engine()
     window: int | None = _window()
     explain: int = option(0, "Class-activation maps of the N most confident errors.")
+    bootstrap: int = option(
+        1000,
+        "Resamples of the scored items for each score's 95% confidence interval (0: none); "
+        "classification and clip runs so far.",
+    )
+
+    def check(self) -> None:
+        if self.bootstrap < 0:
+            raise TlcvError("--bootstrap must be 0 (no intervals) or a number of resamples")
 
     def task_options(self) -> dict:
         """The options only some tasks take (window, explain), passed when set."""

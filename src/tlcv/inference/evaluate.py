@@ -21,12 +21,15 @@ def evaluate(
     engine: str = "torch",
     task,  # the run's tasks.Task (Task.evaluate / Task.predict pass themselves)
     explain: int = 0,
+    bootstrap: int = 1000,
     **extract,
 ) -> dict:
     """Metrics over all splits of ``data``; writes metrics.json, per_class.csv,
     predictions.csv and confusion.png to ``out`` (default RUN/eval/<data folder name>);
-    ``explain=N``: class-activation maps of the N most confident errors in explain/."""
+    ``explain=N``: class-activation maps of the N most confident errors in explain/;
+    ``bootstrap``: resamples for the 95% interval of each headline score (0: none)."""
     from ..evaluation import classification_metrics, plot_confusion
+    from ..evaluation.bootstrap import classification_intervals, describe
 
     source = task.discover(data, strict)
     items = source.all_items()
@@ -49,6 +52,10 @@ def evaluate(
     y_true = np.array([lookup[it.label] for it in result.items], dtype=int)
     y_pred = probs.argmax(1) if len(probs) else np.array([], dtype=int)
     metrics = classification_metrics(y_true, y_pred, run.classes)
+    if bootstrap > 0:  # recomputable from predictions.csv (label, predicted per item)
+        metrics["intervals"] = classification_intervals(y_true, y_pred, len(run.classes),
+                                                         bootstrap)  # fmt: skip
+        metrics["bootstrap"] = describe(bootstrap)
     metrics.update(
         {
             "skipped": len(result.skipped),

@@ -73,11 +73,13 @@ def served(info: dict, image: Image.Image, score: float, heat: np.ndarray) -> di
 
 
 def answer(server, image: Image.Image, top_k: int) -> dict:
-    score, heat = score_image(server.run, server.onnx, image)
+    with server.slots:
+        score, heat = score_image(server.run, server.onnx, image)
     return served(server.run.info, image, score, heat)
 
 
 def picture(server, image: Image.Image, target: str | None) -> bytes:
-    _, heat = score_image(server.run, server.onnx, image)
+    with server.slots:
+        _, heat = score_image(server.run, server.onnx, image)
     overlay = heat_overlay(np.asarray(image), heat, server.run.info.get("map_range"))
     return png_bytes(overlay, fast=True)

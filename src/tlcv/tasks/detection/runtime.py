@@ -73,10 +73,12 @@ def predict(run, paths, *, out=None, strict: bool = False, score_threshold: floa
 
 
 def answer(server, image: Image.Image, top_k: int) -> dict:
-    found = detect(server.onnx, image)
+    with server.slots:
+        found = detect(server.onnx, image)
     return {"top": objects(found, server.run.classes, THRESHOLD)}
 
 
 def picture(server, image: Image.Image, target: str | None) -> bytes:
-    found = detect(server.onnx, image)
+    with server.slots:
+        found = detect(server.onnx, image)
     return draw_boxes(np.asarray(image), found, server.run.classes, fast=True)

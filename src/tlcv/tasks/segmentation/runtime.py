@@ -106,7 +106,8 @@ def predict(run, paths, *, out=None, window=None, strict: bool = False, **_ignor
 
 
 def segment(server, image: Image.Image) -> tuple[list[dict], bytes]:
-    mask = class_mask(server.run, server.onnx, image)
+    with server.slots:
+        mask = class_mask(server.run, server.onnx, image)
     classes = server.run.classes
     counts = np.bincount(mask.ravel(), minlength=len(classes))
     colours = palette(len(classes), server.run.info.get("mask_format"))

@@ -161,7 +161,7 @@ def explain(
     per image, image | overlay, top-k classes in the title; a grid for several). Options are
     ExplainConfig's fields (``method``, ``target``: the class the maps are for, default each
     image's top class, ``top_k``)."""
-    from .config import ExplainConfig
+    from .config_deploy import ExplainConfig
     from .tasks import task_of_run
 
     cfg = ExplainConfig.from_options(out=str(out), **options).to_dict()
@@ -174,7 +174,7 @@ def serve(run: str | Path, **options) -> None:
     GET /healthz, GET /metadata, OpenAPI docs at /docs. Options are ServeConfig's fields."""
     import uvicorn
 
-    from .config import ServeConfig
+    from .config_deploy import ServeConfig
     from .serving.access import check_binding
     from .serving.app import create_app
     from .serving.limits import header_timeout_protocol
@@ -201,7 +201,7 @@ def export(run: str | Path, **options) -> dict:
     """Export a classification run as one ONNX file (+ ``int8`` quantized copy), checked against
     eager PyTorch on the run's validation images; returns the verification report. Options are
     ExportConfig's fields."""
-    from .config import ExportConfig
+    from .config_deploy import ExportConfig
     from .deploy import export_run
 
     cfg = ExportConfig.from_options(**options).to_dict()

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .cli_common import PathsArg, RunArg, _need, console, err, esc
 from .cli_options import config_command, positional
-from .config import ExplainConfig, ExportConfig, ServeConfig
+from .config_deploy import ExplainConfig, ExportConfig, ServeConfig
 from .errors import TlcvError
 
 

@@ -126,6 +126,33 @@ def write_onnx(
     return exporter
 
 
+def checked_export(run: Run, out, data, *, discover, kind: str, limit: int, write, metadata: dict,
+                   compare, summary) -> dict:  # fmt: skip
+    """A task's `tlcv export`: its graph written (``write(run, path)``) and recorded, then
+    ``compare(run, engine, items)`` against eager torch on the run's items (``discover(root)``
+    -> {split: items}, val first), the report and its one-line ``summary(check)`` written
+    beside the graph as ``<file>.verify.json``."""
+    root = data or run.config.get("data")
+    if not root or not Path(str(root)).exists():
+        raise TlcvError(
+            f"the run's data ({root}) is not on this machine, so the export cannot be checked",
+            hint=f"pass --data DIR with {kind} like the run's",
+            path=str(run.path),
+        )
+    name, found = next(((n, i) for n, i in discover(root).items() if i), ("no", []))
+    items = found[:limit]
+    described = f"{len(items)} {name} {kind} of {root}"
+    path = Path(out) if out else run.path / "export" / "model.onnx"
+    exporter = write(run, path)
+    digest = record_graph(run, path)
+    report = {"file": str(path), "sha256": digest, "exporter": exporter, "checked_on": described,
+              **metadata}  # fmt: skip
+    check = report["verification"] = compare(run, OnnxEngine(path), items)
+    report["summary"] = f"checked on {described}: {summary(check)}"
+    write_json(path.with_name(path.stem + ".verify.json"), report)
+    return report
+
+
 def run_fingerprint(run: Run) -> str:
     """Identity of a run's weights: the graph exported from them carries it."""
     return weights_fingerprint(run.path)

@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from ...deploy.engine import OnnxEngine, require_onnxruntime
-from ...deploy.export import export_graph, run_fingerprint, run_metadata
+from ...deploy.export import checked_export, export_graph, run_fingerprint, run_metadata
 from ...deploy.graphs import record_graph, trusted_engine
 from ...errors import TlcvError
-from ...io import write_json
 from .data import discover
 
 OUTPUTS = ["scores", "maps"]
+CHECKED_IMAGES = 32
 
 
 class AnomalyGraph(nn.Module):
@@ -50,17 +50,9 @@ def write_graph(run, path: Path) -> str:
     return export_graph(graph, path, int(run.info["head"]["image_size"]), _metadata(run), OUTPUTS)
 
 
-def _check_paths(run, data) -> tuple[list[str], str]:
-    root = data or run.config.get("data")
-    if not root or not Path(str(root)).exists():
-        raise TlcvError(
-            f"the run's data ({root}) is not on this machine, so the export cannot be checked",
-            hint="pass --data DIR with images like the run's",
-            path=str(run.path),
-        )
+def _splits(root) -> dict:
     source = discover(root)
-    items = (source.test or source.val or source.train)[:32]
-    return [i.path for i in items], f"{len(items)} images of {root}"
+    return {"test": source.test, "val": source.val, "train": source.train}  # defects first
 
 
 def export_run(run, *, out=None, int8: bool = False, data=None) -> dict:
@@ -71,31 +63,26 @@ def export_run(run, *, out=None, int8: bool = False, data=None) -> dict:
             "features, which 8-bit activations would blur",
             hint="export without --int8",
         )
-    path = Path(out) if out else run.path / "export" / "model.onnx"
-    paths, described = _check_paths(run, data)
-    exporter = write_graph(run, path)
-    digest = record_graph(run, path)
-    report = {"file": str(path), "sha256": digest, "exporter": exporter, "checked_on": described,
-              **_metadata(run)}  # fmt: skip
-    check = report["verification"] = compare(run, OnnxEngine(path), paths)
-    report["summary"] = (
-        f"checked on {check['images']} images ({described}): max |score difference| "
-        f"{check['max_abs_score_diff']:.2e}, max |map difference| {check['max_abs_map_diff']:.2e}"
-        + ("" if check["verdict_agreement"] is None
-           else f", verdicts agree on {100 * check['verdict_agreement']:.1f}%")
-    )  # fmt: skip
-    write_json(path.with_name(path.stem + ".verify.json"), report)
-    return report
+
+    def summary(check: dict) -> str:
+        verdicts = check["verdict_agreement"]
+        agree = "" if verdicts is None else f", verdicts agree on {100 * verdicts:.1f}%"
+        return (f"max |score difference| {check['max_abs_score_diff']:.2e}, max |map "
+                f"difference| {check['max_abs_map_diff']:.2e}{agree}")  # fmt: skip
+
+    return checked_export(run, out, data, discover=_splits, kind="images", limit=CHECKED_IMAGES,
+                          write=write_graph, metadata=_metadata(run), compare=compare,
+                          summary=summary)  # fmt: skip
 
 
-def compare(run, engine: OnnxEngine, paths: list[str]) -> dict:
+def compare(run, engine: OnnxEngine, items: list) -> dict:
     """Largest score and map differences, and whether both order the images alike."""
     from .loading import image_batches, torch_forward
 
     eager = torch_forward(run.model(), torch.device("cpu"))
     size = int(run.info["head"]["image_size"])
     eager_scores, onnx_scores, map_diff = [], [], 0.0
-    for _, images, _, _ in image_batches(paths, size, 8, 0):
+    for _, images, _, _ in image_batches([i.path for i in items], size, 8, 0):
         if images is None:
             continue
         s_t, m_t = eager(images)

@@ -14,10 +14,8 @@ import torch
 from torch import nn
 
 from ...deploy.engine import OnnxEngine
-from ...deploy.export import run_metadata, write_onnx
-from ...deploy.graphs import record_graph
+from ...deploy.export import checked_export, run_metadata, write_onnx
 from ...errors import TlcvError
-from ...io import write_json
 
 OUTPUTS = ["logits", "step_logits"]
 CHECKED_CLIPS = 12
@@ -60,21 +58,16 @@ def write_graph(run, path: Path) -> str:
                       dynamo=False)  # fmt: skip
 
 
-def _check_clips(run, data) -> tuple[list, str]:
+def _splits(root) -> dict:
+    """The clips of each split, spread over the classes (folders list them class by class)."""
     from ...video import discover_clips
 
-    root = data or run.config.get("data")
-    if not root or not Path(str(root)).exists():
-        raise TlcvError(
-            f"the run's data ({root}) is not on this machine, so the export cannot be checked",
-            hint="pass --data DIR with clips like the run's",
-            path=str(run.path),
-        )
     source = discover_clips(root)
-    split = next((s for s in ("val", "test", "train", "all") if source.splits.get(s)), None)
-    items = source.splits.get(split) or []
-    picked = items[:: max(1, len(items) // CHECKED_CLIPS)][:CHECKED_CLIPS]
-    return picked, f"{len(picked)} {split} clips of {root}"
+    spread = {}
+    for name in ("val", "test", "train", "all"):
+        items = source.splits.get(name) or []
+        spread[name] = items[:: max(1, len(items) // CHECKED_CLIPS)]
+    return spread
 
 
 def compare(run, engine: OnnxEngine, items: list) -> dict:
@@ -105,17 +98,12 @@ def export_run(run, *, out=None, int8: bool = False, data=None) -> dict:
     """Write the graph, then compare its clip and step scores with the eager path's."""
     if int8:
         raise TlcvError("--int8 is not offered for clip runs", hint="export without --int8")
-    path = Path(out) if out else run.path / "export" / "model.onnx"
-    items, described = _check_clips(run, data)
-    exporter = write_graph(run, path)
-    digest = record_graph(run, path)
-    report = {"file": str(path), "sha256": digest, "exporter": exporter, "checked_on": described,
-              **_metadata(run)}  # fmt: skip
-    check = report["verification"] = compare(run, OnnxEngine(path), items)
-    report["summary"] = (
-        f"checked on {check['clips']} clips ({described}): top-1 agreement "
-        f"{100 * check['top1_agreement']:.2f}%, max |probability difference| "
-        f"{check['max_abs_prob_diff']:.2e} (clip), {check['max_abs_step_prob_diff']:.2e} (steps)"
-    )
-    write_json(path.with_name(path.stem + ".verify.json"), report)
-    return report
+
+    def summary(check: dict) -> str:
+        return (f"top-1 agreement {100 * check['top1_agreement']:.2f}%, max |probability "
+                f"difference| {check['max_abs_prob_diff']:.2e} (clip), "
+                f"{check['max_abs_step_prob_diff']:.2e} (steps)")  # fmt: skip
+
+    return checked_export(run, out, data, discover=_splits, kind="clips", limit=CHECKED_CLIPS,
+                          write=write_graph, metadata=_metadata(run), compare=compare,
+                          summary=summary)  # fmt: skip

@@ -18,10 +18,8 @@ import torch
 from torch import nn
 
 from ...deploy.engine import OnnxEngine
-from ...deploy.export import export_graph, run_metadata
-from ...deploy.graphs import record_graph
+from ...deploy.export import checked_export, export_graph, run_metadata
 from ...errors import TlcvError
-from ...io import write_json
 
 OUTPUTS = ["boxes", "labels", "scores"]
 CHECKED_IMAGES = 16
@@ -56,20 +54,11 @@ def write_graph(run, path: Path) -> str:
     return export_graph(graph, path, size, _metadata(run), OUTPUTS, spatial=32, output_axes=axes)
 
 
-def _check_images(run, data) -> tuple[list[str], str]:
+def _splits(root) -> dict:
     from .data import discover
 
-    root = data or run.config.get("data")
-    if not root or not Path(str(root)).exists():
-        raise TlcvError(
-            f"the run's data ({root}) is not on this machine, so the export cannot be checked",
-            hint="pass --data DIR with images and boxes like the run's",
-            path=str(run.path),
-        )
     source = discover(root, strict=False)
-    split = next((s for s in ("val", "test", "train", "all") if source.splits.get(s)), None)
-    items = (source.splits.get(split) or [])[:CHECKED_IMAGES]
-    return [i.path for i in items], f"{len(items)} {split} images of {root}"
+    return {name: source.splits.get(name) for name in ("val", "test", "train", "all")}
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -100,15 +89,15 @@ def match_boxes(eager: dict, got: dict) -> tuple[int, float]:
     return int(hit.sum()), float(diff.max()) if len(diff) else 0.0
 
 
-def compare(run, engine: OnnxEngine, paths: list[str]) -> dict:
+def compare(run, engine: OnnxEngine, items: list) -> dict:
     from .evaluate import _read, detect
 
     model = run.model()
     images = eager_boxes = matched = graph_boxes = 0
     max_diff = 0.0
-    for path in paths:
+    for item in items:
         try:
-            image = _read(path)
+            image = _read(item.path)
         except TlcvError:
             continue
         eager = {k: v.numpy() for k, v in detect(model, image, torch.device("cpu")).items()}
@@ -128,17 +117,14 @@ def export_run(run, *, out=None, int8: bool = False, data=None) -> dict:
     """Write the graph, then match its boxes with eager torch's on the run's images."""
     if int8:
         raise TlcvError("--int8 is not offered for detection runs", hint="export without --int8")
-    path = Path(out) if out else run.path / "export" / "model.onnx"
-    paths, described = _check_images(run, data)
-    exporter = write_graph(run, path)
-    digest = record_graph(run, path)
-    report = {"file": str(path), "sha256": digest, "exporter": exporter, "checked_on": described,
-              "detector": run.info["head"].get("detector"), **_metadata(run)}  # fmt: skip
-    check = report["verification"] = compare(run, OnnxEngine(path), paths)
-    found = ("no boxes to match (the model found none)" if check["box_match"] is None
-             else f"{100 * check['box_match']:.2f}% of {check['eager_boxes']} boxes matched "
-             f"({check['match_rule']})")  # fmt: skip
-    report["summary"] = (f"checked on {check['images']} images ({described}): {found}, max "
-                         f"|score difference| {check['max_abs_score_diff']:.2e}")  # fmt: skip
-    write_json(path.with_name(path.stem + ".verify.json"), report)
-    return report
+
+    def summary(check: dict) -> str:
+        found = ("no boxes to match (the model found none)" if check["box_match"] is None
+                 else f"{100 * check['box_match']:.2f}% of {check['eager_boxes']} boxes "
+                 f"matched ({check['match_rule']})")  # fmt: skip
+        return f"{found}, max |score difference| {check['max_abs_score_diff']:.2e}"
+
+    metadata = {"detector": run.info["head"].get("detector"), **_metadata(run)}
+    return checked_export(run, out, data, discover=_splits, kind="images", limit=CHECKED_IMAGES,
+                          write=write_graph, metadata=metadata, compare=compare,
+                          summary=summary)  # fmt: skip

@@ -14,10 +14,8 @@ import torch
 from torch import nn
 
 from ...deploy.engine import OnnxEngine
-from ...deploy.export import export_graph, run_metadata
-from ...deploy.graphs import record_graph
+from ...deploy.export import checked_export, export_graph, run_metadata
 from ...errors import TlcvError
-from ...io import write_json
 from .loading import MULTIPLE
 
 OUTPUTS = ["logits"]
@@ -57,23 +55,14 @@ def write_graph(run, path: Path) -> str:
     return export_graph(SegmentationGraph(model), path, size, _metadata(run), OUTPUTS, MULTIPLE)
 
 
-def _check_images(run, data) -> tuple[list[str], str]:
+def _splits(root) -> dict:
     from .data import discover
 
-    root = data or run.config.get("data")
-    if not root or not Path(str(root)).exists():
-        raise TlcvError(
-            f"the run's data ({root}) is not on this machine, so the export cannot be checked",
-            hint="pass --data DIR with images and masks like the run's",
-            path=str(run.path),
-        )
     source = discover(root, strict=False)
-    split = next((s for s in ("val", "test", "train", "all") if source.splits.get(s)), None)
-    items = (source.splits.get(split) or [])[:CHECKED_IMAGES]
-    return [i.path for i in items], f"{len(items)} {split} images of {root}"
+    return {name: source.splits.get(name) for name in ("val", "test", "train", "all")}
 
 
-def compare(run, engine: OnnxEngine, paths: list[str]) -> dict:
+def compare(run, engine: OnnxEngine, items: list) -> dict:
     """Eager logits vs the graph's on each image at the model's scale, padded as predict pads."""
     from .inference import _resized, safe_read
     from .loading import pad_batch
@@ -82,8 +71,8 @@ def compare(run, engine: OnnxEngine, paths: list[str]) -> dict:
     size = int(run.info["head"]["image_size"])
     pixels = agree = images = 0
     max_diff = 0.0
-    for path in paths:
-        image, _ = safe_read(path)
+    for item in items:
+        image, _ = safe_read(item.path)
         if image is None:
             continue
         scaled = _resized(image, size)
@@ -111,17 +100,11 @@ def export_run(run, *, out=None, int8: bool = False, data=None) -> dict:
             "measured per pixel, which the int8 check does not do",
             hint="export without --int8",
         )
-    path = Path(out) if out else run.path / "export" / "model.onnx"
-    paths, described = _check_images(run, data)
-    exporter = write_graph(run, path)
-    digest = record_graph(run, path)
-    report = {"file": str(path), "sha256": digest, "exporter": exporter, "checked_on": described,
-              **_metadata(run)}  # fmt: skip
-    check = report["verification"] = compare(run, OnnxEngine(path), paths)
-    report["summary"] = (
-        f"checked on {check['images']} images ({described}): mask pixels agree "
-        f"{100 * check['mask_pixel_agreement']:.3f}%, max |logit difference| "
-        f"{check['max_abs_logit_diff']:.2e}"
-    )
-    write_json(path.with_name(path.stem + ".verify.json"), report)
-    return report
+
+    def summary(check: dict) -> str:
+        return (f"mask pixels agree {100 * check['mask_pixel_agreement']:.3f}%, max |logit "
+                f"difference| {check['max_abs_logit_diff']:.2e}")  # fmt: skip
+
+    return checked_export(run, out, data, discover=_splits, kind="images", limit=CHECKED_IMAGES,
+                          write=write_graph, metadata=_metadata(run), compare=compare,
+                          summary=summary)  # fmt: skip

@@ -8,10 +8,11 @@ from pathlib import Path
 from rich.table import Table
 
 from .cli_common import console, err, esc
+from .evaluation.rounding import rounded
 
 
 def _cell(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    return rounded(value)
 
 
 def print_trained(run, task) -> None:
@@ -31,13 +32,15 @@ def print_trained(run, task) -> None:
 
 
 def print_evaluation(m: dict, task) -> None:
-    """Headline scores, the per-class table (classes present in the data) and the files."""
+    """Headline scores (the task's, or the ones the result leads with: two-class segmentation's
+    Dice...), the per-class table (classes present in the data) and the files."""
     intervals = m.get("intervals") or {}
     scores = "   ".join(  # an undefined score (None: e.g. no defective image) prints as -
-        f"{label} {'-' if m[key] is None else format(m[key], '.4f')}"
-        + (f" [{intervals[key][0]:.3f}, {intervals[key][1]:.3f}]" if intervals.get(key) else "")
-        for label, key in task.score_columns
-    )
+        f"{label} {'-' if m[key] is None else rounded(m[key], intervals.get(key))}"
+        + (f" [{rounded(intervals[key][0], intervals[key])}, "
+           f"{rounded(intervals[key][1], intervals[key])}]" if intervals.get(key) else "")
+        for label, key in (m.get("headline") or task.score_columns)
+    )  # fmt: skip
     console.print(f"{scores}   images {m['n']}   skipped {m['skipped']}")
     if intervals:
         boot = m.get("bootstrap") or {}

@@ -242,6 +242,11 @@ def _window() -> Any:
     return option(None, "Segmentation: predict large images in overlapping N-px squares.")
 
 
+def _tta() -> Any:
+    return option("none", "Segmentation: flip averages each image's scores with its mirror's.",
+                  choices=("none", "flip"))  # fmt: skip
+
+
 @dataclass
 class ExtractConfig(Validated):
     data: str = option(
@@ -272,11 +277,10 @@ class EvaluateConfig(Validated):
     prefix: int | None = _prefix()
     engine: str = _engine()
     window: int | None = _window()
+    tta: str = _tta()
     explain: int = option(0, "Class-activation maps of the N most confident errors.")
     bootstrap: int = option(
-        1000,
-        "Resamples of the scored items for each score's 95% confidence interval (0: none); "
-        "classification and clip runs so far.",
+        1000, "Resamples of the scored items for each score's 95% confidence interval (0: none)."
     )
 
     def check(self) -> None:
@@ -284,8 +288,9 @@ class EvaluateConfig(Validated):
             raise TlcvError("--bootstrap must be 0 (no intervals) or a number of resamples")
 
     def task_options(self) -> dict:
-        """The options only some tasks take (window, explain), passed when set."""
-        given = {"window": self.window, "explain": self.explain or None}
+        """The options only some tasks take (window, tta, explain), passed when set."""
+        given = {"window": self.window, "explain": self.explain or None,
+                 "tta": None if self.tta == "none" else self.tta}  # fmt: skip
         return {k: v for k, v in given.items() if v is not None}
 
 
@@ -304,6 +309,7 @@ class PredictConfig(Validated):
     prefix: int | None = _prefix()
     engine: str = _engine()
     window: int | None = _window()
+    tta: str = _tta()
     masks: str | None = option(
         None,
         "Segmentation / detection: folder for the mask, overlay or drawn-box PNGs "
@@ -313,7 +319,8 @@ class PredictConfig(Validated):
 
     def task_options(self) -> dict:
         """The options only some tasks take, passed when they differ from the default."""
-        given = {"window": self.window, "out": self.masks}
+        given = {"window": self.window, "out": self.masks,
+                 "tta": None if self.tta == "none" else self.tta}  # fmt: skip
         if self.score_threshold != PredictConfig.score_threshold:  # the field's default
             given["score_threshold"] = self.score_threshold
         return {k: v for k, v in given.items() if v is not None}

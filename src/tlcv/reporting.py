@@ -15,6 +15,7 @@ import yaml
 
 from .errors import TlcvError
 from .evaluation.figures import png_of, pyplot
+from .evaluation.rounding import rounded
 from .io import write_bytes, write_text
 from .runs import environment
 
@@ -85,15 +86,53 @@ def validator_curves(history: list[dict], chosen: int | None) -> bytes | None:
     return png_of(fig)
 
 
+def score_text(m: dict, key: str) -> str | float:
+    """A score at the precision it supports, with its 95% interval when it has one."""
+    bounds = (m.get("intervals") or {}).get(key)
+    if bounds is None:
+        return m[key]
+    return (f"{rounded(m[key], bounds)} [{rounded(bounds[0], bounds)}, "
+            f"{rounded(bounds[1], bounds)}]")  # fmt: skip
+
+
 def score_rows(metrics: dict, columns: tuple[tuple[str, str], ...]) -> list[dict]:
-    """One row per scored split: its item count and the task's score columns."""
-    keys = [key for _, key in columns]
-    return [
-        {"split": split, "items": m["n"],
-         **{label: round(m[key], 4) for label, key in columns if m.get(key) is not None}}
-        for split, m in metrics.items()
-        if isinstance(m, dict) and "n" in m and all(k in m for k in keys)
-    ]  # fmt: skip
+    """One row per scored split: its item count and the task's score columns (or the ones the
+    split's result leads with), each with its interval where there is one."""
+    rows = []
+    for split, m in metrics.items():
+        if not (isinstance(m, dict) and "n" in m):
+            continue
+        shown = [tuple(c) for c in m.get("headline") or columns]
+        if all(key in m for _, key in shown):
+            rows.append({"split": split, "items": m["n"],
+                         **{label: score_text(m, key) for label, key in shown
+                            if m.get(key) is not None}})  # fmt: skip
+    return rows
+
+
+def _evaluation_parts(path: Path, task) -> tuple[list, list]:
+    """What `tlcv evaluate` wrote under RUN/eval/: each data set's scores with intervals, and
+    its pictures (confusion matrix, per-image Dice, the worst images' overlays)."""
+    tables, pictures = [], []
+    for file in sorted(path.glob("eval/*/metrics.json")):
+        try:
+            m = json.loads(file.read_text())
+        except (OSError, ValueError):
+            continue
+        columns = [tuple(c) for c in m.get("headline") or task.score_columns]
+        row = {"items": m.get("n"), **{label: score_text(m, key) for label, key in columns
+                                        if m.get(key) is not None}}  # fmt: skip
+        if m.get("bootstrap"):
+            row["interval"] = f"{100 * m['bootstrap']['level']:g}% bootstrap"
+        tables.append((f"evaluation on {file.parent.name}", [row]))
+        for key in ("dice_png", "confusion_png"):
+            if m.get(key) and Path(m[key]).is_file():
+                pictures.append((f"{file.parent.name}: {key[:-4]}", Path(m[key]).read_bytes()))
+        for overlay in m.get("overlays", [])[:4]:
+            if Path(overlay).is_file():
+                pictures.append((f"{file.parent.name}: {Path(overlay).stem}",
+                                 Path(overlay).read_bytes()))  # fmt: skip
+    return tables, pictures
 
 
 def _run_section(path: Path) -> Section:
@@ -118,6 +157,9 @@ def _run_section(path: Path) -> Section:
     if rows:
         section.tables.append(("scores", rows))
     tables, pictures = task.report_parts(path, metrics)
+    section.tables += tables
+    section.images += pictures
+    tables, pictures = _evaluation_parts(path, task)
     section.tables += tables
     section.images += pictures
     if "health" in metrics:
@@ -232,8 +274,11 @@ def collect(paths: list[Path]) -> list[Section]:
 
 
 def _cell(value: object) -> str:
-    """Table text: a missing value (a target never reached) reads as a dash, not 'None'."""
-    return "—" if value is None else str(value)
+    """Table text: a missing value (a target never reached) reads as a dash, not 'None'; a
+    fraction at three significant digits (evaluation/rounding.py)."""
+    if value is None:
+        return "—"
+    return rounded(value) if isinstance(value, float) else str(value)
 
 
 def _html_table(rows: list[dict]) -> str:

@@ -26,11 +26,14 @@ def interval(
 ) -> list[float] | None:
     """[low, high] of ``statistic(*columns)`` over ``resamples`` paired resamples of the rows;
     None when turned off (0), with fewer than 2 items, or when the score is undefined."""
-    from scipy.stats import bootstrap
+    import warnings
+
+    from scipy.stats import DegenerateDataWarning, bootstrap
 
     if resamples <= 0 or len(columns[0]) < 2:
         return None
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)  # all resamples equal: [x, x]
         found = bootstrap(columns, statistic, n_resamples=int(resamples), paired=True,
                           vectorized=False, confidence_level=LEVEL, method="percentile",
                           random_state=np.random.default_rng(seed))  # fmt: skip

@@ -23,7 +23,8 @@ def predict(
 ) -> list[dict]:
     """Clip runs add ``steps``: the sampled frame indices with the head's top class after
     each (``prefix``: look only at the first K frames)."""
-    for dense_only in ("out", "window", "score_threshold"):  # masks / boxes: not a classifier's
+    # masks / boxes and how they are drawn: not a classifier's options
+    for dense_only in ("out", "window", "tta", "score_threshold"):
         extract.pop(dense_only, None)
     items = task.collect(paths)
     if not items:

@@ -280,14 +280,16 @@ def discover_segmentation(
         raise TlcvError(f"{root} does not exist", path=str(root), hint="check the --data path")
     splits, missing = find_pairs(root)
     table = _table_file(root if root.is_dir() else root.parent)
-    if table is None:
+    binary = _binary_values([m for pairs in splits.values() for _, m in pairs[:8]])
+    if table is None and binary is None:
         raise TlcvError(
             f"no classes.txt or classes.csv next to {root}",
             path=str(root),
             hint="write classes.txt (one class name a line, line i = mask value i) or "
-            "classes.csv (name,r,g,b for colour-coded masks)",
+            "classes.csv (name,r,g,b for colour-coded masks); 0/1 or 0/255 masks need none",
         )
-    fmt = read_classes(table, ignore_index)
+    fmt = read_classes(table, ignore_index) if table else _binary_format(binary)
+    binary_notes = _adopt_binary(fmt, binary, table)
     usable: dict[str, list[SegItem]] = {}
     for split, pairs in splits.items():
         for image, mask in pairs:
@@ -309,7 +311,40 @@ def discover_segmentation(
         first = f" (first: {missing[0][0]}: {missing[0][1]})" if missing else ""
         raise TlcvError(f"no usable image/mask pair under {root}{first}", path=str(root))
     notes = [f"{len(missing)} file(s) left out; see skipped.csv"] if missing else []
-    return SegSource(str(root), usable, fmt, notes, missing)
+    return SegSource(str(root), usable, fmt, binary_notes + notes, missing)
+
+
+def _binary_values(masks: list[Path]) -> int | None:
+    """The foreground value (1 or 255) when the sampled masks are two-valued 0/1 or 0/255
+    (lesion masks as most tools save them), else None."""
+    seen: set[int] = set()
+    for mask in masks:
+        try:
+            with Image.open(mask) as img:
+                if img.mode not in ("L", "P", "1"):
+                    return None
+                seen |= {int(v) for v in np.unique(np.asarray(img.convert("L")))}
+        except (OSError, ValueError):
+            continue
+    for value in (1, 255):
+        if value in seen and seen <= {0, value}:
+            return value
+    return None
+
+
+def _binary_format(value: int) -> MaskFormat:
+    return MaskFormat(["background", "foreground"], "index", {0: 0, value: 1}, "")
+
+
+def _adopt_binary(fmt: MaskFormat, value: int | None, table: Path | None) -> list[str]:
+    """Two-class tables take 0/255 masks too: 255 becomes the foreground there, not void (0/255
+    masks with no 1 anywhere in the sample cannot mean 'every lesion pixel is void')."""
+    if table is None:
+        return [f"no class table: 0/{value} masks read as background / foreground"]
+    if value == 255 and fmt.kind == "index" and len(fmt.classes) == 2:
+        fmt.lut[255] = 1
+        return [f"masks hold 0/255: 255 read as {fmt.classes[1]!r} (two-class table)"]
+    return []
 
 
 def is_segmentation_data(data: str | Path) -> bool:

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import TlcvError
-from ...io import write_json, write_text
+from ...io import write_bytes, write_json, write_text
 from .data import MaskFormat, SegItem
 from .inference import class_scores, palette, safe_read, save_panel
 from .metrics import PixelMetrics
+from .scores import BINARY_COLUMNS, ImageScores
 
 
 def score_pairs(
@@ -23,10 +24,16 @@ def score_pairs(
     *,
     window: int | None = None,
     keep: int = 0,
+    tta: str = "none",
+    bootstrap: int = 0,
 ) -> tuple[dict, list, list]:
-    """Metrics over ``items`` at each image's own size; the first ``keep`` (image, truth,
-    prediction) triples for panels; unreadable pairs as (path, reason)."""
+    """Metrics over ``items`` at each image's own size, with per-image scores (``per_image``)
+    and ``bootstrap``-resample intervals; the first ``keep`` (image, truth, prediction) triples
+    for panels; unreadable pairs as (path, reason)."""
+    from .data import IGNORE
+
     metrics = PixelMetrics(fmt.classes)
+    scores = ImageScores(fmt.classes, IGNORE)
     kept, skipped = [], []
     model = model.to(device).eval()
     for item in items:
@@ -44,13 +51,22 @@ def score_pairs(
             continue
         import torch
 
-        predicted = class_scores(model, image, size, device, window).argmax(0)
+        predicted = class_scores(model, image, size, device, window, tta).argmax(0)
         metrics.update(predicted, torch.from_numpy(truth))
-        if len(kept) < keep:
-            kept.append((item.path, image.permute(1, 2, 0).numpy(), truth, predicted.numpy()))
+        scores.update(item.path, predicted.numpy(), truth)
+        if keep:  # the first ``keep``; of two-class data, the ``keep`` lowest Dice
+            rank = scores.rows[-1]["dice"] if scores.binary else len(kept)
+            kept.append((rank, (item.path, image.permute(1, 2, 0).numpy(), truth,
+                                predicted.numpy())))  # fmt: skip
+            kept = sorted(kept, key=lambda pair: pair[0])[:keep]
     result = metrics.result()
     result["n"] = len(items) - len(skipped)
-    return result, kept, skipped
+    result.update(scores.result(bootstrap))
+    if scores.binary:  # the scores a two-class (lesion / background) report leads with
+        result["headline"] = [list(column) for column in BINARY_COLUMNS]
+        result["foreground"] = fmt.classes[1]
+    result["per_image"] = scores.csv_rows()
+    return result, [triple for _, triple in kept], skipped
 
 
 def per_class_rows(result: dict) -> list[dict]:
@@ -66,25 +82,42 @@ def per_class_rows(result: dict) -> list[dict]:
 
 
 def write_panels(kept: list, colours: np.ndarray, folder: Path) -> list[str]:
+    """image | truth | prediction PNGs, titled with the image's Dice (two classes) or pixel
+    accuracy."""
+    from .scores import FOREGROUND, foreground
+
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i, (path, image, truth, predicted) in enumerate(kept):
         valid = truth < len(colours)
-        agree = float((predicted[valid] == truth[valid]).mean()) if valid.any() else 0.0
+        if len(colours) == 2:
+            both = (truth[valid] * 2 + (predicted[valid] == FOREGROUND)).astype(np.int64)
+            score = f"Dice {foreground(np.bincount(both, minlength=4).reshape(2, 2))['dice']:.3f}"
+        else:
+            agree = float((predicted[valid] == truth[valid]).mean()) if valid.any() else 0.0
+            score = f"pixel accuracy {agree:.3f}"
         file = folder / f"{i:02d}_{Path(path).stem}.png"
-        out.append(
-            str(
-                save_panel(
-                    file,
-                    image,
-                    truth,
-                    predicted,
-                    colours,
-                    f"{Path(path).name}: pixel accuracy {agree:.3f}",
-                )
-            )
-        )
+        out.append(str(save_panel(file, image, truth, predicted, colours,
+                                  f"{Path(path).name}: {score}")))  # fmt: skip
     return out
+
+
+def plot_dice(rows: list[dict], file: Path) -> Path:
+    """The per-image Dice distribution: a mean hides the images a model misses outright."""
+    from ...evaluation.figures import png_of, pyplot
+
+    plt = pyplot()
+    values = [float(r["dice"]) for r in rows if r.get("dice") not in ("", None)]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(values, bins=np.linspace(0, 1, 21), color="#4c72b0", edgecolor="white")
+    if values:
+        ax.axvline(float(np.mean(values)), color="#c44e52", linestyle="--",
+                   label=f"mean {np.mean(values):.3f}")  # fmt: skip
+        ax.legend(loc="upper left")
+    ax.set_xlabel("Dice per image")
+    ax.set_ylabel("images")
+    ax.set_title(f"{len(values)} images")
+    return write_bytes(file, png_of(fig))
 
 
 def evaluate(
@@ -95,12 +128,17 @@ def evaluate(
     strict: bool = False,
     device: str = "auto",
     window: int | None = None,
+    tta: str = "none",
     panels: int = 4,
+    bootstrap: int = 1000,
     **_ignored,
 ) -> dict:
     """mIoU, per-class IoU and accuracy, pixel accuracy over every labelled pair under
-    ``data``; writes metrics.json, per_class.csv, confusion.png and overlays/ to ``out``."""
+    ``data`` (two-class data: Dice, IoU, sensitivity, precision, HD95), each with its
+    ``bootstrap`` interval; writes metrics.json, per_class.csv, per_image.csv, confusion.png,
+    overlays/ (two-class data: the worst images, and dice.png) to ``out``."""
     from ...evaluation import plot_confusion
+    from ...evaluation.bootstrap import describe
     from ...features.extract import resolve_device
     from .data import discover_segmentation
 
@@ -121,6 +159,8 @@ def evaluate(
         resolve_device(device),
         window=window,
         keep=panels,
+        tta=tta,
+        bootstrap=bootstrap,
     )
     skipped = source.missing + skipped
     out_dir = Path(out) if out else run.path / "eval" / Path(str(data)).resolve().name
@@ -144,9 +184,17 @@ def evaluate(
             )
         ),
     )
-    write_json(out_dir / "metrics.json", result)
+    if bootstrap > 0:
+        result["bootstrap"] = describe(bootstrap)
+    result["tta"] = tta
+    if "dice" in result:
+        result["dice_png"] = str(plot_dice(result["per_image"], out_dir / "dice.png"))
     from ...runs import rows_to_csv
 
+    per_image = result.pop("per_image")
+    write_text(out_dir / "per_image.csv", rows_to_csv(per_image))
+    result["per_image_csv"] = str(out_dir / "per_image.csv")
+    write_json(out_dir / "metrics.json", result)
     write_text(out_dir / "per_class.csv", rows_to_csv(per_class_rows(result)))
     result["output_dir"] = str(out_dir)
     return result
@@ -163,6 +211,7 @@ def predict(
     out=None,
     device: str = "auto",
     window: int | None = None,
+    tta: str = "none",
     strict: bool = False,
     **_ignored,
 ) -> list[dict]:
@@ -186,7 +235,7 @@ def predict(
                 raise TlcvError(f"{item.path}: {error}", path=item.path)
             answers.append({"path": item.path, "error": error})
             continue
-        predicted = class_scores(model, image, None, dev, window).argmax(0)
+        predicted = class_scores(model, image, None, dev, window, tta).argmax(0)
         mask = predicted.numpy().astype(np.uint8)
         pixels = image.permute(1, 2, 0).numpy()
         answers.append(mask_answer(run, out_dir, item.path, pixels, mask, used))

@@ -27,22 +27,33 @@ def _resized(image: torch.Tensor, size: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def class_scores(
-    model, image: torch.Tensor, size: int | None, device: torch.device, window: int | None = None
+    model,
+    image: torch.Tensor,
+    size: int | None,
+    device: torch.device,
+    window: int | None = None,
+    tta: str = "none",
 ) -> torch.Tensor:
     """Softmax scores (K, H, W) at the image's own size for a uint8 (3, H, W) image, seen at
-    ``size`` (None: the scale the model was trained at)."""
+    ``size`` (None: the scale the model was trained at). ``tta="flip"``: the mean of the scores
+    of the image and of its mirror image (mirrored back)."""
     h, w = image.shape[-2:]
     scaled = _resized(image, size or model.image_size)
-    if window is None or max(scaled.shape[-2:]) <= window:
-        x, _ = pad_batch([scaled], None)
-        logits = model(normalize(x, model.backbone.preprocessing, device))[0]
-        logits = logits[:, : scaled.shape[-2], : scaled.shape[-1]]
-    else:
-        logits = _windowed(model, scaled, window, device)
-    probs = F.interpolate(logits[None].float(), size=(h, w), mode="bilinear", align_corners=False)[
-        0
-    ]
-    return probs.softmax(0).cpu()
+    views = [False, True] if tta == "flip" else [False]
+    total = None
+    for mirrored in views:
+        view = scaled.flip(-1) if mirrored else scaled
+        if window is None or max(view.shape[-2:]) <= window:
+            x, _ = pad_batch([view], None)
+            logits = model(normalize(x, model.backbone.preprocessing, device))[0]
+            logits = logits[:, : view.shape[-2], : view.shape[-1]]
+        else:
+            logits = _windowed(model, view, window, device)
+        logits = F.interpolate(logits[None].float(), size=(h, w), mode="bilinear",
+                               align_corners=False)[0]  # fmt: skip
+        probs = (logits.flip(-1) if mirrored else logits).softmax(0).cpu()
+        total = probs if total is None else total + probs
+    return total / len(views)
 
 
 def _windowed(model, image: torch.Tensor, window: int, device) -> torch.Tensor:

@@ -11,15 +11,17 @@ from .data import IGNORE
 
 
 class SegmentationObjective(Objective):
-    """Cross-entropy over labelled pixels (void ignored), optionally class-weighted, + Dice."""
+    """``loss``: cross-entropy over labelled pixels (void ignored, optionally class-weighted),
+    smp's soft Dice loss, or both summed."""
 
     def __init__(
-        self, num_classes: int, class_weights: torch.Tensor | None = None, dice: bool = False
+        self, num_classes: int, class_weights: torch.Tensor | None = None, loss: str = "ce"
     ):
         super().__init__(label_smoothing=0.0)
         self.class_weights = class_weights
+        self.cross_entropy = "ce" in loss.split("+")
         self.dice = None
-        if dice:
+        if "dice" in loss.split("+"):
             from segmentation_models_pytorch.losses import DiceLoss
 
             self.dice = DiceLoss("multiclass", ignore_index=IGNORE)
@@ -36,14 +38,16 @@ class SegmentationObjective(Objective):
         logits, y = self.forward(module, batch)
         if logits is None:
             return None, None, None, {}
-        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
-        loss = F.cross_entropy(logits.float(), y, weight=weight, ignore_index=IGNORE)
-        extra = {}
+        return self.pixel_loss(logits, y), logits, y, {}
+
+    def pixel_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = logits.new_zeros((), dtype=torch.float32)
+        if self.cross_entropy:
+            weight = None if self.class_weights is None else self.class_weights.to(logits.device)
+            loss = loss + F.cross_entropy(logits.float(), y, weight=weight, ignore_index=IGNORE)
         if self.dice is not None:
-            dice = self.dice(logits.float(), y)
-            extra["train_dice_loss"] = dice.detach()
-            loss = loss + dice
-        return loss, logits, y, extra
+            loss = loss + self.dice(logits.float(), y)
+        return loss
 
     def validate(self, module, batch, dataloader_idx: int = 0) -> None:
         logits, y = self.forward(module, batch)

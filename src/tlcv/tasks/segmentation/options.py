@@ -8,6 +8,7 @@ from ...options import Validated, panel_options
 
 DECODERS = ("unet", "fpn", "lraspp")  # model.py registers one builder each (a test compares)
 CLASS_WEIGHTINGS = ("none", "median-frequency")
+LOSSES = ("ce", "dice", "dice+ce")  # objective.py: cross-entropy, smp's Dice loss, their sum
 option = panel_options("Segmentation (--task segmentation)")
 
 
@@ -24,4 +25,9 @@ class SegmentationOptions(Validated):
         "none or median-frequency (SegNet's class-balanced cross-entropy).",
         choices=CLASS_WEIGHTINGS,
     )
-    dice: bool = option(False, "Add a Dice loss to the cross-entropy.")
+    loss: str = option(
+        "ce",
+        "ce (cross-entropy), dice (smp's soft Dice) or dice+ce (their sum: Dice for small "
+        "lesions, cross-entropy for stable gradients).",
+        choices=LOSSES,
+    )

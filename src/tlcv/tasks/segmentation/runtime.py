@@ -71,22 +71,33 @@ def scaled(image: Image.Image, size: int) -> np.ndarray:
     return np.array(image, dtype=np.uint8)  # a writable copy (torch wraps it)
 
 
-def class_mask(run, engine, image: Image.Image) -> np.ndarray:
+def class_mask(run, engine, image: Image.Image, tta: str = "none") -> np.ndarray:
     """uint8 (H, W) classes at the image's own size: short side to the model's scale, zero
-    padding to MULTIPLE, scores resized back bilinearly (as the torch engine does)."""
+    padding to MULTIPLE, scores resized back bilinearly (as the torch engine does); ``tta``
+    "flip" averages the class probabilities of the image and its mirror."""
+    from ...deploy.runtime import resize_bilinear, softmax
+
     width, height = image.size
     pixels = scaled(image, int(run.info["head"]["image_size"]))
     h, w = pixels.shape[:2]
-    padded = np.zeros((1, 3, -(-h // MULTIPLE) * MULTIPLE, -(-w // MULTIPLE) * MULTIPLE), np.uint8)
-    padded[0, :, :h, :w] = pixels.transpose(2, 0, 1)
-    logits = engine.run(padded, ["logits"])["logits"][0, :, :h, :w]
-    from ...deploy.runtime import resize_bilinear
+    views = (False, True) if tta == "flip" else (False,)
+    total = None
+    for mirrored in views:
+        view = pixels[:, ::-1] if mirrored else pixels
+        padded = np.zeros((1, 3, -(-h // MULTIPLE) * MULTIPLE, -(-w // MULTIPLE) * MULTIPLE),
+                          np.uint8)  # fmt: skip
+        padded[0, :, :h, :w] = view.transpose(2, 0, 1)
+        logits = engine.run(padded, ["logits"])["logits"][0, :, :h, :w]
+        full = resize_bilinear(logits, height, width)
+        if len(views) == 1:
+            return full.argmax(0).astype(np.uint8)
+        probs = softmax(full[:, :, ::-1] if mirrored else full, axis=0)
+        total = probs if total is None else total + probs
+    return total.argmax(0).astype(np.uint8)
 
-    full = resize_bilinear(logits, height, width)
-    return full.argmax(0).astype(np.uint8)
 
-
-def predict(run, paths, *, out=None, window=None, strict: bool = False, **_ignored) -> list[dict]:
+def predict(run, paths, *, out=None, window=None, tta: str = "none", strict: bool = False,
+            **_ignored) -> list[dict]:  # fmt: skip
     """Masks and overlays in ``out`` (default RUN/predictions), as the torch engine writes."""
     from ...deploy.runtime import read_inputs
 
@@ -100,7 +111,7 @@ def predict(run, paths, *, out=None, window=None, strict: bool = False, **_ignor
         if image is None:
             answers.append({"path": path, "error": error})
             continue
-        mask = class_mask(run, engine, image)
+        mask = class_mask(run, engine, image, tta)
         answers.append(mask_answer(run, out_dir, path, np.asarray(image), mask, used))
     return answers
 

@@ -34,6 +34,7 @@ def _pixel_counts(items, fmt, num_classes: int) -> torch.Tensor:
 
 
 def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
+    from ...evaluation.bootstrap import DEFAULT_RESAMPLES
     from .data import IGNORE, discover_segmentation, split_pairs
     from .evaluate import score_pairs, write_panels
     from .inference import palette
@@ -62,7 +63,7 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     weights = None
     if cfg.class_weighting == "median-frequency":
         weights = median_frequency_weights(_pixel_counts(parts["train"], fmt, len(classes)))
-    objective = SegmentationObjective(len(classes), weights, dice=cfg.dice)
+    objective = SegmentationObjective(len(classes), weights, loss=cfg.loss)
     module = TransferModule(
         model, len(classes), Recipe.from_config(cfg), objective, ignore_index=IGNORE
     )
@@ -86,8 +87,9 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     device = resolve_device(cfg.device)
     for name in ("val", "test"):  # at each image's own size, as published figures are
         if parts[name]:
-            result, kept, bad = score_pairs(model, parts[name], fmt, size, device, keep=4)
-            metrics[name] = {k: v for k, v in result.items() if k != "confusion"}
+            result, kept, bad = score_pairs(model, parts[name], fmt, size, device, keep=4,
+                                            bootstrap=DEFAULT_RESAMPLES)  # fmt: skip
+            metrics[name] = {k: v for k, v in result.items() if k not in ("confusion", "per_image")}
             module.skipped.extend(bad)
             if name == "val":  # a look at the chosen model: image | truth | prediction
                 write_panels(kept, palette(len(classes), fmt.to_dict()), life.run_dir / "overlays")

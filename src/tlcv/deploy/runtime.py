@@ -193,8 +193,19 @@ def predict(run_dir: str | Path, paths: list[str | Path], **options) -> list[dic
     for start in range(0, len(batch), size):
         logits = engine.run(np.stack(batch[start : start + size]), ["logits"])["logits"]
         for index, row in zip(where[start : start + size], softmax(logits), strict=True):
-            answers[index]["top"] = top_classes(run, row, int(options.get("top_k") or 5))
+            answers[index].update(verdict(run, row, int(options.get("top_k") or 5)))
     return answers
+
+
+def verdict(run: GraphRun, probs: np.ndarray, top_k: int) -> dict:
+    """The top classes; a two-class run's calibrated probabilities and its thresholded
+    decision, as the torch engine gives them (evaluation/binary.py)."""
+    from ..evaluation.binary import calibrated, decision
+
+    rule = run.info.get("binary")
+    if rule:
+        probs = calibrated(probs[None], rule["temperature"])[0]
+    return {"top": top_classes(run, probs, top_k), **decision(probs, run.classes, rule)}
 
 
 def answer(server, image: Image.Image, top_k: int) -> dict:
@@ -203,4 +214,4 @@ def answer(server, image: Image.Image, top_k: int) -> dict:
     pixels = classifier_pixels(image, server.run.preprocessing)
     with server.slots:
         logits = server.onnx.run(pixels[None], ["logits"])["logits"][0]
-    return {"top": top_classes(server.run, softmax(logits), top_k)}
+    return verdict(server.run, softmax(logits), top_k)

@@ -29,6 +29,7 @@ def evaluate(
     ``explain=N``: class-activation maps of the N most confident errors in explain/;
     ``bootstrap``: resamples for the 95% interval of each headline score (0: none)."""
     from ..evaluation import classification_metrics, plot_confusion
+    from ..evaluation.binary import calibrated, decide
     from ..evaluation.bootstrap import classification_intervals, describe
 
     source = task.discover(data, strict)
@@ -50,7 +51,10 @@ def evaluate(
     probs = result.probs
     lookup = {c: i for i, c in enumerate(run.classes)}
     y_true = np.array([lookup[it.label] for it in result.items], dtype=int)
-    y_pred = probs.argmax(1) if len(probs) else np.array([], dtype=int)
+    rule = run.info.get("binary")  # a two-class run's threshold and temperature (validation)
+    if rule and len(probs):
+        probs = calibrated(probs, rule["temperature"])
+    y_pred = decide(probs, run.classes, rule)
     metrics = classification_metrics(y_true, y_pred, run.classes)
     if bootstrap > 0:  # recomputable from predictions.csv (label, predicted per item)
         metrics["intervals"] = classification_intervals(y_true, y_pred, len(run.classes),
@@ -77,6 +81,12 @@ def evaluate(
             title=f"{Path(str(data)).name}: accuracy {metrics['accuracy']:.3f}",
         )
     )
+    if rule and len(probs):  # the screen's scores lead, then the task's own
+        screen = screen_scores(probs, y_true, run.classes, rule, bootstrap,
+                               out_dir / "reliability.png")  # fmt: skip
+        metrics.setdefault("intervals", {}).update(screen.pop("intervals"))
+        metrics.update(screen)
+        metrics["headline"] = [list(c) for c in (*SCREEN_COLUMNS, *task.score_columns)]
     write_json(out_dir / "metrics.json", metrics)
     write_text(out_dir / "per_class.csv", rows_to_csv(metrics["per_class"]))
     rows = [
@@ -95,6 +105,40 @@ def evaluate(
         )
     metrics["output_dir"] = str(out_dir)
     return metrics
+
+
+SCREEN_COLUMNS = (("ROC AUC", "roc_auc"), ("sensitivity", "sensitivity"),
+                  ("specificity", "specificity"), ("ECE", "ece"))  # fmt: skip
+
+
+def screen_scores(probs: np.ndarray, y_true: np.ndarray, classes: list[str], rule: dict,
+                  bootstrap: int, reliability_file: Path) -> dict:  # fmt: skip
+    """ROC AUC, sensitivity and specificity at the run's threshold, the expected calibration
+    error (each with its interval over resampled images) and a reliability diagram."""
+    from ..evaluation.binary import binary_scores, expected_calibration_error, plot_reliability
+    from ..evaluation.bootstrap import interval
+
+    positive = classes.index(rule["positive"])
+    flags, score = (y_true == positive).astype(int), probs[:, positive]
+
+    def scores(idx: np.ndarray) -> dict:
+        found = binary_scores(flags[idx], score[idx], rule["threshold"])
+        return {**found, "ece": expected_calibration_error(probs[idx], y_true[idx])}
+
+    index = np.arange(len(y_true))
+    out = scores(index)
+    out["intervals"] = {key: interval((index,), lambda idx, key=key: _or_nan(scores(idx)[key]),
+                                      bootstrap) for _, key in SCREEN_COLUMNS}  # fmt: skip
+    out.update(threshold=rule["threshold"], positive=rule["positive"],
+               temperature=rule["temperature"], threshold_rule=rule["rule"])  # fmt: skip
+    out["reliability_png"] = str(plot_reliability(
+        probs, y_true, reliability_file,
+        f"ECE {out['ece']:.3f} (temperature {rule['temperature']:.2f})"))  # fmt: skip
+    return out
+
+
+def _or_nan(value):
+    return np.nan if value is None else value
 
 
 def _explain_errors(run, items, probs, y_true, y_pred, n: int, out: Path) -> list[str]:

@@ -32,7 +32,11 @@ def predict(
             "no images or clips found in the given paths",
             hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}; or video files",
         )
+    from ..evaluation.binary import calibrated, decision
+
     result = task.score(run, items, engine=engine, prefix=prefix, progress=False, **extract)
+    rule = run.info.get("binary")  # a two-class run: calibrated, decided at its threshold
+    probs = calibrated(result.probs, rule["temperature"]) if rule else result.probs
     k = max(1, min(top_k, len(run.classes)))
     by_path = {it.path: i for i, it in enumerate(result.items)}
     errors = dict(result.skipped)
@@ -41,11 +45,12 @@ def predict(
         if it.path not in by_path:
             answers.append({"path": it.path, "error": errors.get(it.path, "unreadable")})
             continue
-        row = result.probs[by_path[it.path]]
+        row = probs[by_path[it.path]]
         top = np.argsort(-row)[:k]
         answer = {
             "path": it.path,
             "top": [{"label": run.classes[int(c)], "score": round(float(row[c]), 6)} for c in top],
+            **decision(row, run.classes, rule),
         }
         if result.steps is not None:
             idx, step = result.steps[by_path[it.path]]

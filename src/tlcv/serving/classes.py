@@ -31,9 +31,9 @@ def top_classes(server, image: Image.Image, top_k: int = 5) -> dict:
             logits = server.onnx.run(x[None].numpy(), ["logits"])["logits"][0]
             probs = np.exp(logits - logits.max())
             probs /= probs.sum()
-    order = np.argsort(-probs)[: max(1, min(top_k, len(probs)))]
-    classes = server.run.classes
-    return {"top": [{"label": classes[int(i)], "score": round(float(probs[i]), 6)} for i in order]}
+    from ..deploy.runtime import verdict
+
+    return verdict(server.run, probs, top_k)  # a two-class run: calibrated, thresholded
 
 
 def cam_picture(server, image: Image.Image, target: str | None) -> bytes:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import Task, register_task
+from .options import ClassificationOptions
 
 
 @register_task("classification", strategy_kind="strategy")
 class Classification(Task):
     description = "one class per image"
+    options = ClassificationOptions
 
     def claims(self, data: str | Path) -> bool:
         return True  # the default kind of data

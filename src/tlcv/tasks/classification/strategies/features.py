@@ -19,6 +19,7 @@ from ....heads.model import ClassifierModel
 from ....runs import Run
 from ....strategies.common import resolved_config, split_options
 from .. import STRATEGIES
+from ..calibration import binary_record
 
 log = logging.getLogger("tlcv")
 
@@ -84,10 +85,19 @@ def fit_on_features(cfg: TrainConfig, progress: bool, strategy: str) -> Run | No
     clf = get_classifier(cfg.classifier, seed=cfg.seed).fit(X_train, y_train)
     head = clf.to_head()
     metrics: dict[str, dict] = {}
+    val_logits = val_labels = None
     for name, part in splits.named():
         X, picked = _select(fs.features, fs.items, [it for it in part if it.label in classes])
         if picked:
             metrics[name] = score(head, X, [it.label for it in picked], classes)
+            if name == "val":
+                with torch.no_grad():
+                    val_logits = head(torch.from_numpy(X)).numpy()
+                val_labels = np.array([classes.index(it.label) for it in picked])
+    info = {"strategy": strategy, "classifier": cfg.classifier}
+    binary = binary_record(cfg, [str(c) for c in classes], val_logits, val_labels, notes)
+    if binary:
+        info["binary"] = binary
     metrics["train"]["cv_accuracy"] = clf.cv_score_
     metrics["selection"] = {
         "classifier": cfg.classifier,
@@ -101,7 +111,7 @@ def fit_on_features(cfg: TrainConfig, progress: bool, strategy: str) -> Run | No
             ClassifierModel(backbone, head),
             [str(c) for c in classes],
             clf.head_spec(),
-            {"strategy": strategy, "classifier": cfg.classifier},
+            info,
             metrics,
             notes,
             splits.missing + fs.skipped,

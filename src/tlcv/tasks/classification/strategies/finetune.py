@@ -23,6 +23,7 @@ from ....heads.model import ClassifierModel
 from ....runs import Run
 from ....strategies.common import engine_options, resolved_config, split_options
 from .. import STRATEGIES
+from ..calibration import binary_record
 
 
 def _check(cfg: TrainConfig) -> None:
@@ -93,10 +94,17 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
     model.backbone.weights_id = state_fingerprint(model.backbone.net)
     device = resolve_device(cfg.device)
     metrics: dict[str, dict] = {}
+    val_logits = val_labels = None
     for name, part in splits.named():
         if part:
             logits, labels = predict_logits(model, loader(part), device)
             metrics[name] = classification_metrics(labels, logits.argmax(1), classes)
+            if name == "val":
+                val_logits, val_labels = logits, labels
+    info = {"strategy": strategy}
+    binary = binary_record(cfg, classes, val_logits, val_labels, notes)
+    if binary:
+        info["binary"] = binary
     metrics["selection"] = trained.selection()
     if module.skipped:
         notes.append(f"{len(set(module.skipped))} unreadable image(s) skipped; see skipped.csv")
@@ -106,7 +114,7 @@ def _train(cfg: TrainConfig, progress: bool, scratch: bool) -> Run | None:
             model,
             classes,
             head_spec,
-            {"strategy": strategy},
+            info,
             metrics,
             notes,
             splits.missing + sorted(set(module.skipped)),

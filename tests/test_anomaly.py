@@ -140,7 +140,7 @@ def test_every_method_end_to_end_from_the_cli_with_onnx_parity(tmp_path, tiles, 
     assert all(0 <= test[k] <= 1 for k in ("image_auroc", "pixel_auroc", "pro"))
     assert test["pixel_auroc"] > 0.6  # real cracks, even from six training tiles
     assert (run / "histogram.png").is_file() and list((run / "panels").glob("*.png"))
-    shown = cli_in_process("evaluate", run, "--data", tiles)
+    shown = cli_in_process("evaluate", run, "--data", tiles, "--bootstrap", "200")
     assert "pixel AUROC" in shown.stdout and "crack" in shown.stdout
     predicted = cli_in_process("predict", run, tiles / "test" / "crack", "--format", "json")
     answers = json.loads(predicted.stdout)
@@ -241,3 +241,27 @@ def test_large_banks_search_alike_with_faiss_and_torch(monkeypatch):
     faiss_d, faiss_i = search.nearest(query, bank, k=2)
     assert torch.equal(torch_i, faiss_i)
     assert torch.allclose(torch_d, faiss_d, rtol=1e-4, atol=1e-4)
+
+
+def test_binned_pixel_scores_behind_the_intervals_match_the_exact_ones():
+    from tlcv.tasks.anomaly import metrics as M
+    from tlcv.tasks.anomaly.intervals import PixelHistograms, pixel_intervals
+
+    rng = np.random.default_rng(0)
+    masks, maps = [], []
+    for i in range(12):
+        mask = np.zeros((48, 48), bool)
+        if i % 2:
+            mask[5:20, 8:30] = True
+            mask[35:40, 30:44] = True  # two regions: PRO weighs each region alike
+        masks.append(mask)
+        maps.append(rng.normal(0, 1, mask.shape) + 1.5 * mask)
+    binned = PixelHistograms(masks, maps).scores(np.arange(12))
+    flat = np.concatenate([m.ravel() for m in masks])
+    exact = M.auroc(flat, np.concatenate([m.ravel() for m in maps]))
+    assert binned["pixel_auroc"] == pytest.approx(exact, abs=1e-3)
+    assert binned["pro"] == pytest.approx(M.pro(masks, maps), abs=2e-3)
+    found = pixel_intervals(masks, maps, 300)
+    for key, value in (("pixel_auroc", exact), ("pro", M.pro(masks, maps))):
+        low, high = found[key]
+        assert low <= value <= high and high - low < 0.1

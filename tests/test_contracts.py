@@ -119,8 +119,12 @@ def test_the_task_trains_evaluates_and_predicts(task_run):
     task, data, run = task_run
     assert run.info["task"] == task.name and task.description
     assert {"val", "test"} & set(run.metrics)
-    scores = api.evaluate(run, data)
+    scores = api.evaluate(run, data, bootstrap=50)
     assert all(key in scores for _, key in task.score_columns), sorted(scores)
+    # every headline score carries its interval (None only where a resample leaves it undefined)
+    headline = scores.get("headline") or task.score_columns
+    assert all(key in scores["intervals"] for _, key in headline), scores["intervals"]
+    assert scores["bootstrap"]["resamples"] == 50
     answers = api.predict(run, _inputs(data))
     assert len(answers) == 3 and not any("error" in a for a in answers), answers
     rows = task.prediction_rows(answers)  # a one-epoch detector may find nothing: a header

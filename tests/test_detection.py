@@ -277,9 +277,11 @@ def test_cli_on_gtsdb_scenes_train_evaluate_predict(tmp_path):
     assert "mAP@0.5" in done.stdout
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["val"]["map50"] <= 1 and metrics["selection"]["monitor"] == "val_map50"
-    printed = " ".join(tlcv("evaluate", run, "--data", data).stdout.split())
+    printed = " ".join(tlcv("evaluate", run, "--data", data, "--bootstrap", "100").stdout.split())
     assert "mAP@0.5" in printed and "AP@[.5:.95]" in printed and "precision-recall:" in printed
     result = json.loads((run / "eval" / "gtsdb" / "metrics.json").read_text())
+    assert result["bootstrap"]["resamples"] == 100 and set(result["intervals"]) == {
+        "map50", "map", "recall"}  # fmt: skip
     assert result["task"] == "detection" and result["n"] == len(names) + 1
     assert (run / "eval" / "gtsdb" / "pr_curve.png").is_file() and len(result["drawn"]) == 4
     image = GTSDB / "images" / names[0]

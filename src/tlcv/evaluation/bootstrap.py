@@ -93,3 +93,34 @@ def classification_intervals(
         "balanced_accuracy": interval(columns, balanced_accuracy(k), resamples),
         "macro_f1": interval(columns, macro_f1(k), resamples),
     }
+
+
+def joint_intervals(
+    n: int,
+    scores: Callable[[np.ndarray], dict[str, float | None]],
+    keys: tuple[str, ...],
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = SEED,
+) -> dict[str, list[float] | None]:
+    """Percentile intervals of several scores that come out of one costly computation (a
+    detector's COCO evaluation gives mAP@0.5, mAP and recall at once): each resample of the
+    ``n`` items is scored once, by ``scores(indices)``. The same percentile bootstrap as
+    ``interval``, with the resample indices drawn here."""
+    if resamples <= 0 or n < 2:
+        return {key: None for key in keys}
+    rng = np.random.default_rng(seed)
+    draws = {key: [] for key in keys}
+    for _ in range(int(resamples)):
+        found = scores(rng.integers(0, n, n))
+        for key in keys:
+            value = found.get(key)
+            draws[key].append(np.nan if value is None else float(value))
+    out: dict[str, list[float] | None] = {}
+    for key, values in draws.items():
+        values = np.asarray(values)
+        if np.isnan(values).any():
+            out[key] = None  # undefined on some resample (e.g. no defective image drawn)
+        else:
+            low, high = np.percentile(values, [100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2])
+            out[key] = [float(low), float(high)]
+    return out

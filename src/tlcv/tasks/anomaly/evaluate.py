@@ -36,9 +36,12 @@ def score_items(
     span=None,
     panels: int = 4,
     out: Path | None = None,
+    bootstrap: int = 0,
 ) -> tuple[dict, list]:
-    """Metrics over ``items`` (and panels PNGs into ``out``); unreadable items as (path, why).
-    ``scorer(paths) -> loading.Scores``."""
+    """Metrics over ``items`` (each with its ``bootstrap`` interval; panels PNGs into ``out``);
+    unreadable items as (path, why). ``scorer(paths) -> loading.Scores``."""
+    from .intervals import image_intervals, pixel_intervals
+
     got = scorer([i.path for i in items])
     skipped = [(items[i].path, why) for i, why in got.failed]
     scored = [items[i] for i in got.indices]
@@ -53,6 +56,7 @@ def score_items(
     undefined = []
     result["image_auroc"] = M.auroc(defective, scores)
     result["image_f1_max"], result["f1_max_threshold"] = M.f1_max(defective, scores)
+    result["intervals"] = image_intervals(defective, scores, bootstrap)
     if result["image_auroc"] is None:
         undefined.append(
             "image AUROC and F1-max need good and defective images; the data has "
@@ -75,6 +79,8 @@ def score_items(
             M.auroc(flat, np.concatenate([m.ravel() for m in maps])) if masks else None
         )
         result["pro"] = M.pro(masks, maps) if masks else None
+        if masks and result["pixel_auroc"] is not None:
+            result["intervals"].update(pixel_intervals(masks, maps, bootstrap))
         result["pixel_images"] = len(masks)
         if result["pixel_auroc"] is None:
             undefined.append("pixel AUROC and PRO need masks with defective pixels")
@@ -170,6 +176,7 @@ def evaluate(
     batch_size: int = 16,
     num_workers: int | None = None,
     panels: int = 4,
+    bootstrap: int = 1000,
     **_ignored,
 ) -> dict:
     """Image and pixel scores of every labelled image under ``data`` (its test/ and val/
@@ -198,6 +205,7 @@ def evaluate(
         span=info.get("map_range"),
         panels=panels,
         out=out_dir,
+        bootstrap=bootstrap,
     )
     skipped = source.missing + skipped
     result.update(
@@ -210,6 +218,12 @@ def evaluate(
         skipped=len(skipped),
         skipped_files=[{"path": p, "reason": r} for p, r in skipped],
     )
+    if bootstrap > 0:
+        from ...evaluation.bootstrap import describe
+
+        result["bootstrap"] = {**describe(bootstrap), "method": "percentile bootstrap, images "
+                               "resampled with replacement (pixel AUROC and PRO: on 1,000 "
+                               "quantile bins of the pixel scores)"}  # fmt: skip
     write_json(out_dir / "metrics.json", result)
     write_text(out_dir / "per_kind.csv", rows_to_csv(result["per_class"]))
     result["output_dir"] = str(out_dir)

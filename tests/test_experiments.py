@@ -111,11 +111,12 @@ def test_report_holds_every_plot_and_table(experiment, digits, tmp_path):
         "learning curves",
         "confusion matrix (test)",
         "per-class accuracy (test)",
-        "mean and spread over seeds",
+        "mean ± std over seeds",
         "environment",
     )
     for caption in captions:
         assert caption in text and caption in markdown
+    assert " ± " in markdown.split("mean ± std over seeds", 1)[1]  # each mean with its spread
     assert all((md.parent / line.rsplit("(", 1)[1].rstrip(")")).is_file()
                for line in markdown.splitlines() if line.startswith("!["))  # fmt: skip
     with pytest.raises(TlcvError, match="no finished run or experiment"):

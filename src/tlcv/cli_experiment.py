@@ -157,11 +157,14 @@ def experiment(
         name, v["data"], v["out"], strategies=v["strategies"], seeds=v["seeds"], echo=echo,
         **options,
     )  # fmt: skip
-    table = Table(title=esc(f"{name}: {v['data']}"))
-    columns = list(dict.fromkeys(k for row in summary["table"] for k in row))
+    from .evaluation.rounding import with_spread
+
+    table = Table(title=esc(f"{name}: {v['data']} (mean ± std over seeds)"))
+    rows = with_spread(summary["table"])
+    columns = list(dict.fromkeys(k for row in rows for k in row))
     for col in columns:
         table.add_column(col)
-    for row in summary["table"]:
+    for row in rows:
         table.add_row(*(esc(row.get(col, "")) for col in columns))
     console.print(table)
     for note in summary["notes"]:

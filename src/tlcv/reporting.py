@@ -15,7 +15,7 @@ import yaml
 
 from .errors import TlcvError
 from .evaluation.figures import png_of, pyplot
-from .evaluation.rounding import rounded
+from .evaluation.rounding import rounded, with_spread
 from .io import write_bytes, write_text
 from .runs import environment
 
@@ -231,10 +231,10 @@ def _experiment_section(path: Path) -> Section:
     summary = json.loads((path / "summary.json").read_text())
     section = Section(f"experiment {info['experiment']}: {path.name}")
     section.facts = [("data", info["data"]), ("seeds", _seeds_per_cell(path))]
-    section.tables.append(("mean and spread over seeds", summary["table"]))
+    section.tables.append(("mean ± std over seeds", with_spread(summary["table"])))
     if summary.get("pairs"):  # generalization: every source -> target score
         section.tables.append(
-            ("every source → target pair, mean and std over seeds", summary["pairs"])
+            ("every source → target pair, mean ± std over seeds", with_spread(summary["pairs"]))
         )
     for title, rows in summary.get("tables", []):  # any further tables an experiment keeps
         section.tables.append((title, rows))

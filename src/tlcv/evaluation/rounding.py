@@ -28,3 +28,24 @@ def rounded(value: float | int | None, interval=None) -> str:
     if not math.isfinite(value):
         return str(value)
     return f"{value:.{decimals_for(value, interval)}f}"
+
+
+def with_spread(rows: list[dict]) -> list[dict]:
+    """Experiment tables as a person reads them: each mean next to its spread over seeds, one
+    cell ("0.812 ± 0.013"), from the ``X`` / ``X_std`` (or ``mean`` / ``std``) columns the
+    summaries keep; other numbers rounded, text left as it is."""
+    shown = []
+    for row in rows:
+        out = {}
+        for key, value in row.items():
+            spread_key = "std" if key == "mean" else f"{key}_std"
+            if key == "std" or (key.endswith("_std") and key[:-4] in row):
+                continue  # shown with its mean
+            spread = row.get(spread_key)
+            if isinstance(value, float) and isinstance(spread, float):
+                scale = (0.0, spread) if spread > 0 else None  # the mean to the spread's digits
+                out[key] = f"{rounded(value, scale)} ± {rounded(spread, scale)}"
+            else:
+                out[key] = rounded(value) if isinstance(value, float) else value
+        shown.append(out)
+    return shown

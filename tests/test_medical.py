@@ -123,6 +123,25 @@ def test_each_loss_on_constructed_logits(loss):
     assert float(SegmentationObjective(2, loss=loss).pixel_loss(perfect, target)) < 0.05
 
 
+def test_hv_flips_turn_image_and_mask_together():
+    from torchvision import tv_tensors
+
+    from tlcv.tasks.segmentation.loading import train_transform
+
+    torch.manual_seed(0)
+    marked = torch.zeros(3, 40, 40, dtype=torch.uint8)
+    marked[:, 2:9, 5:30] = 255  # the image is white exactly where the mask is 1
+    mask = (marked[0] > 0).to(torch.uint8)
+    seen = set()
+    for _ in range(12):
+        image, turned = train_transform(40, "none", "hv")(tv_tensors.Image(marked),
+                                                          tv_tensors.Mask(mask))  # fmt: skip
+        agree = ((image[0] > 127) == (turned == 1)).float().mean()  # padding: void, 255
+        assert agree > 0.93  # the same place (resized edges aside; turned apart: ~0.8)
+        seen.add(tuple((turned == 1).nonzero().float().mean(0).div(8).round().tolist()))
+    assert len(seen) > 2  # upside down and quarter turns, not only mirrors
+
+
 def test_flip_tta_averages_the_image_and_its_mirror():
     from tlcv.tasks.segmentation.inference import class_scores
 

@@ -245,6 +245,10 @@ def test_cli_on_camvid_frames_train_evaluate_predict(tmp_path, camvid_small):
     assert "mIoU" in said and "pixel acc" in said and "IoU" in said and "overlays:" in said
     result = json.loads((run / "eval" / "frames.csv" / "metrics.json").read_text())
     assert result["task"] == "segmentation" and result["n"] == 9
+    low, high = result["intervals"]["miou"]  # 9 frames resampled
+    assert low <= result["miou"] <= high and "[" in said
+    per_image = list(csv.DictReader(open(run / "eval" / "frames.csv" / "per_image.csv")))
+    assert len(per_image) == 9 and "intersection:sky" in per_image[0]
     assert len(result["overlays"]) == 4 and all(map(lambda p: open(p, "rb"), result["overlays"]))
     per_class = list(csv.DictReader(open(run / "eval" / "frames.csv" / "per_class.csv")))
     assert [r["class"] for r in per_class][:2] == ["sky", "building"]

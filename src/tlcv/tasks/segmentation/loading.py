@@ -20,18 +20,28 @@ from .data import IGNORE, MaskFormat, SegItem
 MULTIPLE = 32  # encoders halve the resolution five times
 
 
-def train_transform(size: int, augment: str) -> v2.Compose:
-    """Scale jitter (short side 0.75-1.5 x ``size``), a ``size`` square crop, flip, colour."""
+def train_transform(size: int, augment: str, flips: str = "h") -> v2.Compose:
+    """Scale jitter (short side 0.75-1.5 x ``size``), a ``size`` square crop, mirror flips
+    (``flips="hv"``: also upside down and quarter turns, for pictures with no up), colour."""
     steps: list = [
         v2.RandomResize(int(size * 0.75), int(size * 1.5) + 1, antialias=True),
         v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Mask: IGNORE, "others": 0}),
         v2.RandomHorizontalFlip(),
     ]
+    if flips == "hv":  # the square crop makes a quarter turn shape-preserving
+        steps += [v2.RandomVerticalFlip(), v2.RandomChoice([v2.Identity(), QuarterTurn()])]
     if augment == "strong":
         steps.append(v2.ColorJitter(0.4, 0.4, 0.4, 0.05))
     elif augment == "light":
         steps.append(v2.ColorJitter(0.2, 0.2, 0.2))
     return v2.Compose(steps)
+
+
+class QuarterTurn(v2.Transform):
+    """Rotate image and mask by 90 degrees (exact: no interpolation, no fill)."""
+
+    def transform(self, inpt, params):
+        return torch.rot90(inpt, 1, (-2, -1)).as_subclass(type(inpt))
 
 
 def eval_transform(size: int) -> v2.Compose:
@@ -93,10 +103,11 @@ def pair_loader(
     batch_size: int,
     seed: int,
     num_workers: int | None,
+    flips: str = "h",
 ) -> DataLoader:
     """Training batches when ``augment`` is given (shuffled), else whole images in order."""
     training = augment is not None
-    tf = train_transform(size, augment) if training else eval_transform(size)
+    tf = train_transform(size, augment, flips) if training else eval_transform(size)
     workers = default_workers_for(len(items)) if num_workers is None else num_workers
     return DataLoader(
         SegmentationPairs(items, fmt, tf, seed),

@@ -8,6 +8,7 @@ from ...options import Validated, panel_options
 
 DECODERS = ("unet", "fpn", "lraspp")  # model.py registers one builder each (a test compares)
 CLASS_WEIGHTINGS = ("none", "median-frequency")
+FLIPS = ("h", "hv")
 LOSSES = ("ce", "dice", "dice+ce")  # objective.py: cross-entropy, smp's Dice loss, their sum
 option = panel_options("Segmentation (--task segmentation)")
 
@@ -30,4 +31,10 @@ class SegmentationOptions(Validated):
         "ce (cross-entropy), dice (smp's soft Dice) or dice+ce (their sum: Dice for small "
         "lesions, cross-entropy for stable gradients).",
         choices=LOSSES,
+    )
+    flips: str = option(
+        "h",
+        "Training flips: h (mirror, for scenes with an up: streets) or hv (also upside down and "
+        "quarter turns: endoscopy, microscopy, aerial images).",
+        choices=FLIPS,
     )

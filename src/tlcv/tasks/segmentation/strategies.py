@@ -68,7 +68,8 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
         model, len(classes), Recipe.from_config(cfg), objective, ignore_index=IGNORE
     )
     batches = dict(batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
-    train_loader = pair_loader(parts["train"], fmt, size, augment=cfg.augment, **batches)
+    train_loader = pair_loader(parts["train"], fmt, size, augment=cfg.augment, flips=cfg.flips,
+                               **batches)  # fmt: skip
     val_loader = (
         pair_loader(parts["val"], fmt, size, augment=None, **batches) if parts["val"] else None
     )

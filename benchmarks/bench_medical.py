@@ -50,6 +50,7 @@ def cell(args, *, backbone: str, strategy: str, decoder: str, seed: int, epochs:
              "--backbone", backbone, "--weights", weights, "--strategy", strategy,
              "--decoder", decoder, "--loss", args.loss, "--epochs", epochs,
              "--image-size", args.image_size, "--batch-size", args.batch_size, "--lr", args.lr,
+             "--backbone-lr-ratio", args.backbone_lr_ratio, "--flips", args.flips,
              "--augment", "strong", "--seed", seed, "--patience", "0", "--overwrite"]  # fmt: skip
     if images:
         train += ["--max-images", images]
@@ -100,13 +101,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--loss", default="dice+ce")
+    parser.add_argument("--backbone-lr-ratio", type=float, default=0.3)
+    parser.add_argument("--flips", default="hv")
     parser.add_argument("--budgets", default="50,100,200")
     parser.add_argument("--runs", type=Path, default=ROOT / "bench_out" / "medical_runs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "medical.json")
     args = parser.parse_args()
     args.data = args.shared / "data" / "medical" / "kvasir_seg"
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    recipe = {k: getattr(args, k) for k in ("image_size", "batch_size", "lr", "loss")}
+    recipe = {k: getattr(args, k) for k in ("image_size", "batch_size", "lr", "loss",
+                                            "backbone_lr_ratio", "flips")}  # fmt: skip
     if result.get("recipe", recipe) != recipe:
         result = {}  # another recipe: start again
     result.update(recipe=recipe, date=time.strftime("%Y-%m-%d"))

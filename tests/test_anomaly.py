@@ -142,6 +142,8 @@ def test_every_method_end_to_end_from_the_cli_with_onnx_parity(tmp_path, tiles, 
     assert (run / "histogram.png").is_file() and list((run / "panels").glob("*.png"))
     shown = cli_in_process("evaluate", run, "--data", tiles, "--bootstrap", "200")
     assert "pixel AUROC" in shown.stdout and "crack" in shown.stdout
+    per_image = (run / "eval" / tiles.name / "per_image.csv").read_text().splitlines()
+    assert per_image[0] == "path,kind,defective,score" and len(per_image) > 1
     predicted = cli_in_process("predict", run, tiles / "test" / "crack", "--format", "json")
     answers = json.loads(predicted.stdout)
     assert len(answers) == 3 and all(a["verdict"] in ("good", "defective") for a in answers)

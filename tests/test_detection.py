@@ -282,6 +282,8 @@ def test_cli_on_gtsdb_scenes_train_evaluate_predict(tmp_path):
     result = json.loads((run / "eval" / "gtsdb" / "metrics.json").read_text())
     assert result["bootstrap"]["resamples"] == 100 and set(result["intervals"]) == {
         "map50", "map", "recall"}  # fmt: skip
+    boxes = json.loads((run / "eval" / "gtsdb" / "detections.json").read_text())
+    assert len(boxes) == result["n"] and {"truth", "predicted", "path"} <= set(boxes[0])
     assert result["task"] == "detection" and result["n"] == len(names) + 1
     assert (run / "eval" / "gtsdb" / "pr_curve.png").is_file() and len(result["drawn"]) == 4
     image = GTSDB / "images" / names[0]

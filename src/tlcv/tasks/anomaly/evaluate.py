@@ -57,6 +57,9 @@ def score_items(
     result["image_auroc"] = M.auroc(defective, scores)
     result["image_f1_max"], result["f1_max_threshold"] = M.f1_max(defective, scores)
     result["intervals"] = image_intervals(defective, scores, bootstrap)
+    result["per_image"] = [{"path": i.path, "kind": i.kind, "defective": bool(i.defective),
+                            "score": round(float(v), 6)} for i, v in zip(scored, scores,
+                                                                          strict=True)]  # fmt: skip
     if result["image_auroc"] is None:
         undefined.append(
             "image AUROC and F1-max need good and defective images; the data has "
@@ -224,6 +227,8 @@ def evaluate(
         result["bootstrap"] = {**describe(bootstrap), "method": "percentile bootstrap, images "
                                "resampled with replacement (pixel AUROC and PRO: on 1,000 "
                                "quantile bins of the pixel scores)"}  # fmt: skip
+    per_image = result.pop("per_image")  # each image's score: the image intervals recomputable
+    write_text(out_dir / "per_image.csv", rows_to_csv(per_image))
     write_json(out_dir / "metrics.json", result)
     write_text(out_dir / "per_kind.csv", rows_to_csv(result["per_class"]))
     result["output_dir"] = str(out_dir)

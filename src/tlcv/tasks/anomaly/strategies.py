@@ -151,6 +151,7 @@ def anomaly_features(cfg: TrainConfig, progress: bool = False) -> Run:
         result, bad = score_items(
             scorer, source.test, threshold, pixels=source.masks, span=span, out=life.run_dir
         )
+        result.pop("per_image", None)  # `tlcv evaluate` writes it: per_image.csv
         metrics["test"] = result
         skipped += bad
         notes += [f"test: {u}" for u in result["undefined"]]

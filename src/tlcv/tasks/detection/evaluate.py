@@ -49,15 +49,20 @@ def score_items(
         }
         predicted = detect(model, image, device)
         metric.update([predicted], [truth])
-        pairs.append((predicted, truth))
+        pairs.append((predicted, truth, item.path))
         if len(kept) < keep:
             kept.append((item.path, image, truth, predicted))
     result = _summary(metric.compute(), classes, items, skipped)
     result["intervals"] = box_intervals(pairs, bootstrap)
+    result["per_image"] = [
+        {"path": path, "truth": {"boxes": t["boxes"].tolist(), "labels": t["labels"].tolist()},
+         "predicted": {k: v.tolist() for k, v in p.items()}}
+        for p, t, path in pairs
+    ]  # fmt: skip
     return result, kept, skipped
 
 
-def box_intervals(pairs: list[tuple[dict, dict]], resamples: int) -> dict:
+def box_intervals(pairs: list[tuple[dict, dict, str]], resamples: int) -> dict:
     """Intervals of mAP@0.5, mAP and recall: images resampled, torchmetrics' COCO evaluation
     rerun on each resample (one evaluation gives the three; about 40 ms per 100 images)."""
     from ...evaluation.bootstrap import joint_intervals
@@ -197,6 +202,9 @@ def evaluate(run, data, *, out=None, strict: bool = False, device: str = "auto",
             "method": "percentile bootstrap, images "
             "resampled with replacement, COCO evaluation per resample",
         }
+    # every image's boxes, true and found: the intervals can be recomputed from them
+    write_json(out_dir / "detections.json", result.pop("per_image"))
+    result["detections_json"] = str(out_dir / "detections.json")
     write_json(out_dir / "metrics.json", result)
     rows = [
         {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()}

@@ -101,7 +101,7 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     for name in ("val", "test"):
         if parts[name]:
             result, _, bad = score_items(model, parts[name], classes, device)
-            metrics[name] = {k: v for k, v in result.items() if k != "pr_curves"}
+            metrics[name] = {k: v for k, v in result.items() if k not in ("pr_curves", "per_image")}
             module.skipped.extend(bad)
     metrics["selection"] = trained.selection()
     info = {"strategy": kind, "detector": cfg.detector, "image_size": size,

@@ -18,6 +18,7 @@ continues where it was).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import subprocess
@@ -55,8 +56,12 @@ def cell(args, *, backbone: str, strategy: str, decoder: str, seed: int, epochs:
     if images:
         train += ["--max-images", images]
     start = time.perf_counter()
-    _tlcv(*train)
-    trained = time.perf_counter() - start
+    if (out / "model.json").is_file() and not args.retrain:  # a finished run of this cell
+        with open(out / "history.csv", newline="") as fh:
+            trained = float(list(csv.DictReader(fh))[-1]["seconds"])  # its training loop
+    else:
+        _tlcv(*train)
+        trained = time.perf_counter() - start
     scored = out / "eval" / "test"
     _tlcv("evaluate", out, "--data", args.data / "test", "--tta", "flip", "--out", scored)
     m = json.loads((scored / "metrics.json").read_text())
@@ -105,6 +110,7 @@ def main() -> None:
     parser.add_argument("--flips", default="hv")
     parser.add_argument("--budgets", default="50,100,200")
     parser.add_argument("--runs", type=Path, default=ROOT / "bench_out" / "medical_runs")
+    parser.add_argument("--retrain", action="store_true", help="train cells whose run exists")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "medical.json")
     args = parser.parse_args()
     args.data = args.shared / "data" / "medical" / "kvasir_seg"

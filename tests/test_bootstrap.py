@@ -78,3 +78,18 @@ def test_evaluate_prints_and_saves_the_intervals(office_run, tmp_path):
                          str(tmp_path / "off"), "--bootstrap", "0")  # fmt: skip
     assert "intervals" not in json.loads((tmp_path / "off" / "metrics.json").read_text())
     assert "bootstrap interval" not in off.stdout
+
+
+def test_numbers_a_person_reads_are_rounded_to_what_they_support():
+    from tlcv.evaluation.rounding import rounded, with_spread
+    from tlcv.reporting import _md_table
+
+    assert rounded(0.8720305745633282) == "0.872"  # three significant digits
+    assert rounded(0.0456789) == "0.0457" and rounded(12.3456) == "12.3"
+    assert rounded(1234.5) == "1234"
+    assert rounded(0.8720305745633282, [0.85, 0.89]) == "0.872"  # a 0.04-wide interval
+    assert rounded(0.8720305745633282, [0.6, 0.95]) == "0.87"  # a 0.35-wide one: 2 decimals
+    assert rounded(None) == "-" and rounded(7) == "7"
+    assert with_spread([{"mean": 0.81234, "std": 0.0131}])[0]["mean"] == "0.812 ± 0.013"
+    table = _md_table([{"class": "stop", "ap": 0.8720305745633282}])  # the report's AP table
+    assert "0.872 |" in table and "0.87203" not in table

@@ -62,18 +62,39 @@ def cell(args, *, backbone: str, strategy: str, decoder: str, seed: int, epochs:
     else:
         _tlcv(*train)
         trained = time.perf_counter() - start
+    tta = choose_tta(args, out, seed)  # on the validation images, never on test/
     scored = out / "eval" / "test"
-    _tlcv("evaluate", out, "--data", args.data / "test", "--tta", "flip", "--out", scored)
+    _tlcv("evaluate", out, "--data", args.data / "test", "--tta", tta, "--out", scored)
     m = json.loads((scored / "metrics.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     return {
         "backbone": backbone, "strategy": strategy, "decoder": decoder, "seed": seed,
         "epochs": epochs, "train_images": images or "all",
         **{key: m[key] for key in HEADLINE}, "intervals": m["intervals"], "n": m["n"],
-        "no_tta_dice": metrics["test"]["dice"],
+        "no_tta_dice": metrics["test"]["dice"], "tta": tta,
         "best_epoch": metrics["selection"]["best_epoch"],
         "train_seconds": trained, "total_seconds": time.perf_counter() - start, "run": str(out),
     }  # fmt: skip
+
+
+def choose_tta(args, run: Path, seed: int) -> str:
+    """The test-time views (none, flip, hv) with the best mean Dice on the run's own
+    validation images (the 15% of train/ its seed held out, rebuilt here as a manifest)."""
+    from tlcv.tasks.segmentation.data import discover_segmentation, split_pairs
+
+    parts, _ = split_pairs(discover_segmentation(args.data), val_fraction=0.15,
+                           test_fraction=0.2, seed=seed, shots=None, shots_seed=seed)  # fmt: skip
+    manifest = run / "eval" / "val_pairs" / "pairs.csv"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("image,mask\n" + "".join(f"{it.path},{it.mask}\n" for it in parts["val"]))
+    (manifest.parent / "classes.txt").write_text((args.data / "classes.txt").read_text())
+    dice = {}
+    for tta in ("none", "flip", "hv"):
+        folder = run / "eval" / f"val-{tta}"
+        _tlcv("evaluate", run, "--data", manifest, "--tta", tta, "--out", folder,
+              "--bootstrap", "0")  # fmt: skip
+        dice[tta] = json.loads((folder / "metrics.json").read_text())["dice"]
+    return max(dice, key=dice.get)
 
 
 def summarise(cells: list[dict]) -> dict:

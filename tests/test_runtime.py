@@ -118,9 +118,10 @@ def task_runs(tmp_path_factory, office_run) -> dict[str, tuple[Path, list[str]]]
     }
 
 
-def _predict(run: Path, images: list[str], engine: str, out: Path, torch_blocked: bool):
+def _predict(run: Path, images: list[str], engine: str, out: Path, torch_blocked: bool,
+             *extra: str):  # fmt: skip
     args = ["predict", str(run), *images, "--engine", engine, "--format", "json",
-            "--masks", str(out), "--score-threshold", "0.05"]  # fmt: skip
+            "--masks", str(out), "--score-threshold", "0.05", *extra]  # fmt: skip
     if not torch_blocked:
         return json.loads(cli_in_process(*args).stdout)
     done = subprocess.run([sys.executable, "-c", CLI_WITHOUT_TORCH, *args],
@@ -175,6 +176,10 @@ def test_onnxruntime_predict_and_serve_without_torch(task, task_runs, tmp_path):
     assert [a["path"] for a in eager] == [a["path"] for a in graph]
     for a, b in zip(eager, graph, strict=True):
         _same(a, b)
+    if task == "segmentation":  # test-time flips: the same views and average on both engines
+        eager = _predict(run, images[:1], "torch", tmp_path / "t", False, "--tta", "hv")
+        graph = _predict(run, images[:1], "onnxruntime", tmp_path / "o", True, "--tta", "hv")
+        _same(eager[0], graph[0])
     done = subprocess.run([sys.executable, "-c", SERVE_WITHOUT_TORCH, str(run), images[-1]],
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0 or task == "clip-classification", done.stderr[-2000:]

@@ -57,7 +57,7 @@ def test_cli_breastmnist_threshold_on_validation_and_calibrated_scores(tmp_path)
     done = cli_in_process("train", "--data", data, "--out", run, "--backbone", "mobilenet_v2",
                           "--weights", MOBILENET_V2, "--image-size", "64",
                           "--calibrate", "temperature", "--target-sensitivity", "0.9",
-                          "--positive", "0")  # fmt: skip
+                          "--positive", "0", "--per-class", "40")  # fmt: skip
     info = json.loads((run / "model.json").read_text())["binary"]
     assert info["positive"] == "0" and 0 < info["threshold"] < 1  # 0: malignant
     assert info["validation_sensitivity"] >= 0.9 and info["validation_images"] == 78

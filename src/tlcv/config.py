@@ -243,8 +243,9 @@ def _window() -> Any:
 
 
 def _tta() -> Any:
-    return option("none", "Segmentation: flip averages each image's scores with its mirror's.",
-                  choices=("none", "flip"))  # fmt: skip
+    return option("none", "Segmentation: flip averages each image's scores with its mirror's; "
+                  "hv also upside down (models trained with --flips hv).",
+                  choices=("none", "flip", "hv"))  # fmt: skip
 
 
 @dataclass

@@ -15,7 +15,7 @@ from ...data import normalize, open_rgb
 from ...errors import BadImageError
 from ...io import write_bytes
 from .loading import MULTIPLE, pad_batch
-from .runtime import overlay, palette, scaled  # noqa: F401 - shared by both engines
+from .runtime import VIEWS, overlay, palette, scaled  # noqa: F401 - shared by both engines
 
 
 def _resized(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -35,14 +35,14 @@ def class_scores(
     tta: str = "none",
 ) -> torch.Tensor:
     """Softmax scores (K, H, W) at the image's own size for a uint8 (3, H, W) image, seen at
-    ``size`` (None: the scale the model was trained at). ``tta="flip"``: the mean of the scores
-    of the image and of its mirror image (mirrored back)."""
+    ``size`` (None: the scale the model was trained at). ``tta``: "flip", the mean of the
+    scores of the image and of its mirror image (mirrored back); "hv", also upside down and
+    both (for models trained with ``--flips hv``)."""
     h, w = image.shape[-2:]
     scaled = _resized(image, size or model.image_size)
-    views = [False, True] if tta == "flip" else [False]
     total = None
-    for mirrored in views:
-        view = scaled.flip(-1) if mirrored else scaled
+    for dims in VIEWS[tta]:  # each view flipped along ``dims``, its scores flipped back
+        view = scaled.flip(dims) if dims else scaled
         if window is None or max(view.shape[-2:]) <= window:
             x, _ = pad_batch([view], None)
             logits = model(normalize(x, model.backbone.preprocessing, device))[0]
@@ -51,9 +51,9 @@ def class_scores(
             logits = _windowed(model, view, window, device)
         logits = F.interpolate(logits[None].float(), size=(h, w), mode="bilinear",
                                align_corners=False)[0]  # fmt: skip
-        probs = (logits.flip(-1) if mirrored else logits).softmax(0).cpu()
+        probs = (logits.flip(dims) if dims else logits).softmax(0).cpu()
         total = probs if total is None else total + probs
-    return total / len(views)
+    return total / len(VIEWS[tta])
 
 
 def _windowed(model, image: torch.Tensor, window: int, device) -> torch.Tensor:

@@ -15,6 +15,12 @@ from ...evaluation.figures import png_bytes
 from ...io import write_bytes
 
 MULTIPLE = 32  # the graph's height and width are multiples of it (loading.MULTIPLE)
+# test-time views per --tta: the image axes each view is flipped along (H = -2, W = -1)
+VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "none": ((),),
+    "flip": ((), (-1,)),
+    "hv": ((), (-1,), (-2,), (-2, -1)),
+}
 
 
 def palette(num_classes: int, fmt: dict | None = None) -> np.ndarray:
@@ -74,24 +80,23 @@ def scaled(image: Image.Image, size: int) -> np.ndarray:
 def class_mask(run, engine, image: Image.Image, tta: str = "none") -> np.ndarray:
     """uint8 (H, W) classes at the image's own size: short side to the model's scale, zero
     padding to MULTIPLE, scores resized back bilinearly (as the torch engine does); ``tta``
-    "flip" averages the class probabilities of the image and its mirror."""
+    "flip" / "hv" average the class probabilities of the flipped views (VIEWS)."""
     from ...deploy.runtime import resize_bilinear, softmax
 
     width, height = image.size
     pixels = scaled(image, int(run.info["head"]["image_size"]))
     h, w = pixels.shape[:2]
-    views = (False, True) if tta == "flip" else (False,)
     total = None
-    for mirrored in views:
-        view = pixels[:, ::-1] if mirrored else pixels
+    for dims in VIEWS[tta]:  # (h, w, 3) pixels: image axis -2 is array axis 0, -1 is 1
+        view = np.flip(pixels, [d + 2 for d in dims]) if dims else pixels
         padded = np.zeros((1, 3, -(-h // MULTIPLE) * MULTIPLE, -(-w // MULTIPLE) * MULTIPLE),
                           np.uint8)  # fmt: skip
         padded[0, :, :h, :w] = view.transpose(2, 0, 1)
         logits = engine.run(padded, ["logits"])["logits"][0, :, :h, :w]
         full = resize_bilinear(logits, height, width)
-        if len(views) == 1:
+        if len(VIEWS[tta]) == 1:
             return full.argmax(0).astype(np.uint8)
-        probs = softmax(full[:, :, ::-1] if mirrored else full, axis=0)
+        probs = softmax(np.flip(full, [d + 3 for d in dims]) if dims else full, axis=0)
         total = probs if total is None else total + probs
     return total.argmax(0).astype(np.uint8)
 

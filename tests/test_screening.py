@@ -29,6 +29,10 @@ def test_youden_and_target_sensitivity_thresholds_on_constructed_scores():
     assert strict["threshold"] == pytest.approx(0.6)  # the highest keeping >= 0.8 (5 of 6)
     assert strict["validation_sensitivity"] == pytest.approx(5 / 6)
     assert "0.8" in strict["rule"] and "validation" in strict["rule"]
+    plain = choose_threshold(positive, score, rule="argmax")  # the default: 0.5
+    assert plain["threshold"] == 0.5 and plain["validation_sensitivity"] == pytest.approx(5 / 6)
+    blind = choose_threshold(np.array([0, 1, 0, 1]), np.array([0.6, 0.6, 0.6, 0.6]))
+    assert blind["threshold"] == 0.5  # Youden's J of 0: no better than the default
 
 
 def test_temperature_scaling_recovers_an_overconfident_models_temperature():
@@ -87,7 +91,8 @@ def test_the_two_class_options_refuse_other_runs_and_unknown_classes():
     from tlcv.errors import TlcvError
     from tlcv.tasks.classification.calibration import binary_record
 
-    cfg = SimpleNamespace(calibrate="temperature", target_sensitivity=None, positive=None)
+    cfg = SimpleNamespace(calibrate="temperature", target_sensitivity=None, positive=None,
+                          threshold="argmax")  # fmt: skip
     with pytest.raises(TlcvError, match="two-class"):
         binary_record(cfg, ["a", "b", "c"], None, None, [])
     with pytest.raises(TlcvError, match="not a class"):

@@ -47,17 +47,28 @@ def decision(row: np.ndarray, classes: list[str], rule: dict | None) -> dict:
     return {"decision": label, "threshold": round(float(rule["threshold"]), 6)}
 
 
-def choose_threshold(positive: np.ndarray, score: np.ndarray,
-                     target_sensitivity: float | None = None) -> dict:  # fmt: skip
+def choose_threshold(
+    positive: np.ndarray,
+    score: np.ndarray,
+    target_sensitivity: float | None = None,
+    rule: str = "youden",
+) -> dict:
     """The decision threshold on ``score`` (the positive class's probability) for 0/1 labels
-    ``positive``: Youden's J (max sensitivity + specificity - 1) by default; with
-    ``target_sensitivity``, the highest threshold whose sensitivity reaches it."""
+    ``positive``: Youden's J (max sensitivity + specificity - 1), or 0.5 (``rule="argmax"``:
+    the more probable class); with ``target_sensitivity``, the highest threshold whose
+    sensitivity reaches it. A Youden's J of 0 (the split cannot tell the classes apart) keeps
+    0.5."""
     from sklearn.metrics import roc_curve
 
     fpr, tpr, thresholds = roc_curve(positive, score, drop_intermediate=False)
     thresholds = np.minimum(thresholds, 1.0)  # sklearn's first threshold is inf
     if target_sensitivity is None:
         best = int(np.argmax(tpr - fpr))
+        if rule == "argmax" or tpr[best] - fpr[best] <= 0:
+            flagged = score >= 0.5
+            return {"threshold": 0.5, "rule": "the more probable class (0.5)",
+                    "validation_sensitivity": float(flagged[positive == 1].mean()),
+                    "validation_specificity": float((~flagged[positive == 0]).mean())}  # fmt: skip
         rule = "Youden's J on the validation split"
     else:
         reaching = np.flatnonzero(tpr >= target_sensitivity)
@@ -126,13 +137,15 @@ def binary_scores(positive: np.ndarray, score: np.ndarray, threshold: float) -> 
 
 
 def calibrate(logits: np.ndarray, labels: np.ndarray, classes: list[str], positive: str,
-              temperature: bool, target_sensitivity: float | None) -> dict:  # fmt: skip
+              temperature: bool, target_sensitivity: float | None,
+              rule: str = "youden") -> dict:  # fmt: skip
     """What a two-class run records from its validation split: the positive class, the
     temperature (1 unless asked), and the threshold on the calibrated positive probability."""
     index = classes.index(positive)
     t = fit_temperature(logits, labels) if temperature else 1.0
     probs = softmax(logits, t)
-    chosen = choose_threshold((labels == index).astype(int), probs[:, index], target_sensitivity)
+    chosen = choose_threshold((labels == index).astype(int), probs[:, index], target_sensitivity,
+                              rule)  # fmt: skip
     return {"positive": positive, "temperature": t, **chosen,
             "validation_ece": expected_calibration_error(probs, labels),
             "validation_ece_uncalibrated": expected_calibration_error(softmax(logits), labels),

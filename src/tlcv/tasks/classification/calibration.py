@@ -15,11 +15,12 @@ def binary_record(cfg, classes: list[str], logits: np.ndarray | None,
     images of both classes, else None (with a note saying why when it was asked for)."""
     from ...evaluation.binary import calibrate
 
-    asked = cfg.calibrate != "none" or cfg.target_sensitivity is not None or cfg.positive
+    asked = (cfg.calibrate != "none" or cfg.target_sensitivity is not None or cfg.positive
+             or cfg.threshold != "argmax")  # fmt: skip
     if len(classes) != 2:
         if asked:
-            raise TlcvError("--positive, --target-sensitivity and --calibrate are for two-class "
-                            f"runs; this one has {len(classes)} classes")  # fmt: skip
+            raise TlcvError("--positive, --threshold, --target-sensitivity and --calibrate are "
+                            f"for two-class runs; this one has {len(classes)} classes")  # fmt: skip
         return None
     positive = cfg.positive or classes[1]
     if positive not in classes:
@@ -31,7 +32,7 @@ def binary_record(cfg, classes: list[str], logits: np.ndarray | None,
         return None
     temperature = cfg.calibrate == "temperature"
     record = calibrate(np.asarray(logits, np.float64), np.asarray(labels, int), classes,
-                       positive, temperature, cfg.target_sensitivity)  # fmt: skip
+                       positive, temperature, cfg.target_sensitivity, cfg.threshold)  # fmt: skip
     said = f"{positive!r} flagged at probability >= {record['threshold']:.3f} ({record['rule']})"
     if temperature:
         said += (

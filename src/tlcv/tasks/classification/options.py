@@ -10,6 +10,7 @@ from ...errors import TlcvError
 from ...options import Validated, panel_options
 
 CALIBRATIONS = ("none", "temperature")
+THRESHOLDS = ("argmax", "youden")
 option = panel_options("Two-class classification")
 
 
@@ -18,10 +19,16 @@ class ClassificationOptions(Validated):
     positive: str | None = option(
         None, "The class a two-class screen looks for [default: the second class by name]."
     )
+    threshold: str = option(
+        "argmax",
+        "Decision threshold: argmax (the more probable class, 0.5) or youden (Youden's J on "
+        "the validation split).",
+        choices=THRESHOLDS,
+    )
     target_sensitivity: float | None = option(
         None,
         "Decision threshold: the highest that keeps this sensitivity on the validation split "
-        "[default: Youden's J].",
+        "(overrides --threshold).",
     )
     calibrate: str = option(
         "none",

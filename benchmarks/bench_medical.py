@@ -116,6 +116,29 @@ def summarise(cells: list[dict]) -> dict:
     }
 
 
+def markdown(cells: list[dict]) -> str:
+    """The cells as docs/benchmarks.md's table: test scores with their 95% intervals."""
+
+    def cell(c: dict, key: str) -> str:
+        low, high = c["intervals"][key] or (None, None)
+        digits = 1 if key == "hd95" else 3
+        if low is None:
+            return f"{c[key]:.{digits}f}"
+        return f"{c[key]:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+    lines = ["| encoder / decoder | strategy | training images | seed | test Dice (95% CI) | IoU "
+             "| sensitivity | precision | HD95 px | TTA (chosen on val) | training |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for c in cells:
+        lines.append(
+            f"| {c['backbone']} / {c['decoder']} | {c['strategy']} | {c['train_images']} "
+            f"| {c['seed']} | {cell(c, 'dice')} | {cell(c, 'iou')} | {cell(c, 'sensitivity')} "
+            f"| {cell(c, 'precision')} | {cell(c, 'hd95')} | {c['tta']} "
+            f"| {c['train_seconds'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -182,6 +205,7 @@ def main() -> None:
                         run(backbone, strategy, decoder, seed, args.grid_epochs)
     save()
     print(json.dumps(result["summary"], indent=2))
+    print(markdown(cells))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BadImageError, TlcvError
+from ..evaluation.binary import verdict
 from ..runinfo import MODEL_FILE, read_run_info, weights_fingerprint
 from .engine import OnnxEngine, require_onnxruntime
 from .graphs import check_exportable, trusted_engine
@@ -195,17 +196,6 @@ def predict(run_dir: str | Path, paths: list[str | Path], **options) -> list[dic
         for index, row in zip(where[start : start + size], softmax(logits), strict=True):
             answers[index].update(verdict(run, row, int(options.get("top_k") or 5)))
     return answers
-
-
-def verdict(run: GraphRun, probs: np.ndarray, top_k: int) -> dict:
-    """The top classes; a two-class run's calibrated probabilities and its thresholded
-    decision, as the torch engine gives them (evaluation/binary.py)."""
-    from ..evaluation.binary import calibrated, decision
-
-    rule = run.info.get("binary")
-    if rule:
-        probs = calibrated(probs[None], rule["temperature"])[0]
-    return {"top": top_classes(run, probs, top_k), **decision(probs, run.classes, rule)}
 
 
 def answer(server, image: Image.Image, top_k: int) -> dict:

@@ -1,5 +1,8 @@
-"""Metrics and plots shared by every strategy."""
+"""Metrics and plots shared by every strategy (loaded on first use: the torch-free engine
+imports evaluation.binary without scikit-learn's metrics)."""
 
-from .metrics import classification_metrics, plot_confusion
+from .._lazy import exports_by_module
 
-__all__ = ["classification_metrics", "plot_confusion"]
+__getattr__, __dir__, __all__ = exports_by_module(
+    __name__, globals(), {".metrics": "classification_metrics plot_confusion"}
+)

@@ -47,6 +47,18 @@ def decision(row: np.ndarray, classes: list[str], rule: dict | None) -> dict:
     return {"decision": label, "threshold": round(float(rule["threshold"]), 6)}
 
 
+def verdict(run, probs: np.ndarray, top_k: int) -> dict:
+    """predict's answer for one input of a classifier (``run``: its ``info`` and ``classes``):
+    the top classes; a two-class run's calibrated probabilities and its thresholded decision.
+    Both engines and the server answer with it."""
+    rule = run.info.get("binary")
+    if rule:
+        probs = calibrated(probs[None], rule["temperature"])[0]
+    order = np.argsort(-probs)[: max(1, min(top_k, len(probs)))]
+    top = [{"label": run.classes[int(i)], "score": round(float(probs[i]), 6)} for i in order]
+    return {"top": top, **decision(probs, run.classes, rule)}
+
+
 def choose_threshold(
     positive: np.ndarray,
     score: np.ndarray,

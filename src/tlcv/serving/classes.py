@@ -31,7 +31,7 @@ def top_classes(server, image: Image.Image, top_k: int = 5) -> dict:
             logits = server.onnx.run(x[None].numpy(), ["logits"])["logits"][0]
             probs = np.exp(logits - logits.max())
             probs /= probs.sum()
-    from ..deploy.runtime import verdict
+    from ..evaluation.binary import verdict
 
     return verdict(server.run, probs, top_k)  # a two-class run: calibrated, thresholded
 

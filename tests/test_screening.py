@@ -58,7 +58,7 @@ def test_expected_calibration_error_by_hand():
 def test_cli_breastmnist_threshold_on_validation_and_calibrated_scores(tmp_path):
     run = tmp_path / "run"
     data = DATA / "medmnist" / "breastmnist.npz"
-    done = cli_in_process("train", "--data", data, "--out", run, "--backbone", "mobilenet_v2",
+    cli_in_process("train", "--data", data, "--out", run, "--backbone", "mobilenet_v2",
                           "--weights", MOBILENET_V2, "--image-size", "64",
                           "--calibrate", "temperature", "--target-sensitivity", "0.9",
                           "--positive", "0", "--per-class", "40")  # fmt: skip
@@ -66,7 +66,7 @@ def test_cli_breastmnist_threshold_on_validation_and_calibrated_scores(tmp_path)
     assert info["positive"] == "0" and 0 < info["threshold"] < 1  # 0: malignant
     assert info["validation_sensitivity"] >= 0.9 and info["validation_images"] == 78
     assert info["temperature"] != 1.0
-    assert "flagged at probability" in done.stdout + done.stderr or (run / "notes.txt").is_file()
+    assert "'0' flagged at probability" in (run / "notes.txt").read_text()
     said = cli_in_process("evaluate", run, "--data", data, "--bootstrap", "200").stdout
     said = " ".join(said.split())
     assert "ROC AUC" in said and "sensitivity" in said and "ECE" in said

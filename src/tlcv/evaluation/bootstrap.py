@@ -25,7 +25,8 @@ def interval(
     seed: int = SEED,
 ) -> list[float] | None:
     """[low, high] of ``statistic(*columns)`` over ``resamples`` paired resamples of the rows;
-    None when turned off (0), with fewer than 2 items, or when the score is undefined."""
+    None when turned off (0), with fewer than 2 items, or when the score is undefined (the
+    statistic may return None on a resample: no interval then)."""
     import warnings
 
     from scipy.stats import DegenerateDataWarning, bootstrap
@@ -34,13 +35,22 @@ def interval(
         return None
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateDataWarning)  # all resamples equal: [x, x]
-        found = bootstrap(columns, statistic, n_resamples=int(resamples), paired=True,
+        found = bootstrap(columns, _nan_for_none(statistic), n_resamples=int(resamples),
+                          paired=True,
                           vectorized=False, confidence_level=LEVEL, method="percentile",
                           random_state=np.random.default_rng(seed))  # fmt: skip
     low, high = found.confidence_interval
     if not (np.isfinite(low) and np.isfinite(high)):
         return None
     return [float(low), float(high)]
+
+
+def _nan_for_none(statistic: Callable) -> Callable:
+    def score(*columns) -> float:
+        value = statistic(*columns)
+        return np.nan if value is None else value
+
+    return score
 
 
 def describe(resamples: int) -> dict:

@@ -127,7 +127,7 @@ def screen_scores(probs: np.ndarray, y_true: np.ndarray, classes: list[str], rul
 
     index = np.arange(len(y_true))
     out = scores(index)
-    out["intervals"] = {key: interval((index,), lambda idx, key=key: _or_nan(scores(idx)[key]),
+    out["intervals"] = {key: interval((index,), lambda idx, key=key: scores(idx)[key],
                                       bootstrap) for _, key in SCREEN_COLUMNS}  # fmt: skip
     out.update(threshold=rule["threshold"], positive=rule["positive"],
                temperature=rule["temperature"], threshold_rule=rule["rule"])  # fmt: skip
@@ -135,10 +135,6 @@ def screen_scores(probs: np.ndarray, y_true: np.ndarray, classes: list[str], rul
         probs, y_true, reliability_file,
         f"ECE {out['ece']:.3f} (temperature {rule['temperature']:.2f})"))  # fmt: skip
     return out
-
-
-def _or_nan(value):
-    return np.nan if value is None else value
 
 
 def _explain_errors(run, items, probs, y_true, y_pred, n: int, out: Path) -> list[str]:

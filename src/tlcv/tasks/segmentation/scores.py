@@ -146,7 +146,7 @@ class ImageScores:
                 statistics[key] = lambda idx, key=key: binary_pooled(matrices[idx])[key]
         index = np.arange(len(matrices))
         out["intervals"] = {
-            key: interval((index,), _defined(stat), resamples) for key, stat in statistics.items()
+            key: interval((index,), stat, resamples) for key, stat in statistics.items()
         }
         return out
 
@@ -169,16 +169,6 @@ class ImageScores:
 def _nanmean(values: np.ndarray) -> float | None:
     measured = values[~np.isnan(values)]
     return float(measured.mean()) if measured.size else None
-
-
-def _defined(statistic: Callable) -> Callable:
-    """None (undefined on a resample) becomes NaN, which the interval turns into no interval."""
-
-    def score(idx: np.ndarray) -> float:
-        value = statistic(idx)
-        return np.nan if value is None else value
-
-    return score
 
 
 def _short(value):

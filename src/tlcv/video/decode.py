@@ -4,6 +4,7 @@ file and says what is wrong (BadImageError, so the skip / --strict policy is the
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 from pathlib import Path
 
 from PIL import Image
@@ -57,6 +58,7 @@ def read_frames(ref: str, draft_size: int | None = None) -> list[Image.Image]:
 
 def _decode_video(path: Path) -> list[Image.Image]:
     import av
+    from av.video.reformatter import VideoReformatter
 
     ref = str(path)
     if not path.is_file():
@@ -87,8 +89,19 @@ def _decode_video(path: Path) -> list[Image.Image]:
                     hint="an audio-only file is not a clip",
                 )
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            frames = [frame.to_image() for frame in container.decode(stream)]
+            # No FFmpeg threads in a forked process (a DataLoader worker): threads started
+            # after fork() can block on a lock another parent thread held at the fork, and
+            # one did (CI hung in swscale's slice threads inside a worker). Workers are the
+            # parallelism there; the main process decodes with frame threads.
+            if multiprocessing.parent_process() is None:
+                stream.thread_type = "AUTO"
+            else:
+                stream.codec_context.thread_count = 1
+            rgb = VideoReformatter()  # this call's own: 32 px frames gain nothing from threads
+            frames = [
+                rgb.reformat(frame, format="rgb24", threads=1).to_image()
+                for frame in container.decode(stream)
+            ]
     except BadImageError:
         raise
     except av.error.InvalidDataError as exc:

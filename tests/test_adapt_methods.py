@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from tlcv.adaptation.methods import DomainBatch, available_methods, build_methods, parse_methods
+from tlcv.adaptation.methods import (
+    DomainBatch,
+    available_methods,
+    build_methods,
+    methods_for,
+    parse_methods,
+)
 from tlcv.adaptation.methods.adabn import recalibrate_batchnorm
 from tlcv.adaptation.methods.coral import coral_distance
 from tlcv.adaptation.methods.dan import mk_mmd
@@ -58,7 +64,8 @@ def test_method_names_compose_and_unknown_names_list_the_valid_ones():
 
 
 # every registered method with loss terms (source-only has none; adabn only re-estimates BN)
-LOSS_METHODS = [m for m in available_methods() if m not in ("source-only", "adabn")]
+# (the dense ones: tests/test_seg_adapt.py)
+LOSS_METHODS = [m for m in methods_for("image") if m not in ("source-only", "adabn")]
 
 
 @pytest.mark.parametrize("name", LOSS_METHODS)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from conftest import MOBILENET_V2
-from tlcv.adaptation.methods import METHODS, DomainBatch, build_methods
+from tlcv.adaptation.methods import METHODS, AdaptationMethod, DomainBatch, build_methods
 from tlcv.adaptation.validators import VALIDATORS, ValidationData
 from tlcv.backbones import create_backbone, list_backbones
 from tlcv.backbones.pyramid import STRIDES, find_taps
@@ -273,18 +273,26 @@ def test_every_detector_trains_and_predicts(name, random_mobilenet):
 @pytest.mark.parametrize("name", METHODS.names())
 def test_every_adaptation_method_gives_finite_differentiable_terms(name):
     torch.manual_seed(0)
-    methods = build_methods(name, 16, 4)
+    outputs = METHODS.get(name).outputs[0]
+    methods = build_methods(name, 16, 4, outputs=outputs)
     f_s, f_t = torch.randn(8, 16, requires_grad=True), torch.randn(8, 16) + 1.5
     f_t.requires_grad_(True)
     logits_s, logits_t = f_s @ torch.randn(16, 4), f_t @ torch.randn(16, 4)
     batch = DomainBatch(f_s, f_t, logits_s, logits_t, progress=0.5)
+    if outputs == "pixel":  # dense: per-pixel logits of 8 x 8 images, no features
+        f_t = torch.randn(8, 4, 8, 8, requires_grad=True)
+        batch = DomainBatch(None, None, torch.randn(8, 4, 8, 8), f_t * 3, progress=0.5)
     terms = {k: v for m in methods for k, v in m.loss(batch).items()}
     assert all(torch.isfinite(v) and v.ndim == 0 for v in terms.values()), terms
     if terms:  # a method that adds terms moves the target features
         sum(terms.values()).backward()
         assert f_t.grad is not None and torch.isfinite(f_t.grad).all()
-    else:  # no loss term: source-only, or a method whose change is a flag (adabn)
-        assert name == "source-only" or any(m.recalibrates_bn for m in methods), name
+    else:  # no loss term: source-only, a flag (adabn) or a change of the inputs (fda)
+        assert (
+            name == "source-only"
+            or any(m.recalibrates_bn for m in methods)
+            or any(type(m).source_images is not AdaptationMethod.source_images for m in methods)
+        ), name
 
 
 @pytest.mark.parametrize("name", VALIDATORS.names())

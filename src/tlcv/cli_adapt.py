@@ -69,24 +69,43 @@ def adapt(ctx: typer.Context, given: dict, json_out: bool = False, config=None) 
         print(json.dumps(metrics))
         return
     table = Table(title=esc(f"{run.info['backbone']} + {run.info['method']} -> {run.path}"))
-    for col in ("domain", "images", "accuracy", "balanced acc.", "macro-F1"):
-        table.add_column(col)
-    for name, label in (("source", "source (held out)"), ("target", "target")):
+    # the columns of the scores the run holds: a classifier's, or a segmentation's (mIoU)
+    dense = "miou" in (metrics.get("source") or {})
+    columns = (
+        (
+            ("mIoU", "miou"),
+            ("pixel acc.", "pixel_accuracy"),
+            ("mean class acc.", "mean_class_accuracy"),
+        )
+        if dense
+        else (
+            ("accuracy", "accuracy"),
+            ("balanced acc.", "balanced_accuracy"),
+            ("macro-F1", "macro_f1"),
+        )
+    )
+    table.add_column("domain")
+    table.add_column("pixels" if dense else "images")
+    for label, _ in columns:
+        table.add_column(label)
+    rows = [
+        ("source", "source (held out)"),
+        ("target", "target"),
+        ("init_target", "target, --init model"),
+    ]
+    for name, label in rows:
         m = metrics.get(name)
         if m:
             table.add_row(
-                label,
-                str(m["n"]),
-                f"{m['accuracy']:.3f}",
-                f"{m['balanced_accuracy']:.3f}",
-                f"{m['macro_f1']:.3f}",
+                label, str(m.get("pixels", m.get("n"))), *(f"{m[key]:.3f}" for _, key in columns)
             )
     console.print(table)
-    gap = metrics["domain_gap"]
-    console.print(
-        f"proxy A-distance: {gap['proxy_a_distance_before']:.3f} before, "
-        f"{gap['proxy_a_distance_after']:.3f} after"
-    )
+    gap = metrics.get("domain_gap")
+    if gap:
+        console.print(
+            f"proxy A-distance: {gap['proxy_a_distance_before']:.3f} before, "
+            f"{gap['proxy_a_distance_after']:.3f} after"
+        )
     health = metrics.get("health")
     if health:
         adapted, ref = health["adapted"], health.get("source_only")
@@ -117,9 +136,10 @@ def adapt(ctx: typer.Context, given: dict, json_out: bool = False, config=None) 
             )
     if "oracle" in metrics:
         o = metrics["oracle"]
+        score = o.get("target_accuracy", o.get("target_miou"))
         console.print(
             f"[magenta]ORACLE[/] (epoch chosen on target labels, not honest): "
-            f"{o['target_accuracy']:.3f} at epoch {o['best_epoch']}"
+            f"{score:.3f} at epoch {o['best_epoch']}"
         )
     if run.notes:
         err.print("[yellow]notes:[/]\n" + esc("".join(f"- {n}\n" for n in run.notes).strip()))

@@ -145,14 +145,42 @@ class TrainConfig(*_task_options(), SharedTrainOptions):
     """Every option of `tlcv train`: the shared ones first, then each task's."""
 
 
+def _adapt_task_options() -> tuple[type, ...]:
+    """The options of each task that `tlcv adapt` adapts besides classification."""
+    from .tasks import TASKS
+
+    return tuple(
+        cls.adapt_options for _, cls in reversed(TASKS.items()) if cls.adapt_options is not None
+    )
+
+
 @dataclass
-class AdaptConfig(Validated):
-    source: str = option(help="Labelled source images (CLASS/ folders).")
+class AdaptOptions(Validated):
+    source: str = option(
+        help="Labelled source data: CLASS/ folders, or a segmentation folder (images/ + masks/)."
+    )
     target: str = option(
-        help="Target images. Class folders optional; their labels are read only for the "
+        help="Target images. Class folders (masks) optional; their labels are read only for the "
         "final evaluation."
     )
     out: str = option(help="Run folder to write.")
+    task: str | None = option(
+        None, "classification or segmentation [default: what the source data holds]."
+    )
+    source_include: str | None = option(
+        None,
+        "Keep only the source files whose name matches one of these patterns (comma-separated, "
+        "e.g. '0006R0_*,0016E5_*': CamVid's daylight sequences).",
+    )
+    target_include: str | None = option(
+        None, "Keep only the target files whose name matches (e.g. '0001TP_*': CamVid at dusk)."
+    )
+    init: str | None = option(
+        None,
+        "Segmentation: start from this trained run (same classes, e.g. a source-only run) "
+        "instead of the pretrained encoder and a new decoder; the guard then checks the "
+        "adapted model against it.",
+    )
     method: str = option(
         "source-only",
         "Adaptation method (adaptation/methods/); combine with + (dann+mcc).",
@@ -216,6 +244,11 @@ class AdaptConfig(Validated):
     strict: bool = shared("strict")
     overwrite: bool = shared("overwrite")
     resume: str | None = option(None, "Continue an interrupted adapt run.")
+
+
+@dataclass
+class AdaptConfig(*_adapt_task_options(), AdaptOptions):
+    """Every option of `tlcv adapt`: the shared ones, then those of the tasks it adapts."""
 
 
 # --- inference commands: extract, evaluate, predict (the same option names, one meaning) ---

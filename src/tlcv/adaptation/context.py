@@ -19,7 +19,7 @@ from ..engine.data import hold_in_memory
 from ..errors import TlcvError
 from ..features import extract_features
 from ..heads import BottleneckHead
-from .domains import Domains, read_domains
+from .domains import Domains, read_domains, select_files
 from .methods import AdaptationMethod, build_methods, parse_methods
 
 
@@ -113,7 +113,10 @@ def _weights_for(cfg: AdaptConfig, notes: list[str]) -> str:
 
 def prepare(cfg: AdaptConfig, progress: bool) -> tuple[AdaptConfig, AdaptContext]:
     """Read the domains, split the source, build the start model and its features."""
-    domains = read_domains(cfg.source, cfg.target, strict=cfg.strict)
+    domains = select_files(
+        read_domains(cfg.source, cfg.target, strict=cfg.strict), cfg.source_include,
+        cfg.target_include,
+    )  # fmt: skip
     notes = list(domains.notes)
     weights = _weights_for(cfg, notes)
     train_items, val_items = stratified_split(domains.source, cfg.val_fraction, cfg.seed)

@@ -95,3 +95,20 @@ def read_domains(source_path: str, target_path: str, *, strict: bool = False) ->
         )
     unlabelled = [replace(it, label=None) for it in target_items]
     return Domains(source_items, unlabelled, target_labels, classes, notes, skipped)
+
+
+def select_files(domains: Domains, source_spec: str | None, target_spec: str | None) -> Domains:
+    """Only the files whose names match ``--source-include`` / ``--target-include``."""
+    from dataclasses import replace
+
+    from ..data.select import matching
+
+    keep_s = matching(domains.source, source_spec, "source")
+    keep_t = matching(domains.target, target_spec, "target")
+    labels = domains.target_labels
+    return replace(
+        domains,
+        source=[domains.source[i] for i in keep_s],
+        target=[domains.target[i] for i in keep_t],
+        target_labels=None if labels is None else [labels[i] for i in keep_t],
+    )

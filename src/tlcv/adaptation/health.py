@@ -88,14 +88,16 @@ def check(
     n_classes: int,
     reference_probs: np.ndarray | None = None,
     features: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    prior: np.ndarray | None = None,
 ) -> dict:
     """Symptoms of the adapted model's target probabilities ``probs`` (N, C), against the
     source class prior and, when given, the source-only model's probabilities on the same
     target images (rows aligned). With ``features`` (the starting backbone's features of those
     target images, of labelled source images, and those images' class indices), the arbiter
-    also settles the images the two models disagree on."""
-    source_labels = np.asarray(source_labels, dtype=int)
-    prior = class_histogram(source_labels, n_classes)
+    also settles the images the two models disagree on. ``prior``: the source class mix when
+    it is known without labels per row (segmentation: the source masks' pixel shares)."""
+    if prior is None:
+        prior = class_histogram(np.asarray(source_labels, dtype=int), n_classes)
     out = {"n_target": int(len(probs)), "source_prior": [round(float(p), 4) for p in prior]}
     out["adapted"] = _summary(probs, prior)
     if reference_probs is not None:
@@ -108,8 +110,9 @@ def check(
     return out
 
 
-def verdict(health: dict, classes: list[str]) -> list[str]:
-    """Reasons to believe the adaptation hurt (empty: no alarm), in words a user can act on."""
+def verdict(health: dict, classes: list[str], unit: str = "target images") -> list[str]:
+    """Reasons to believe the adaptation hurt (empty: no alarm), in words a user can act on
+    (``unit``: what a prediction is of, e.g. "target pixels")."""
     adapted, prior = health["adapted"], health["source_prior"]
     reference = health.get("source_only")
     reasons = []
@@ -122,8 +125,9 @@ def verdict(health: dict, classes: list[str]) -> list[str]:
         and ref_share < share / 2
     ):
         reasons.append(
-            f"target predictions collapsed: {100 * share:.0f}% of target images predicted "
-            f"'{classes[top]}' vs {100 * source_share:.0f}% of source images"
+            f"target predictions collapsed: {100 * share:.0f}% of {unit} predicted "
+            f"'{classes[top]}' vs {100 * source_share:.0f}% of "
+            + unit.replace("target", "source")
             + (f" and {100 * ref_share:.0f}% by the source-only model" if reference else "")
         )
     if reference:

@@ -57,9 +57,16 @@ class Trained:
 
 
 def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
+    """`tlcv adapt`: the task asked for, or the one the source data is, adapts."""
+    from ..tasks import task_for_data
+
+    return task_for_data(cfg.source, cfg.task).adapt(cfg, progress)
+
+
+def adapt_classifier(cfg: AdaptConfig, progress: bool = False) -> Run | None:
     check_options(cfg)
     if cfg.trade_off_grid:
-        return search_trade_off(cfg, progress, adapt, monitor_of(cfg.select)[0] or "")
+        return search_trade_off(cfg, progress, adapt_classifier, monitor_of(cfg.select)[0] or "")
     life = RunLifecycle(cfg.out, overwrite=cfg.overwrite, resume=bool(cfg.resume))
     cfg, context = prepare(cfg, progress)
     trained, skipped = train(context, life, progress)

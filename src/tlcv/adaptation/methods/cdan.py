@@ -19,6 +19,7 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
 
 @register_method("cdan")
 class CDAN(AdaptationMethod):
+    outputs = ("image",)  # reads bottleneck features
     entropy_weighting = False
 
     def __init__(self, width: int, num_classes: int, trade_off: float = 1.0, out_dim: int = 1024):

@@ -21,6 +21,8 @@ def coral_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @register_method("coral")
 class CORAL(AdaptationMethod):
+    outputs = ("image",)  # reads bottleneck features
+
     def loss(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
         # Covariance term as in the paper (4x, i.e. mean squared entry difference) plus the
         # means, as TLlib does: the means matter once features pass a ReLU.

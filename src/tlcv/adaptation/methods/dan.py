@@ -30,6 +30,8 @@ class DAN(AdaptationMethod):
     balanced tasks, the worst method when the target's class mix differs from the source's
     (it pulls the target predictions to the source's mix; docs/benchmarks.md, label shift)."""
 
+    outputs = ("image",)  # reads bottleneck features
+
     def loss(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
         mmd = mk_mmd(batch.f_s, batch.f_t) + mk_mmd(
             F.softmax(batch.logits_s, dim=1), F.softmax(batch.logits_t, dim=1)
@@ -42,6 +44,8 @@ class DANFeatures(AdaptationMethod):
     """DAN as TLlib runs it: MK-MMD on the bottleneck features only. Matching the class
     predictions too (``dan``) pulls the target's predicted class mix towards the source's,
     which can collapse the target predictions when the two domains' class mixes differ."""
+
+    outputs = ("image",)  # reads bottleneck features
 
     def loss(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
         return {"mmd_loss": self.trade_off * mk_mmd(batch.f_s, batch.f_t)}

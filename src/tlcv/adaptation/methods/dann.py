@@ -58,6 +58,8 @@ def domain_loss(
 
 @register_method("dann")
 class DANN(AdaptationMethod):
+    outputs = ("image",)  # reads bottleneck features
+
     def __init__(self, width: int, num_classes: int, trade_off: float = 1.0):
         super().__init__(width, num_classes, trade_off)
         self.discriminator = discriminator(width)

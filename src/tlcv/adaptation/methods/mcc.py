@@ -21,5 +21,7 @@ def class_confusion(logits: torch.Tensor, temperature: float = 2.5) -> torch.Ten
 
 @register_method("mcc")
 class MCC(AdaptationMethod):
+    outputs = ("image",)  # one prediction per image
+
     def loss(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
         return {"mcc_loss": self.trade_off * class_confusion(batch.logits_t)}

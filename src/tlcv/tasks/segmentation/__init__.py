@@ -13,6 +13,7 @@ from .options import SegmentationOptions
 class Segmentation(Task):
     description = "a class per pixel"
     options = SegmentationOptions
+    adapt_options = SegmentationOptions  # decoder, loss, flips, ... mean the same in adapt
     budget_option = "max_images"  # --shots counts images, not images per class
     budget_label = "labelled training images"
     score_metric = "miou"

@@ -50,7 +50,8 @@ def eval_transform(size: int) -> v2.Compose:
 
 
 class SegmentationPairs(EpochItems):
-    """(index, epoch) -> (uint8 image, class-index mask); unreadable pairs come back as errors."""
+    """(index, epoch) -> (uint8 image, class-index mask); unreadable pairs come back as errors.
+    Items without a mask (unlabelled) get an all-void one: nothing of theirs is a label."""
 
     def __init__(self, items: list[SegItem], fmt: MaskFormat, transform, seed: int):
         self.items, self.fmt, self.transform, self.seed = items, fmt, transform, seed
@@ -58,7 +59,10 @@ class SegmentationPairs(EpochItems):
     def load(self, item: SegItem, index: int, epoch: int):
         try:
             image = torch.from_numpy(np.array(open_rgb(item.path))).permute(2, 0, 1)
-            mask = torch.from_numpy(self.fmt.decode(item.mask))
+            if item.mask is None:  # an unlabelled image (an adaptation target): all void
+                mask = torch.full(image.shape[-2:], IGNORE, dtype=torch.uint8)
+            else:
+                mask = torch.from_numpy(self.fmt.decode(item.mask))
         except BadImageError as exc:
             return None, None, item.path, exc.message
         except (OSError, ValueError) as exc:

@@ -25,7 +25,7 @@ from . import STRATEGIES
 DEFAULT_SIZE = 256  # short side; CamVid frames are 360 px high
 
 
-def _pixel_counts(items, fmt, num_classes: int) -> torch.Tensor:
+def pixel_counts(items, fmt, num_classes: int) -> torch.Tensor:
     counts = torch.zeros(num_classes, dtype=torch.long)
     for item in items:
         mask = torch.from_numpy(fmt.decode(item.mask)).long().reshape(-1)
@@ -62,7 +62,7 @@ def _train(cfg: TrainConfig, progress: bool, kind: str) -> Run | None:
     model, head_spec = build_model(backbone, cfg.decoder, len(classes), size, seed=cfg.seed)
     weights = None
     if cfg.class_weighting == "median-frequency":
-        weights = median_frequency_weights(_pixel_counts(parts["train"], fmt, len(classes)))
+        weights = median_frequency_weights(pixel_counts(parts["train"], fmt, len(classes)))
     objective = SegmentationObjective(len(classes), weights, loss=cfg.loss)
     module = TransferModule(
         model, len(classes), Recipe.from_config(cfg), objective, ignore_index=IGNORE

@@ -250,3 +250,18 @@ def test_the_guard_keeps_the_init_model_when_predictions_collapse(straight, fram
     assert any("collapsed" in r and "target pixels" in r for r in health["reasons"])
     health, kept = assess(cfg, reference, reference, domains, 64)
     assert not health["fired"] and kept is reference
+
+
+def test_the_guard_names_classes_that_vanish_from_the_target_pixels():
+    """Entropy minimisation's failure: small classes all but disappear while the class mix
+    as a whole hardly moves (KL and collapse stay quiet)."""
+    from tlcv.tasks.segmentation.adapt_guard import vanished
+
+    classes = ["road", "sky", "pole", "sign"]
+    reference = {"histogram": [0.5, 0.45, 0.03, 0.001 * 1.9]}
+    kept = {"adapted": {"histogram": [0.5, 0.46, 0.011, 0.0001]}, "source_only": reference}
+    assert vanished(kept, classes) == []  # pole at 1/2.7 of its share; sign too rare to count
+    gone = {"adapted": {"histogram": [0.52, 0.47, 0.009, 0.0]}, "source_only": reference}
+    (reason,) = vanished(gone, classes)
+    assert "'pole' 0.90% vs 3.00%" in reason and "sign" not in reason
+    assert vanished({"adapted": gone["adapted"]}, classes) == []  # no --init: nothing to compare

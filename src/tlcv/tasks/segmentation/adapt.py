@@ -94,10 +94,14 @@ def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
     )  # fmt: skip
     monitor, mode = monitor_of(cfg.select)
     frozen = cfg.mode == "frozen"  # the encoder keeps its weights and BN statistics
+    # From a trained run (--init) the encoder's batch-norm statistics stay the source's: a
+    # batch of source and target crops would otherwise replace them with a mix of both
+    # domains, moving every prediction at once (AdaBN is the method that changes them).
+    bn = "frozen" if cfg.init else "train"
     fitted = life.train(
         module, train_loader, val_loaders, monitor=monitor, mode=mode, epochs=cfg.epochs,
         device=cfg.device, patience=None, progress=progress,
-        callbacks=[FreezeSchedule(cfg.epochs + 1 if frozen else 0, "all", "train")],
+        callbacks=[FreezeSchedule(cfg.epochs + 1 if frozen else 0, "all", bn)],
     )  # fmt: skip
     if fitted is None:  # torchrun ranks > 0
         return None

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...adaptation.health import check, verdict
+from ...adaptation.health import COLLAPSE_RATIO, check, verdict
 from ...config import AdaptConfig
 from ...data import normalize
 from ...engine.seeding import seed_of
@@ -59,11 +59,37 @@ def assess(cfg: AdaptConfig, model, reference, domains, size: int):
         if reference is not None
         else "none: start from a source-only run (--init) for the full check"
     )
-    reasons = verdict(health, classes, unit="target pixels")
+    reasons = verdict(health, classes, unit="target pixels") + vanished(health, classes)
     metrics = {**health, "fired": bool(reasons), "reasons": reasons, "fallback": cfg.fallback}
     if reasons and cfg.fallback == "source-only" and reference is not None:
         return {**metrics, "kept": "source-only"}, reference
     return metrics, model
+
+
+# Entropy minimisation and pseudo-labels favour the classes that cover most pixels: small
+# ones (poles, signs, people) can vanish from the predictions while the class mix as a whole
+# hardly moves (ADVENT's own paper adds a class-ratio prior against it). A class "vanishes"
+# when its share of the target pixels falls below 1/COLLAPSE_RATIO of the reference's, the
+# collapse check's ratio the other way round, among the classes the reference predicts on at
+# least VANISH_MIN_SHARE of the pixels.
+VANISH_MIN_SHARE = 0.002
+
+
+def vanished(health: dict, classes: list[str]) -> list[str]:
+    """A reason when classes the ``--init`` model predicts at dusk all but vanish."""
+    reference = health.get("source_only")
+    if not reference:
+        return []
+    adapted = health["adapted"]["histogram"]
+    gone = [
+        (classes[c], ref, adapted[c])
+        for c, ref in enumerate(reference["histogram"])
+        if ref >= VANISH_MIN_SHARE and adapted[c] < ref / COLLAPSE_RATIO
+    ]
+    if not gone:
+        return []
+    shares = ", ".join(f"'{n}' {100 * a:.2f}% vs {100 * r:.2f}%" for n, r, a in gone)
+    return [f"classes all but vanished from the target pixels ({shares} for source-only)"]
 
 
 def score(cfg: AdaptConfig, model, reference, domains, size: int, run_dir: Path) -> dict:

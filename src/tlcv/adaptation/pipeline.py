@@ -57,10 +57,17 @@ class Trained:
 
 
 def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
-    """`tlcv adapt`: the task asked for, or the one the source data is, adapts."""
-    from ..tasks import task_for_data
+    """`tlcv adapt`: the task asked for, or the one the source data is, adapts: with its own
+    adapt.py (``tasks/<name>/adapt.py``), or here when it is the classifier."""
+    from ..tasks import DEFAULT_TASK, task_for_data
 
-    return task_for_data(cfg.source, cfg.task).adapt(cfg, progress)
+    task = task_for_data(cfg.source, cfg.task)
+    own = task.own("adapt", "adapt")
+    if own is not None:
+        return own(cfg, progress)
+    if task.name != DEFAULT_TASK:
+        raise TlcvError(f"tlcv adapt does not adapt {task.name} models yet")
+    return adapt_classifier(cfg, progress)
 
 
 def adapt_classifier(cfg: AdaptConfig, progress: bool = False) -> Run | None:

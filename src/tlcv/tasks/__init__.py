@@ -43,7 +43,8 @@ API and the CLI stay the same. The contract, one file + ``@TASKS.register`` per 
                           (runtime.py: graph_spec, predict, answer; default: a classifier's)
   report_parts(path, metrics)  the report's tables and pictures of one run folder
   explain(run, paths, out)  `tlcv explain`; explain_refusal: why a task has no maps
-  adapt(cfg), adapt_options  `tlcv adapt` (the package's adapt.py; default: a classifier's)
+  adapt.py, adapt_options  `tlcv adapt`: the package's adapt(cfg, progress) and its flags
+                          (adaptation/pipeline.py adapts a classifier itself)
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ class Task:
     run_tags: ClassVar[tuple[str, ...]] = ()
     strategies: ClassVar[Registry]
     options: ClassVar[type | None] = None
-    # the options `tlcv adapt` takes for this task (None: it adapts no such task, or takes
-    # only the shared ones); its own adapt.py (``adapt``) trains the adapted run
+    # the options `tlcv adapt` takes for this task (None: only the shared ones); its own
+    # adapt.py (``adapt(cfg, progress)``) trains the adapted run (adaptation/pipeline.py asks)
     adapt_options: ClassVar[type | None] = None
     budget_option: ClassVar[str] = "per_class"
     budget_label: ClassVar[str] = "labelled training images per class"
@@ -159,19 +160,6 @@ class Task:
         from ..inference import predict
 
         return predict(run, paths, task=self, **options)
-
-    def adapt(self, cfg: Any, progress: bool = False) -> Run | None:
-        """`tlcv adapt` for this task (an AdaptConfig): its own adapt.py, or the classifier's."""
-        own = self.own("adapt", "adapt")
-        if own is not None:
-            return own(cfg, progress)
-        if self.name != DEFAULT_TASK:
-            from ..errors import TlcvError
-
-            raise TlcvError(f"tlcv adapt does not adapt {self.name} models yet")
-        from ..adaptation.pipeline import adapt_classifier
-
-        return adapt_classifier(cfg, progress)
 
     def serve_answer(self, server, image, top_k: int) -> dict:
         """POST /predict for one uploaded PIL image (a classifier: its top classes)."""

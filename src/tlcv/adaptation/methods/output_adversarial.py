@@ -38,6 +38,9 @@ def adversarial_maps(
     maps = torch.cat([maps_s, maps_t])
     pool = max(1, min(POOL, min(maps.shape[-2:]) // MIN_SIDE))
     maps = F.avg_pool2d(maps, pool) if pool > 1 else maps
+    if min(maps.shape[-2:]) < 16:  # four stride-2 layers need 16 pixels a side
+        h, w = maps.shape[-2:]
+        maps = F.interpolate(maps, size=(max(16, h), max(16, w)), mode="nearest")
     logits = discriminator(reverse_gradient(maps, warm_up(progress)))
     per_image = logits.flatten(1)
     n_patches = per_image.shape[1]

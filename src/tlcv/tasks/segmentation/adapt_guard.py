@@ -110,6 +110,8 @@ def score(cfg: AdaptConfig, model, reference, domains, size: int, run_dir: Path)
     if domains.target_scored:
         metrics["target"], kept = scores(model, domains.target_scored, keep=4)
         write_panels(kept, palette(len(fmt.classes), fmt.to_dict()), run_dir / "overlays")
-        if reference is not None and reference is not model:
+        if reference is model:  # the guard kept the --init model: the same scores
+            metrics["init_target"] = metrics["target"]
+        elif reference is not None:
             metrics["init_target"] = scores(reference, domains.target_scored, bootstrap=0)[0]
     return metrics

@@ -177,6 +177,9 @@ def test_an_adapted_run_is_a_segmentation_run_scored_on_the_target(straight, fra
     result = cli_in_process("evaluate", straight.path, "--data", frames / "train", "--json",
                             "--bootstrap", "0")  # fmt: skip
     assert json.loads(result.stdout)["miou"] > 0
+    cli_in_process("report", straight.path, "--out", straight.path / "report.html")
+    report = (straight.path / "report.md").read_text()
+    assert "| target | 3 |" in report and "ORACLE: epoch chosen on target masks" in report
 
 
 def test_validator_pick_is_blind_to_target_masks(straight, tmp_path):

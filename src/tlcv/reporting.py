@@ -41,6 +41,7 @@ def learning_curves(history: list[dict]) -> bytes:
         ("val_acc", right),
         ("val_miou", right),
         ("oracle_target_acc", right),
+        ("oracle_target_miou", right),
     ):
         values = [float(r[key]) if r.get(key) not in (None, "") else None for r in history]
         if any(v is not None for v in values):
@@ -65,8 +66,9 @@ def validator_curves(history: list[dict], chosen: int | None) -> bytes | None:
     fig, ax = plt.subplots(figsize=(7, 3.4))
     epochs = [int(r["epoch"]) for r in history]
     series = {k[4:]: k for k in keys}
-    if history[0].get("oracle_target_acc") not in (None, ""):
-        series["ORACLE target acc."] = "oracle_target_acc"
+    for oracle, label in (("oracle_target_acc", "acc."), ("oracle_target_miou", "mIoU")):
+        if history[0].get(oracle) not in (None, ""):
+            series[f"ORACLE target {label}"] = oracle
     for name, key in series.items():
         values = [float(r[key]) if r.get(key) not in (None, "") else float("nan") for r in history]
         finite = [v for v in values if v == v]
@@ -74,7 +76,7 @@ def validator_curves(history: list[dict], chosen: int | None) -> bytes | None:
             continue
         lo, hi = min(finite), max(finite)
         scaled = [(v - lo) / (hi - lo) if hi > lo else 0.5 for v in values]
-        style = "--" if key == "oracle_target_acc" else "-"
+        style = "--" if key.startswith("oracle_") else "-"
         ax.plot(epochs, scaled, style, marker=".", label=name, color="k" if style == "--" else None)
     if chosen is not None:
         ax.axvline(chosen, color="grey", alpha=0.5, label=f"kept: epoch {chosen}")
@@ -165,10 +167,10 @@ def _run_section(path: Path) -> Section:
     if "health" in metrics:
         section.tables.append(("target check (no labels)", _health_rows(metrics)))
         section.notes += [f"adaptation probably hurt: {r}" for r in metrics["health"]["reasons"]]
-    if "oracle" in metrics:
-        section.notes.append(
-            f"{metrics['oracle']['label']}: {metrics['oracle']['target_accuracy']:.4f}"
-        )
+    if "oracle" in metrics:  # a classifier's accuracy or a segmentation's mIoU
+        oracle = metrics["oracle"]
+        score = oracle.get("target_accuracy", oracle.get("target_miou"))
+        section.notes.append(f"{oracle['label']}: {score:.4f}")
     history_file = path / "history.csv"
     if history_file.is_file():
         with open(history_file, newline="") as fh:

@@ -82,9 +82,6 @@ class Objective:
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         return loss, logits, y, {}
 
-    def train_epoch_start(self, module: TransferModule) -> None:
-        """Work before an epoch's first step (a self-training round's thresholds); none here."""
-
     def validation_epoch_end(self, module: TransferModule) -> None:
         """Log what only a whole epoch gives (detection's mAP); nothing by default."""
 
@@ -183,7 +180,6 @@ class TransferModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_sums, self._epoch_count, self._has_train_acc = {}, 0, False
-        self.objective.train_epoch_start(self)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         # the last batch, not on_train_epoch_end: callbacks (the history) read the values

@@ -51,13 +51,6 @@ class AdaptationMethod(nn.Module):
     def loss(self, batch: DomainBatch) -> dict[str, torch.Tensor]:
         return {}
 
-    def begin_epoch(self, target_probs: torch.Tensor, progress: float) -> None:
-        """Before an epoch: the model's class probabilities (N x C) over a fixed sample of the
-        whole target, for methods that label the target in rounds (called when
-        ``reads_whole_target``)."""
-
-    reads_whole_target = False
-
     def source_images(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The source images (uint8, B x 3 x H x W) as training sees them; unchanged here."""
         return source

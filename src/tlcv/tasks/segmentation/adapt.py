@@ -76,13 +76,11 @@ def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         methods = build_methods(cfg.method, 0, len(classes), cfg.trade_off, outputs="pixel")
-    batches = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-    rounds = image_loader(domains.target, fmt, size, **batches)  # self-training's rounds
     objective = DenseAdaptObjective(methods, len(classes), loss=cfg.loss, seed=cfg.seed,
-                                    class_weights=_class_weights(cfg, domains),
-                                    target_loader=rounds)  # fmt: skip
+                                    class_weights=_class_weights(cfg, domains))  # fmt: skip
     module = TransferModule(model, len(classes), Recipe.from_config(cfg), objective,
                             ignore_index=IGNORE)  # fmt: skip
+    batches = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     train_loader = paired_pair_loader(domains.train, domains.target, fmt, size, seed=cfg.seed,
                                       augment=cfg.augment, flips=cfg.flips, **batches)  # fmt: skip
     target_eval = domains.target_scored if cfg.oracle and domains.target_scored else domains.target

@@ -13,15 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ...adaptation.health import COLLAPSE_RATIO, check, verdict
 from ...config import AdaptConfig
 from ...data import normalize
+from ...engine.seeding import seed_of
 from ...features.extract import resolve_device
-from .adapt_objective import image_loader, target_probs
+from .adapt_objective import image_loader, inside_images, sample_pixels
 from .strategies import pixel_counts
 
 
+@torch.no_grad()
 def target_pixel_probs(model, items, fmt, size: int, cfg: AdaptConfig) -> np.ndarray:
     """Softmax rows of a seeded sample of pixels of every target image (the same pixels for
     any model: they are drawn from the images, not from predictions)."""
@@ -29,10 +32,16 @@ def target_pixel_probs(model, items, fmt, size: int, cfg: AdaptConfig) -> np.nda
     model = model.to(device).eval()
     prep = model.backbone.preprocessing
     loader = image_loader(items, fmt, size, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-    probs = target_probs(lambda x: model(normalize(x, prep, device, channels_last=True)), loader,
-                         cfg.seed, 2)  # fmt: skip
+    rows = []
+    for index, (x, y, _) in enumerate(loader):
+        if len(x) == 0:
+            continue
+        logits = model(normalize(x, prep, device, channels_last=True)).float()
+        valid = inside_images(x).to(device)
+        sampled, _ = sample_pixels(logits, y.to(device), valid, seed_of(cfg.seed, 2, index))
+        rows.append(torch.softmax(sampled, dim=1).cpu())
     model.cpu()
-    return probs.numpy() if len(probs) else np.zeros((0, len(fmt.classes)))
+    return torch.cat(rows).numpy() if rows else np.zeros((0, len(fmt.classes)))
 
 
 def assess(cfg: AdaptConfig, model, reference, domains, size: int):

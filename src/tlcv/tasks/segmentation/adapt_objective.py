@@ -103,32 +103,13 @@ def inside_images(x: torch.Tensor) -> torch.Tensor:
     return valid
 
 
-@torch.no_grad()
-def target_probs(forward, loader, seed: int, stream: int) -> torch.Tensor:
-    """Softmax rows of a seeded sample of pixels of every image of ``loader`` (drawn from the
-    images, not the predictions: the same pixels for any model); ``forward``: images (uint8
-    batch) -> logits."""
-    rows = []
-    for index, (x, y, _) in enumerate(loader):
-        if len(x) == 0:
-            continue
-        logits = forward(x).float()
-        valid = inside_images(x).to(logits.device)
-        sampled, _ = sample_pixels(logits, y.to(logits.device), valid, seed_of(seed, stream, index))
-        rows.append(torch.softmax(sampled, dim=1).cpu())
-    return torch.cat(rows) if rows else torch.empty(0, 0)
-
-
 class DenseAdaptObjective(SegmentationObjective):
     """Source pixel loss + every method's terms on (B, C, H, W) logits of both domains."""
 
     def __init__(self, methods: list[AdaptationMethod], num_classes: int, *, loss: str = "ce",
-                 class_weights: torch.Tensor | None = None, seed: int = 0,
-                 target_loader: DataLoader | None = None):  # fmt: skip
-        """``target_loader``: the target images in order, for methods that read the whole
-        target before each epoch (self-training's rounds)."""
+                 class_weights: torch.Tensor | None = None, seed: int = 0):  # fmt: skip
         super().__init__(num_classes, class_weights, loss=loss)
-        self.methods, self.seed, self.target_loader = methods, seed, target_loader
+        self.methods, self.seed = methods, seed
         for method in methods:
             self.parts[method.name.replace("+", "_")] = method
         self.metrics["oracle_miou"] = MulticlassJaccardIndex(num_classes, ignore_index=IGNORE)
@@ -137,22 +118,6 @@ class DenseAdaptObjective(SegmentationObjective):
             type(m).source_images is not AdaptationMethod.source_images for m in methods
         )
         self._outputs: dict[int, list] = {0: [], 1: []}
-
-    def train_epoch_start(self, module) -> None:
-        """A round: the model, in eval mode, predicts a pixel sample of the whole target."""
-        readers = [m for m in self.methods if m.reads_whole_target]
-        if not readers or self.target_loader is None:
-            return
-        was_training = module.training
-        module.eval()
-        try:
-            probs = target_probs(lambda x: module.model(module.normalize_images(x)),
-                                 self.target_loader, self.seed, 3)  # fmt: skip
-        finally:
-            module.train(was_training)  # re-freezes what the freeze schedule froze
-        progress = module.current_epoch / max(1, module.trainer.max_epochs or 1)
-        for method in readers:
-            method.begin_epoch(probs, progress)
 
     def loss(self, module, batch):
         xs, ys, xt, bad = batch

@@ -180,6 +180,13 @@ def test_an_adapted_run_is_a_segmentation_run_scored_on_the_target(straight, fra
     cli_in_process("report", straight.path, "--out", straight.path / "report.html")
     report = (straight.path / "report.md").read_text()
     assert "| target | 3 |" in report and "ORACLE: epoch chosen on target masks" in report
+    # `tlcv export` checks the graph on the run's source data, read with its void value (11)
+    from tlcv.runs import load_run
+    from tlcv.tasks.segmentation.export import _splits
+
+    config = load_run(straight.path).config
+    found = _splits(config["source"], ignore_index=config["ignore_index"])
+    assert len(found["train"]) == 8
 
 
 def test_validator_pick_is_blind_to_target_masks(straight, tmp_path):

@@ -132,7 +132,7 @@ def checked_export(run: Run, out, data, *, discover, kind: str, limit: int, writ
     ``compare(run, engine, items)`` against eager torch on the run's items (``discover(root)``
     -> {split: items}, val first), the report and its one-line ``summary(check)`` written
     beside the graph as ``<file>.verify.json``."""
-    root = data or run.config.get("data")
+    root = data or run.config.get("data") or run.config.get("source")  # adapted runs: source
     if not root or not Path(str(root)).exists():
         raise TlcvError(
             f"the run's data ({root}) is not on this machine, so the export cannot be checked",

@@ -7,6 +7,7 @@ validation images: mask-pixel agreement and the largest logit difference."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +56,10 @@ def write_graph(run, path: Path) -> str:
     return export_graph(SegmentationGraph(model), path, size, _metadata(run), OUTPUTS, MULTIPLE)
 
 
-def _splits(root) -> dict:
+def _splits(root, ignore_index: int = 255) -> dict:
     from .data import discover
 
-    source = discover(root, strict=False)
+    source = discover(root, strict=False, ignore_index=ignore_index)
     return {name: source.splits.get(name) for name in ("val", "test", "train", "all")}
 
 
@@ -105,6 +106,8 @@ def export_run(run, *, out=None, int8: bool = False, data=None) -> dict:
         return (f"mask pixels agree {100 * check['mask_pixel_agreement']:.3f}%, max |logit "
                 f"difference| {check['max_abs_logit_diff']:.2e}")  # fmt: skip
 
-    return checked_export(run, out, data, discover=_splits, kind="images", limit=CHECKED_IMAGES,
+    # the run's own void value (CamVid: 11), or its masks would be refused
+    splits = partial(_splits, ignore_index=int(run.config.get("ignore_index", 255)))
+    return checked_export(run, out, data, discover=splits, kind="images", limit=CHECKED_IMAGES,
                           write=write_graph, metadata=_metadata(run), compare=compare,
                           summary=summary)  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -275,3 +276,46 @@ def test_the_guard_names_classes_that_vanish_from_the_target_pixels():
     (reason,) = vanished(gone, classes)
     assert "'pole' 0.90% vs 3.00%" in reason and "sign" not in reason
     assert vanished({"adapted": gone["adapted"]}, classes) == []  # no --init: nothing to compare
+
+
+def test_targets_of_images_only_adapt_and_bad_target_masks_are_named(frames, tmp_path):
+    """A folder of dusk images only: adapted, nothing scored. A target with masks whose values
+    fit no class table: one error naming the file, not a silent run without a target score."""
+    from tlcv.config import AdaptConfig
+    from tlcv.errors import TlcvError
+    from tlcv.tasks.segmentation.adapt import read_domains
+
+    images = tmp_path / "dusk"
+    images.mkdir()
+    for f in sorted((frames / "train" / "images").glob("0001TP_*")):
+        shutil.copy(f, images)
+    options = {k: v for k, v in OPTIONS.items() if k != "oracle"}
+    cfg = AdaptConfig.from_options(source=str(frames), target=str(images), out="-", **options)
+    domains = read_domains(cfg)
+    assert len(domains.target) == 3 and domains.target_scored == []
+    assert all(it.mask is None for it in domains.target)
+    cfg = AdaptConfig.from_options(source=str(frames), target=str(frames / "train"), out="-",
+                                   **{**options, "ignore_index": 255})  # fmt: skip
+    with pytest.raises(TlcvError) as info:
+        read_domains(cfg)
+    assert "mask value(s) 11" in info.value.message and "--ignore-index 11" in info.value.message
+
+
+def test_file_name_patterns_choose_the_domains_of_a_classifier_too():
+    from tlcv.adaptation.domains import Domains, select_files
+    from tlcv.data import ImageItem
+
+    def item(name, label):
+        return ImageItem(f"/d/{label}/{name}", label, name)
+
+    domains = Domains(
+        [item("day_1.jpg", "a"), item("dusk_1.jpg", "a"), item("day_2.jpg", "b")],
+        [item("dusk_2.jpg", None), item("day_3.jpg", None)],
+        ["a", "b"],
+        ["a", "b"],
+    )
+    kept = select_files(domains, "day_*", "dusk_*")
+    assert [Path(it.path).name for it in kept.source] == ["day_1.jpg", "day_2.jpg"]
+    assert [Path(it.path).name for it in kept.target] == ["dusk_2.jpg"] and kept.target_labels == [
+        "a"
+    ]

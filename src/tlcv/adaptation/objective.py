@@ -92,6 +92,27 @@ def eval_loader(dataset: Dataset, *, batch_size: int, num_workers: int = 0) -> D
     )
 
 
+def training_progress(module) -> float:
+    """The share of training steps done, 0..1 (the methods' warm-ups read it)."""
+    total_steps = max(1, int(module.trainer.estimated_stepping_batches))
+    return min(1.0, module.global_step / total_steps)
+
+
+def add_method_terms(
+    methods: list[AdaptationMethod], batch: DomainBatch, task_loss: torch.Tensor, name: str
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The task's loss plus every method's trainable terms, and all of them for the log
+    (``name``: the task loss's own log key)."""
+    logs: dict[str, torch.Tensor] = {name: task_loss.detach()}
+    loss = task_loss
+    for method in methods:
+        for key, value in method.loss(batch).items():
+            if value.requires_grad:
+                loss = loss + value
+            logs[key] = value.detach()
+    return loss, logs
+
+
 class AdaptObjective(Objective):
     """Source cross-entropy + every method's terms. ``frozen``: batches hold cached backbone
     features and the module's model is the head; otherwise images through the full model.
@@ -143,17 +164,8 @@ class AdaptObjective(Objective):
         logits = head.classifier(f)
         n = len(xs)
         cls_loss = F.cross_entropy(logits[:n], ys, label_smoothing=self.label_smoothing)
-        total_steps = max(1, int(module.trainer.estimated_stepping_batches))
-        domain = DomainBatch(
-            f[:n], f[n:], logits[:n], logits[n:], min(1.0, module.global_step / total_steps)
-        )
-        logs: dict[str, torch.Tensor] = {"cls_loss": cls_loss.detach()}
-        loss = cls_loss
-        for method in self.methods:
-            for key, value in method.loss(domain).items():
-                if value.requires_grad:
-                    loss = loss + value
-                logs[key] = value.detach()
+        domain = DomainBatch(f[:n], f[n:], logits[:n], logits[n:], training_progress(module))
+        loss, logs = add_method_terms(self.methods, domain, cls_loss, "cls_loss")
         return loss, logits[:n], ys, logs
 
     def validate(self, module, batch, dataloader_idx: int = 0) -> None:

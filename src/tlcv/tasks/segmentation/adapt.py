@@ -33,7 +33,7 @@ from ...features.extract import resolve_device
 from ...runs import Run, load_run
 from ...strategies.common import resolved_record
 from .adapt_objective import DenseAdaptObjective, image_loader, paired_pair_loader
-from .data import SegItem, SegSource, discover_segmentation, split_pairs
+from .data import SegItem, SegSource, discover_segmentation, is_segmentation_data, split_pairs
 from .masks import IGNORE
 from .model import build_model
 from .strategies import DEFAULT_SIZE, pixel_counts
@@ -124,7 +124,7 @@ def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
         )
     metrics = score(cfg, kept, reference, domains, size, life.run_dir)
     metrics.update(health=health, selection=fitted.selection())
-    oracle = _oracle(life.run_dir) if cfg.oracle else None
+    oracle = _oracle(fitted.artifacts.history) if cfg.oracle else None
     if oracle:
         metrics["oracle"] = oracle
     skipped = domains.source.missing + sorted(set(module.skipped))
@@ -167,17 +167,16 @@ def read_domains(cfg: AdaptConfig) -> SegDomains:
 def _target_items(cfg: AdaptConfig, source: SegSource) -> list[SegItem]:
     """Target pairs (same class table as the source), or plain images when it has no masks."""
     root = Path(cfg.target).expanduser()
-    try:
-        found = discover_segmentation(root, strict=cfg.strict, ignore_index=cfg.ignore_index)
-    except TlcvError:
+    if not root.exists():
+        raise TlcvError(f"{root} does not exist", path=str(root), hint="check the --target path")
+    if not is_segmentation_data(root):  # images only: nothing to score, nothing to check
         from ...data.decode import IMAGE_SUFFIXES, file_identity
 
         folder = root / "images" if (root / "images").is_dir() else root
-        if not folder.is_dir():
-            raise TlcvError(f"{root} holds no target images", path=str(root)) from None
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         items = [SegItem(str(p), None, file_identity(p)) for p in files]
-    else:
+    else:  # pairs: a bad mask is an error here (silently dropping them would lose the score)
+        found = discover_segmentation(root, strict=cfg.strict, ignore_index=cfg.ignore_index)
         if found.classes != source.classes:
             raise TlcvError(
                 f"the target's classes differ from the source's ({len(found.classes)} vs "
@@ -239,15 +238,9 @@ def _recalibrate(model, loader, device) -> int:
     return n
 
 
-def _oracle(run_dir: Path) -> dict | None:
+def _oracle(history: list[dict]) -> dict | None:
     """The best epoch by target mIoU (ORACLE: chosen on target labels, never used)."""
-    import csv
-
-    path = run_dir / "history.csv"
-    if not path.is_file():
-        return None
-    with open(path) as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get("oracle_target_miou") not in (None, "")]
+    rows = [r for r in history if r.get("oracle_target_miou") is not None]
     if not rows:
         return None
     best = max(rows, key=lambda r: float(r["oracle_target_miou"]))

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from ...adaptation.methods import AdaptationMethod, DomainBatch
-from ...adaptation.objective import PairedDomains
+from ...adaptation.objective import PairedDomains, add_method_terms, training_progress
 from ...adaptation.validators import ValidationData, metric_name, score_all
 from ...data.loading import default_workers_for, lower_priority
 from ...engine.data import EpochSampler
@@ -132,17 +132,9 @@ class DenseAdaptObjective(SegmentationObjective):
             xs = method.source_images(xs, xt)
         n = len(xs)
         logits = module.model(module.normalize_images(torch.cat([xs, xt])))
-        seg_loss = self.pixel_loss(logits[:n], ys)
-        total_steps = max(1, int(module.trainer.estimated_stepping_batches))
-        progress = min(1.0, module.global_step / total_steps)
-        domain = DomainBatch(None, None, logits[:n], logits[n:], progress)
-        logs: dict[str, torch.Tensor] = {"seg_loss": seg_loss.detach()}
-        loss = seg_loss
-        for method in self.methods:
-            for key, value in method.loss(domain).items():
-                if value.requires_grad:
-                    loss = loss + value
-                logs[key] = value.detach()
+        domain = DomainBatch(None, None, logits[:n], logits[n:], training_progress(module))
+        loss, logs = add_method_terms(self.methods, domain, self.pixel_loss(logits[:n], ys),
+                                      "seg_loss")  # fmt: skip
         return loss, logits[:n], ys, logs
 
     def validate(self, module, batch, dataloader_idx: int = 0) -> None:

@@ -4,8 +4,8 @@ million-patch bank, and a backbone comparison.
 
 Rerun (anomalib and faiss-cpu are the references here, not tlcv dependencies):
     .venv/bin/pip install anomalib==2.7.0 faiss-cpu
-    .venv/bin/python benchmarks/bench_anomaly.py [--parts compare scaling search backbones]
-        [--coreset 0.01] [--out bench_out/anomaly]
+    .venv/bin/python benchmarks/bench_anomaly.py [--parts compare scaling search backbones
+        selection] [--coreset 0.01] [--seeds 10] [--sets tile] [--out bench_out/anomaly]
 
 Fair by construction, in one run: the same images decoded by the same code at the same size
 (256 x 256), the same backbone (torchvision MobileNetV2) with the same offline ImageNet
@@ -164,6 +164,51 @@ def case_anomalib(method: str, data: Path, coreset: float, seed: int = 0) -> dic
             **_score(np.concatenate(scores), maps, test, masks)}  # fmt: skip
 
 
+def case_selection(data: Path, coreset: float, seed: int) -> dict:
+    """anomalib's PatchCore pipeline (its embeddings, its nearest-neighbour search, its maps)
+    with two memory banks chosen from the same embeddings: its own KCenterGreedy (sparse
+    random projection) and tlcv's ``greedy_coreset`` (exact features), both started by this
+    seed. What differs between the two rows is only the coreset selection."""
+    import numpy as np
+    import torch
+    import torchvision
+    from anomalib.models.image.patchcore.torch_model import PatchcoreModel
+
+    from tlcv.data import normalize
+    from tlcv.tasks.anomaly.loading import image_batches
+    from tlcv.tasks.anomaly.search import greedy_coreset
+
+    torch.manual_seed(seed)
+    net = torchvision.models.mobilenet_v2()
+    net.load_state_dict(torch.load(SHARED / "weights" / "mobilenet_v2-b0353104.pth",
+                                   weights_only=True))  # fmt: skip
+    train, test, masks = _items(data)
+    prep = type("P", (), {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)})
+    model = PatchcoreModel(layers=TAPS["patchcore"], backbone=net, pre_trained=False,
+                           num_neighbors=9)  # fmt: skip
+    model.train()
+    with torch.no_grad():
+        for _, images, _, _ in image_batches([i.path for i in train], SIZE, 16):
+            model(normalize(images, prep, torch.device("cpu"), channels_last=False))
+    everything = torch.vstack(model.embedding_store)  # subsample_embedding clears the store
+    model.subsample_embedding(coreset)
+    banks = {"anomalib_selection": model.memory_bank}
+    count = banks["anomalib_selection"].shape[0]
+    banks["tlcv_selection"] = everything[greedy_coreset(everything, count, seed=seed)]
+    out = {}
+    for name, bank in banks.items():
+        model.memory_bank = bank
+        model.eval()
+        scores, maps = [], []
+        with torch.no_grad():
+            for _, images, _, _ in image_batches([i.path for i in test], SIZE, 16):
+                got = model(normalize(images, prep, torch.device("cpu"), channels_last=False))
+                scores.append(got.pred_score.reshape(-1).numpy())
+                maps.extend(m[0].numpy() for m in got.anomaly_map)
+        out[name] = _score(np.concatenate(scores), maps, test, masks)
+    return out
+
+
 def case_search(n_bank: int = 1_000_000, dims: int = 128, queries: int = 1024) -> dict:
     """One image's patches (32 x 32) against a synthetic bank: tlcv's chunked torch search
     vs faiss's exact (flat) and approximate (HNSW) indexes."""
@@ -217,6 +262,9 @@ def child(args) -> None:
     kind, *rest = args.case
     if kind == "search":
         result = case_search()
+    elif kind == "selection":
+        name, seed = rest
+        result = case_selection(SHARED / "data" / SETS[name], args.coreset, int(seed))
     elif kind == "tlcv":
         method, name, backbone, cap, seed = rest
         result = case_tlcv(method, SHARED / "data" / SETS[name], args.coreset, backbone,
@@ -234,6 +282,15 @@ def main() -> None:
                                                        "backbones"])  # fmt: skip
     parser.add_argument("--coreset", type=float, default=0.01)
     parser.add_argument("--seeds", type=int, default=2, help="Seeds per compared case.")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS),
+                        help="Data sets the compare part runs on.")  # fmt: skip
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["patchcore", "padim"],
+        choices=["patchcore", "padim"],
+        help="Methods the compare part runs.",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "anomaly")
     parser.add_argument("--case", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -251,13 +308,18 @@ def main() -> None:
 
     tag = f"coreset{args.coreset:g}"
     if "compare" in args.parts:
-        for name in SETS:
-            for method in ("patchcore", "padim"):
+        for name in args.sets:
+            for method in args.methods:
                 for seed in map(str, range(args.seeds)):
                     record(f"compare/{name}/{method}/tlcv/{tag}/seed{seed}", "tlcv", method, name,
                            "mobilenet_v2", "all", seed)  # fmt: skip
                     record(f"compare/{name}/{method}/anomalib/{tag}/seed{seed}", "anomalib",
                            method, name, seed)  # fmt: skip
+    if "selection" in args.parts:  # the coreset selection alone, inside anomalib's pipeline
+        for name in args.sets:
+            if name == "tile":  # pixel scores need masks
+                for seed in map(str, range(args.seeds)):
+                    record(f"selection/{name}/{tag}/seed{seed}", "selection", name, seed)
     if "scaling" in args.parts:
         for cap in ("25", "50", "100", "all"):
             record(f"scaling/bottle/patchcore/{cap}/{tag}", "tlcv", "patchcore", "bottle",

@@ -297,3 +297,41 @@ def test_lr_finder_picks_the_learning_rate(office4, tmp_path):
     )
     assert (run.path / "lr_find.png").is_file()
     assert any("learning-rate finder" in n for n in run.notes)
+
+
+def test_precision_flag_resolves_per_device(monkeypatch):
+    from tlcv.engine import trainer
+
+    assert trainer.resolve_precision("auto", cuda=False) == "32-true"
+    assert trainer.resolve_precision("32", cuda=False) == "32-true"
+    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: True)
+    assert trainer.resolve_precision("bf16", cuda=False) == "bf16-mixed"
+    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: False)
+    with pytest.raises(TlcvError, match="no native bfloat16.*--precision 32"):
+        trainer.resolve_precision("bf16", cuda=False)
+
+
+@pytest.mark.skipif(
+    not __import__("tlcv.engine.trainer", fromlist=["x"]).cpu_has_bf16(),
+    reason="this CPU has no native bfloat16",
+)
+def test_bf16_training_runs_in_bfloat16_and_learns(office4, tmp_path, monkeypatch):
+    """--precision bf16 really autocasts (convolutions see bfloat16) and still learns."""
+    import tlcv
+
+    seen = set()
+    original = torch.nn.Conv2d._conv_forward
+
+    def spy(self, x, weight, bias):
+        out = original(self, x, weight, bias)
+        if torch.is_grad_enabled():
+            seen.add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", spy)
+    run = tlcv.train(office4, tmp_path / "bf16", strategy="finetune", backbone="mobilenet_v2",
+                     weights=str(MOBILENET_V2), image_size=64, epochs=3, batch_size=16,
+                     lr=3e-3, patience=None, precision="bf16")  # fmt: skip
+    assert torch.bfloat16 in seen
+    assert run.config["precision"] == "bf16"
+    assert run.metrics["test"]["accuracy"] > 0.5  # 4 classes: chance is 0.25

@@ -22,6 +22,7 @@ AUGMENTS = ("none", "light", "strong")
 UNFREEZE_MODES = ("all", "gradual")
 BN_MODES = ("train", "frozen")
 OPTIMIZERS = ("adamw", "sgd")
+PRECISIONS = ("auto", "32", "bf16")  # engine/trainer.py resolves them
 ADAPT_MODES = ("frozen", "full")
 # the validators (adaptation/validators, one file each) + "last"
 SELECTIONS = ("source-val", "entropy", "im", "bnm", "snd", "dev", "last")
@@ -122,6 +123,12 @@ class SharedTrainOptions(Validated):
     patience: int | None = option(5, "Early stopping on validation loss (epochs; 0: off).")
     lr_find: bool = option(False, "Pick --lr with the learning-rate finder first.")
     deterministic: bool = option(False, "Force torch's deterministic kernels (slower).")
+    precision: str = option(
+        "auto",
+        "auto (mixed on a GPU, 32-bit on CPU), 32, or bf16 (bfloat16 autocast: about 2x on "
+        "CPUs with native bfloat16, refused on those without).",
+        choices=PRECISIONS,
+    )
     resume: str | None = option(None, "Continue an interrupted run from its last finished epoch.")
     dropout: float = option(0.2, "Dropout before the new head's output layer.")
     max_images: int | None = option(

@@ -58,6 +58,7 @@ def engine_options(cfg: TrainConfig, progress: bool, **override) -> dict:
         patience=cfg.patience,
         progress=progress,
         deterministic=cfg.deterministic,
+        precision=cfg.precision,
     )
     return {**options, **override}
 

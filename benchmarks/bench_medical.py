@@ -2,6 +2,7 @@
 image (the mean papers report) with its 95% bootstrap interval, on 2 CPU cores.
 
 Rerun: python benchmarks/bench_medical.py [--parts recipe scratch efficiency grid]
+    [--precision bf16 --out bench_out/medical_bf16.json]  (the recipe under bfloat16 autocast)
 
 1. recipe: the headline recipe (MobileNetV2 U-Net fine-tuned, Dice + cross-entropy, flip TTA
    at test), one `tlcv train` + one `tlcv evaluate --tta flip` per seed; wall time of each.
@@ -45,6 +46,8 @@ def cell(args, *, backbone: str, strategy: str, decoder: str, seed: int, epochs:
          images: int | None) -> dict:  # fmt: skip
     """Train, then evaluate on test/ with flip TTA; the scores with intervals, wall times."""
     name = f"{backbone}-{decoder}-{strategy}-e{epochs}-s{seed}-n{images or 'all'}"
+    if args.precision != "auto":
+        name += f"-{args.precision}"
     out = args.runs / name
     weights = args.shared / WEIGHTS[backbone] if WEIGHTS[backbone] else "imagenet"
     train = ["train", "--task", "segmentation", "--data", args.data, "--out", out,
@@ -55,6 +58,8 @@ def cell(args, *, backbone: str, strategy: str, decoder: str, seed: int, epochs:
              "--augment", "strong", "--seed", seed, "--patience", "0", "--overwrite"]  # fmt: skip
     if images:
         train += ["--max-images", images]
+    if args.precision != "auto":
+        train += ["--precision", args.precision]
     start = time.perf_counter()
     if (out / "model.json").is_file() and not args.retrain:  # a finished run of this cell
         with open(out / "history.csv", newline="") as fh:
@@ -74,6 +79,7 @@ def cell(args, *, backbone: str, strategy: str, decoder: str, seed: int, epochs:
         "no_tta_dice": metrics["test"]["dice"], "tta": tta,
         "best_epoch": metrics["selection"]["best_epoch"],
         "train_seconds": trained, "total_seconds": time.perf_counter() - start, "run": str(out),
+        "train_precision": args.precision,  # "precision" is the pixel score above
     }  # fmt: skip
 
 
@@ -153,6 +159,8 @@ def main() -> None:
     parser.add_argument("--backbone-lr-ratio", type=float, default=0.3)
     parser.add_argument("--flips", default="hv")
     parser.add_argument("--budgets", default="50,100,200")
+    parser.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"],
+                        help="tlcv train --precision (bf16: native bfloat16 CPUs)")  # fmt: skip
     parser.add_argument("--runs", type=Path, default=ROOT / "bench_out" / "medical_runs")
     parser.add_argument("--retrain", action="store_true", help="train cells whose run exists")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "medical.json")
@@ -161,6 +169,8 @@ def main() -> None:
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     recipe = {k: getattr(args, k) for k in ("image_size", "batch_size", "lr", "loss",
                                             "backbone_lr_ratio", "flips")}  # fmt: skip
+    if args.precision != "auto":  # files of 32-bit runs (auto on CPU) stay valid
+        recipe["precision"] = args.precision
     if result.get("recipe", recipe) != recipe:
         result = {}  # another recipe: start again
     result.update(recipe=recipe, date=time.strftime("%Y-%m-%d"))
@@ -175,7 +185,7 @@ def main() -> None:
             epochs=args.epochs, images=None) -> None:  # fmt: skip
         spec = dict(backbone=backbone, strategy=strategy, decoder=decoder, seed=seed,
                     epochs=epochs, train_images=images or "all")  # fmt: skip
-        if any(all(c[k] == v for k, v in spec.items()) for c in cells):
+        if any(all(c.get(k) == v for k, v in spec.items()) for c in cells):
             return
         c = cell(args, backbone=backbone, strategy=strategy, decoder=decoder, seed=seed,
                  epochs=epochs, images=images)  # fmt: skip

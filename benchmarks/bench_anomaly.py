@@ -109,21 +109,53 @@ def case_tlcv(method: str, data: Path, coreset: float, backbone: str, max_images
             **_score(scores, got.maps, test, masks)}  # fmt: skip
 
 
-def case_anomalib(method: str, data: Path, coreset: float, seed: int = 0) -> dict:
-    import numpy as np
+IMAGENET = type("P", (), {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)})
+
+
+def _mobilenet_v2():
+    """torchvision's MobileNetV2 with the shared ImageNet file: how the weights reach anomalib
+    offline (its feature extractor takes an nn.Module)."""
     import torch
     import torchvision
 
-    torch.manual_seed(seed)  # its coreset start and projection draw from it
+    net = torchvision.models.mobilenet_v2()
+    net.load_state_dict(
+        torch.load(SHARED / "weights" / "mobilenet_v2-b0353104.pth", weights_only=True)
+    )
+    return net
+
+
+def _anomalib_forward(model, items):
+    """Every batch of ``items`` through an anomalib torch model, decoded and normalised by
+    tlcv's code (as tlcv's own runs are); the outputs in order."""
+    import torch
 
     from tlcv.data import normalize
     from tlcv.tasks.anomaly.loading import image_batches
 
-    net = torchvision.models.mobilenet_v2()
-    state = torch.load(SHARED / "weights" / "mobilenet_v2-b0353104.pth", weights_only=True)
-    net.load_state_dict(state)
+    with torch.no_grad():
+        for _, images, _, _ in image_batches([i.path for i in items], SIZE, 16):
+            yield model(normalize(images, IMAGENET, torch.device("cpu"), channels_last=False))
+
+
+def _anomalib_scores(model, test):
+    """(image scores, maps) of the test items from a fitted anomalib model."""
+    import numpy as np
+
+    model.eval()
+    scores, maps = [], []
+    for out in _anomalib_forward(model, test):
+        scores.append(out.pred_score.reshape(-1).numpy())
+        maps.extend(m[0].numpy() for m in out.anomaly_map)
+    return np.concatenate(scores), maps
+
+
+def case_anomalib(method: str, data: Path, coreset: float, seed: int = 0) -> dict:
+    import torch
+
+    torch.manual_seed(seed)  # its coreset start and projection draw from it
+    net = _mobilenet_v2()
     train, test, masks = _items(data)
-    prep = type("P", (), {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)})
     if method == "patchcore":
         from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 
@@ -141,27 +173,21 @@ def case_anomalib(method: str, data: Path, coreset: float, seed: int = 0) -> dic
         model.idx.copy_(draw_channels(model.n_features_original, 100, seed))
     started = time.perf_counter()
     model.train()
+    for _ in _anomalib_forward(model, train):
+        pass
     with torch.no_grad():
-        for _, images, _, _ in image_batches([i.path for i in train], SIZE, 16):
-            model(normalize(images, prep, torch.device("cpu"), channels_last=False))
         if method == "patchcore":
             model.subsample_embedding(coreset)
         else:
             model.fit()
     fit = time.perf_counter() - started
-    model.eval()
-    scores, maps = [], []
     started = time.perf_counter()
-    with torch.no_grad():
-        for _, images, _, _ in image_batches([i.path for i in test], SIZE, 16):
-            out = model(normalize(images, prep, torch.device("cpu"), channels_last=False))
-            scores.append(out.pred_score.reshape(-1).numpy())
-            maps.extend(m[0].numpy() for m in out.anomaly_map)
+    scores, maps = _anomalib_scores(model, test)
     infer = time.perf_counter() - started
     bank = model.memory_bank.shape[0] if method == "patchcore" else None
     return {"fit_s": fit, "infer_images_per_s": len(test) / infer,
             "infer_ms_per_image": 1000 * infer / len(test), "bank": bank,
-            **_score(np.concatenate(scores), maps, test, masks)}  # fmt: skip
+            **_score(scores, maps, test, masks)}  # fmt: skip
 
 
 def case_selection(data: Path, coreset: float, seed: int) -> dict:
@@ -169,27 +195,18 @@ def case_selection(data: Path, coreset: float, seed: int) -> dict:
     with two memory banks chosen from the same embeddings: its own KCenterGreedy (sparse
     random projection) and tlcv's ``greedy_coreset`` (exact features), both started by this
     seed. What differs between the two rows is only the coreset selection."""
-    import numpy as np
     import torch
-    import torchvision
     from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 
-    from tlcv.data import normalize
-    from tlcv.tasks.anomaly.loading import image_batches
     from tlcv.tasks.anomaly.search import greedy_coreset
 
     torch.manual_seed(seed)
-    net = torchvision.models.mobilenet_v2()
-    net.load_state_dict(torch.load(SHARED / "weights" / "mobilenet_v2-b0353104.pth",
-                                   weights_only=True))  # fmt: skip
     train, test, masks = _items(data)
-    prep = type("P", (), {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)})
-    model = PatchcoreModel(layers=TAPS["patchcore"], backbone=net, pre_trained=False,
-                           num_neighbors=9)  # fmt: skip
+    model = PatchcoreModel(layers=TAPS["patchcore"], backbone=_mobilenet_v2(),
+                           pre_trained=False, num_neighbors=9)  # fmt: skip
     model.train()
-    with torch.no_grad():
-        for _, images, _, _ in image_batches([i.path for i in train], SIZE, 16):
-            model(normalize(images, prep, torch.device("cpu"), channels_last=False))
+    for _ in _anomalib_forward(model, train):
+        pass
     everything = torch.vstack(model.embedding_store)  # subsample_embedding clears the store
     model.subsample_embedding(coreset)
     banks = {"anomalib_selection": model.memory_bank}
@@ -198,14 +215,7 @@ def case_selection(data: Path, coreset: float, seed: int) -> dict:
     out = {}
     for name, bank in banks.items():
         model.memory_bank = bank
-        model.eval()
-        scores, maps = [], []
-        with torch.no_grad():
-            for _, images, _, _ in image_batches([i.path for i in test], SIZE, 16):
-                got = model(normalize(images, prep, torch.device("cpu"), channels_last=False))
-                scores.append(got.pred_score.reshape(-1).numpy())
-                maps.extend(m[0].numpy() for m in got.anomaly_map)
-        out[name] = _score(np.concatenate(scores), maps, test, masks)
+        out[name] = _score(*_anomalib_scores(model, test), test, masks)
     return out
 
 

@@ -20,6 +20,7 @@ from conftest import (
 )
 from tlcv.backbones import create_backbone
 from tlcv.engine import FreezeSchedule, Recipe, TransferModule
+from tlcv.engine.trainer import cpu_has_bf16
 from tlcv.errors import TlcvError
 from tlcv.heads.model import ClassifierModel
 
@@ -311,10 +312,7 @@ def test_precision_flag_resolves_per_device(monkeypatch):
         trainer.resolve_precision("bf16", cuda=False)
 
 
-@pytest.mark.skipif(
-    not __import__("tlcv.engine.trainer", fromlist=["x"]).cpu_has_bf16(),
-    reason="this CPU has no native bfloat16",
-)
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16")
 def test_bf16_training_runs_in_bfloat16_and_learns(office4, tmp_path, monkeypatch):
     """--precision bf16 really autocasts (convolutions see bfloat16) and still learns."""
     import tlcv

@@ -143,3 +143,21 @@ def tlcv_torchrun(args: list, port: int, timeout: int = 600) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def conv_output_dtypes(monkeypatch) -> set:
+    """The dtypes every Conv2d returns while gradients are on (training steps, not
+    evaluation), filled as the test runs: how a test sees that autocast really reached them."""
+    import torch
+
+    seen: set = set()
+    original = torch.nn.Conv2d._conv_forward
+
+    def spy(self, x, weight, bias):
+        out = original(self, x, weight, bias)
+        if torch.is_grad_enabled():
+            seen.add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", spy)
+    return seen

@@ -14,6 +14,7 @@ from conftest import (
     DATA,
     MOBILENET_V2,
     ROOT,
+    conv_output_dtypes,
     kill_after_first_checkpoint,
     link_subset,
     tlcv_torchrun,
@@ -317,16 +318,7 @@ def test_bf16_training_runs_in_bfloat16_and_learns(office4, tmp_path, monkeypatc
     """--precision bf16 really autocasts (convolutions see bfloat16) and still learns."""
     import tlcv
 
-    seen = set()
-    original = torch.nn.Conv2d._conv_forward
-
-    def spy(self, x, weight, bias):
-        out = original(self, x, weight, bias)
-        if torch.is_grad_enabled():
-            seen.add(out.dtype)
-        return out
-
-    monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", spy)
+    seen = conv_output_dtypes(monkeypatch)
     run = tlcv.train(office4, tmp_path / "bf16", strategy="finetune", backbone="mobilenet_v2",
                      weights=str(MOBILENET_V2), image_size=64, epochs=3, batch_size=16,
                      lr=3e-3, patience=None, precision="bf16")  # fmt: skip

@@ -13,8 +13,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import DATA, MOBILENET_V2, cli_in_process, kill_after_first_checkpoint, tlcv_torchrun
+from conftest import (
+    DATA,
+    MOBILENET_V2,
+    cli_in_process,
+    conv_output_dtypes,
+    kill_after_first_checkpoint,
+    tlcv_torchrun,
+)
 from tlcv.adaptation.methods import DomainBatch, build_methods, methods_for
+from tlcv.engine.trainer import cpu_has_bf16
 
 CAMVID = DATA / "camvid"
 DAY, DUSK = "0006R0_*,0016E5_*", "0001TP_*"
@@ -228,6 +236,19 @@ def test_two_torchrun_processes_adapt_a_segmentation_model(frames, tmp_path):
                    "--method", "fda+self-training", "--epochs", "1", *flags], 29541)  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["target"]["pixels"] > 0 and metrics["selection"]["epochs_run"] == 1
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16")
+def test_adapt_trains_in_bfloat16_when_asked(frames, tmp_path, monkeypatch):
+    """`tlcv adapt --precision bf16` reaches the engine: training convolutions autocast."""
+    import tlcv
+
+    seen = conv_output_dtypes(monkeypatch)
+    options = {**OPTIONS, "epochs": 1, "oracle": False, "precision": "bf16"}
+    run = tlcv.adapt(frames, frames / "train", tmp_path / "bf16", **options)
+    assert torch.bfloat16 in seen
+    assert run.config["precision"] == "bf16"
+    assert 0.0 <= run.metrics["target"]["miou"] <= 1.0
 
 
 def test_an_init_run_is_the_guards_reference(straight, frames, tmp_path):

@@ -64,6 +64,17 @@ def shared(name: str) -> Any:
     return option(default, help_text, flag=flag[0] if flag else None)
 
 
+def _precision() -> Any:
+    """`--precision`, one meaning in train and adapt (a field per class: choices differ from
+    _SHARED's plain options)."""
+    return option(
+        "auto",
+        "auto (mixed on a GPU, 32-bit on CPU), 32, or bf16 (bfloat16 autocast: about 2x on "
+        "CPUs with native bfloat16, refused on those without).",
+        choices=PRECISIONS,
+    )
+
+
 @dataclass
 class SharedTrainOptions(Validated):
     """The options of `tlcv train` every task takes; each task adds its own dataclass
@@ -123,12 +134,7 @@ class SharedTrainOptions(Validated):
     patience: int | None = option(5, "Early stopping on validation loss (epochs; 0: off).")
     lr_find: bool = option(False, "Pick --lr with the learning-rate finder first.")
     deterministic: bool = option(False, "Force torch's deterministic kernels (slower).")
-    precision: str = option(
-        "auto",
-        "auto (mixed on a GPU, 32-bit on CPU), 32, or bf16 (bfloat16 autocast: about 2x on "
-        "CPUs with native bfloat16, refused on those without).",
-        choices=PRECISIONS,
-    )
+    precision: str = _precision()
     resume: str | None = option(None, "Continue an interrupted run from its last finished epoch.")
     dropout: float = option(0.2, "Dropout before the new head's output layer.")
     max_images: int | None = option(
@@ -248,6 +254,7 @@ class AdaptOptions(Validated):
     memory_cache: bool = shared("memory_cache")
     cache: str | None = shared("cache")
     device: str = shared("device")
+    precision: str = _precision()
     strict: bool = shared("strict")
     overwrite: bool = shared("overwrite")
     resume: str | None = option(None, "Continue an interrupted adapt run.")

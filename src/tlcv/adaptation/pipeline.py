@@ -115,7 +115,8 @@ def train(context: AdaptContext, life: RunLifecycle, progress: bool):
     monitor, mode = monitor_of(cfg.select)
     fitted = life.train(
         module, train_loader, val_loaders, monitor=monitor, mode=mode, epochs=cfg.epochs,
-        device=cfg.device, patience=None, progress=progress,
+        device=cfg.device, precision=cfg.precision, patience=None,
+        progress=progress,
     )  # fmt: skip
     skipped = module.skipped + context.features.skipped + context.domains.skipped
     if fitted is None:

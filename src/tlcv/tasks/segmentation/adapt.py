@@ -100,7 +100,8 @@ def adapt(cfg: AdaptConfig, progress: bool = False) -> Run | None:
     bn = "frozen" if cfg.init else "train"
     fitted = life.train(
         module, train_loader, val_loaders, monitor=monitor, mode=mode, epochs=cfg.epochs,
-        device=cfg.device, patience=None, progress=progress,
+        device=cfg.device, precision=cfg.precision, patience=None,
+        progress=progress,
         callbacks=[FreezeSchedule(cfg.epochs + 1 if frozen else 0, "all", bn)],
     )  # fmt: skip
     if fitted is None:  # torchrun ranks > 0

@@ -9,7 +9,10 @@ Rerun: python benchmarks/bench_medical.py [--parts recipe scratch efficiency gri
 2. scratch: the same network and recipe from random weights (what pretraining is worth).
 3. efficiency: the recipe with 50 / 100 / 200 training images (a random subset per seed).
 4. grid: finetune / features / scratch x MobileNetV2 / EfficientNet-Lite0 x U-Net / FPN at
-   --grid-epochs (a cheaper recipe: the grid ranks them, the recipe is the headline).
+   --grid-epochs (a cheaper recipe: the grid ranks them, the recipe is the headline). Run on
+   2 cores as `--parts grid --grid-epochs 4 --image-size 160 --precision bf16
+   --out bench_out/medical_grid.json` (24 cells in about 90 minutes; another --image-size is
+   another recipe, hence its own output file).
 
 The model is chosen on the validation images tlcv holds out of train/ (15%); the 98 test
 images only score it. Cells already in the output file are kept (an interrupted benchmark

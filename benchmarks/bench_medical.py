@@ -49,6 +49,8 @@ def cell(args, *, backbone: str, strategy: str, decoder: str, seed: int, epochs:
          images: int | None) -> dict:  # fmt: skip
     """Train, then evaluate on test/ with flip TTA; the scores with intervals, wall times."""
     name = f"{backbone}-{decoder}-{strategy}-e{epochs}-s{seed}-n{images or 'all'}"
+    if args.image_size != 256:  # another recipe: its own run folder
+        name += f"-px{args.image_size}"
     if args.precision != "auto":
         name += f"-{args.precision}"
     out = args.runs / name
